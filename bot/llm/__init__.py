@@ -1,0 +1,1 @@
+"""Chat backends that run the models: llama.cpp in process, OpenAI-compatible HTTP, fakes."""
