@@ -1,0 +1,1 @@
+"""`haggle` subcommands: one module per command family, each with ``register(subparsers)``."""

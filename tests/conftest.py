@@ -1,0 +1,27 @@
+"""Shared fixtures. Heavy fixtures (the real model, torch) live in the test modules that need them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.negotiation.scenario import Scenario
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+def shared_file(*parts: str) -> Path:
+    """A file of ../shared/data; the test is skipped, saying why, when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is not on this machine (the shared datasets live beside the checkout)")
+    return path
+
+
+@pytest.fixture
+def scenario() -> Scenario:
+    """A $200 item: seller target 200 (bottom line 140), buyer target 150 (ceiling 200)."""
+    return Scenario.build(id="bike", title="Road bike", listing_price=200, buyer_target=150,
+                          description="Aluminium frame, new tyres.", category="bike")
