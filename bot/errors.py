@@ -31,3 +31,29 @@ class ModelError(HaggleError):
 
 class StoreError(HaggleError):
     """The database cannot be opened or written."""
+
+
+class ModelTimeout(ModelError):
+    """A model call ran past its timeout. The backend stays usable for the next call."""
+
+    def __init__(self, message: str, *, seconds: float) -> None:
+        super().__init__(message)
+        self.seconds = seconds
+
+
+class ContextOverflow(ModelError):
+    """The prompt plus the reply budget does not fit the model's context window.
+
+    ``prompt_tokens + max_tokens > n_ctx``: drop old turns (or lower max_tokens) and retry,
+    or configure a larger ``n_ctx`` for the model.
+    """
+
+    def __init__(self, *, prompt_tokens: int, max_tokens: int, n_ctx: int, model: str) -> None:
+        super().__init__(
+            f"{model}: the prompt has {prompt_tokens} tokens and the reply may take {max_tokens}, "
+            f"more than the context window of {n_ctx} tokens; shorten the conversation or raise "
+            f"n_ctx in the model's config"
+        )
+        self.prompt_tokens = prompt_tokens
+        self.max_tokens = max_tokens
+        self.n_ctx = n_ctx

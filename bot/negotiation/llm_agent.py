@@ -1,0 +1,142 @@
+"""The LLM negotiator: the model chooses the act and writes the utterance (AgreeMate's design).
+
+Each turn: build the messages (prompts.py), ask the backend for a reply constrained by the
+reply JSON schema, parse it, and check it. A reply that is malformed, states a price its
+structured field does not carry, or leaks the prompt is re-asked once (``max_repairs``) with
+the problem spelled out; if it is still unusable, or the backend fails (timeout, HTTP error,
+empty output), a rule-based fallback turn is played and counted. Every turn then passes the
+guard, so no reply can cross the agent's reservation price.
+
+The backend is anything with the ChatBackend shape (bot/llm/base.py): ``await
+backend.chat(messages, schema=..., sampling=..., timeout=...)`` returning an object with
+``text`` and token counts. Optional ``count_tokens(messages)`` and ``n_ctx`` let the agent trim
+old turns before a prompt outgrows the context window.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import replace
+from typing import Any
+
+from bot.errors import ContextOverflow, ModelError, TurnError
+from bot.negotiation.agents import DialogueState, RuleAgent
+from bot.negotiation.guard import guard_turn, utterance_problem
+from bot.negotiation.prompts import (REPLY_ACTS, build_messages, parse_reply, reply_schema,
+                                     system_prompt)
+from bot.negotiation.turns import Act, Turn
+
+log = logging.getLogger(__name__)
+
+# Words that only appear in an utterance when the model parrots its instructions.
+_LEAK_MARKERS = re.compile(
+    r"private goal|never reveal|these instructions|system prompt|json object|\"act\"|"
+    r"\"utterance\"|reply with one|as an ai\b|language model", re.I)
+_SHINGLE = 6  # a run of this many words copied from the system prompt is a leak
+
+
+def prompt_leak(utterance: str, system_text: str) -> str | None:
+    """Why ``utterance`` leaks the prompt, or None."""
+    m = _LEAK_MARKERS.search(utterance)
+    if m:
+        return f"the utterance repeats the instructions ({m.group(0)!r})"
+    words = re.findall(r"\w+", system_text.lower())
+    said = " ".join(re.findall(r"\w+", utterance.lower()))
+    for i in range(len(words) - _SHINGLE + 1):
+        if " ".join(words[i:i + _SHINGLE]) in said:
+            return "the utterance copies the instructions"
+    return None
+
+
+class LLMAgent:
+    def __init__(self, name: str, backend: Any, *, sampling: Any = None, personality: str = "fair",
+                 cot: bool = False, max_repairs: int = 1, timeout: float | None = None,
+                 fallback: RuleAgent | None = None, max_tokens: int = 160) -> None:
+        self.name = name
+        self.backend = backend
+        self.sampling = sampling
+        self.personality = personality
+        self.cot = cot
+        self.max_repairs = max_repairs
+        self.timeout = timeout
+        self.max_tokens = max_tokens
+        self.fallback = fallback or RuleAgent(f"{name}-fallback", seed=0)
+        self.stats = {"turns": 0, "repaired": 0, "fallback": 0}
+
+    async def _messages(self, state: DialogueState, keep_last: int | None) -> list[dict[str, str]]:
+        """The prompt for this turn, trimmed (oldest exchanges first) to fit the context."""
+        messages = build_messages(state.scenario, state.role, state.turns, personality=self.personality,
+                                  cot=self.cot, max_turns=state.max_turns, keep_last=keep_last)
+        count = getattr(self.backend, "count_tokens", None)
+        n_ctx = getattr(self.backend, "n_ctx", None)
+        if count is None or not isinstance(n_ctx, int):
+            return messages
+        keep = len(state.turns) if keep_last is None else keep_last
+        while keep > 2 and await count(messages) + self.max_tokens > n_ctx:
+            keep -= 2  # drop the oldest exchange; the summary line keeps both standing offers
+            messages = build_messages(state.scenario, state.role, state.turns, personality=self.personality,
+                                      cot=self.cot, max_turns=state.max_turns, keep_last=keep)
+        return messages
+
+    async def _ask(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> Any:
+        kwargs: dict[str, Any] = {"schema": schema, "timeout": self.timeout}
+        if self.sampling is not None:
+            kwargs["sampling"] = self.sampling
+        return await self.backend.chat(messages, **kwargs)
+
+    def _problem(self, turn: Turn, state: DialogueState, system_text: str) -> str | None:
+        if not turn.utterance.strip():
+            return "the utterance is empty"
+        allowed = [p for p in (state.their_offer, state.my_offer) if p is not None]
+        return utterance_problem(turn, allowed) or prompt_leak(turn.utterance, system_text)
+
+    async def respond(self, state: DialogueState) -> Turn:
+        self.stats["turns"] += 1
+        acts = [a for a in REPLY_ACTS if a is not Act.ACCEPT or state.their_offer is not None]
+        schema = reply_schema(cot=self.cot, acts=acts)
+        system_text = system_prompt(state.scenario, state.role, personality=self.personality, cot=self.cot)
+        usage = {"prompt_tokens": None, "prompt_tokens_evaluated": 0, "completion_tokens": 0}
+        try:
+            messages = await self._messages(state, None)
+            problem = None
+            for attempt in range(self.max_repairs + 1):
+                try:
+                    result = await self._ask(messages, schema)
+                except ContextOverflow:  # the backend counted more than we did: keep 2 turns
+                    messages = await self._messages(state, 2)
+                    result = await self._ask(messages, schema)
+                if usage["prompt_tokens"] is None:
+                    usage["prompt_tokens"] = result.prompt_tokens
+                usage["prompt_tokens_evaluated"] += result.prompt_tokens_evaluated or 0
+                usage["completion_tokens"] += result.completion_tokens or 0
+                try:
+                    reply = parse_reply(result.text)
+                    turn = Turn(state.role, reply.act, reply.price, reply.utterance,
+                                thought=reply.thought if self.cot else None)
+                    problem = self._problem(turn, state, system_text)
+                except TurnError as exc:
+                    problem = str(exc)
+                if problem is None:
+                    turn = replace(turn, repaired=attempt > 0)
+                    break
+                log.debug("%s: reply %d unusable (%s): %r", self.name, attempt, problem, result.text[:200])
+                messages = [*messages, {"role": "assistant", "content": result.text},
+                            {"role": "user", "content": f"That reply was not usable: {problem}. "
+                                                        "Answer again with one JSON object."}]
+            else:
+                turn = await self._fallback(state, f"unusable reply after {self.max_repairs} re-ask(s): {problem}")
+        except ModelError as exc:
+            log.warning("%s: model failed, playing a fallback turn: %s", self.name, exc)
+            turn = await self._fallback(state, f"model error: {exc}")
+        if turn.repaired:
+            self.stats["repaired"] += 1
+        turn = replace(turn, prompt_tokens=usage["prompt_tokens"],
+                       prompt_tokens_evaluated=usage["prompt_tokens_evaluated"],
+                       completion_tokens=usage["completion_tokens"])
+        return guard_turn(turn, state.scenario, state.turns)
+
+    async def _fallback(self, state: DialogueState, reason: str) -> Turn:
+        self.stats["fallback"] += 1
+        turn = await self.fallback.respond(state)
+        return replace(turn, fallback=True, guard=f"fallback: {reason}"[:300])
