@@ -1,0 +1,74 @@
+"""The `haggle` command as a person runs it (subprocesses, piped stdin)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def haggle(*args, stdin="", check=True):
+    proc = subprocess.run([sys.executable, "-m", "bot.cli", *args], input=stdin, capture_output=True,
+                          text=True, cwd=REPO, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"haggle {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
+    return proc
+
+
+def test_help_lists_the_commands():
+    out = haggle("--help").stdout
+    for command in ("play", "match", "models"):
+        assert command in out
+
+
+@pytest.mark.parametrize("scenario_set", ["craigslist-test", "agreemate"])
+def test_piped_play_json_record(scenario_set):
+    if scenario_set == "craigslist-test" and not (REPO / "../shared/data/craigslist_bargains/test.json").exists():
+        pytest.skip("the shared CraigslistBargains test split is not beside the checkout")
+    proc = haggle("play", "--role", "buyer", "--agent", "rule", "--json", "--scenario-set", scenario_set,
+                  stdin="hello\nwould you take 50?\n60\nok deal\n")
+    record = json.loads(proc.stdout)
+    sc = record["scenario"]
+    assert {"id", "title", "listing_price", "buyer_target", "seller_target",
+            "buyer_reservation", "seller_reservation"} <= set(sc)
+    assert record["agents"] == {"buyer": "you", "seller": "rule"}
+    assert record["outcome"] in ("deal", "abandoned")
+    for turn in record["turns"]:
+        assert {"role", "act", "price", "utterance", "prompt_tokens", "prompt_tokens_evaluated",
+                "completion_tokens", "seconds", "repaired", "fallback"} <= set(turn)
+        if turn["role"] == "seller" and turn["act"] == "accept":
+            assert turn["price"] >= sc["seller_reservation"]
+    if record["deal_price"] is not None:
+        assert record["deal_price"] >= sc["seller_reservation"]
+    assert "metrics" in record and record["metrics"]["dialogue_length"] == len(record["turns"])
+    assert "Seller:" in proc.stderr  # the transcript goes to stderr with --json
+
+
+def test_eof_ends_the_game_cleanly():
+    proc = haggle("play", "--role", "seller", "--agent", "rule-buyer", "--scenario-set", "agreemate",
+                  "--seed", "3", stdin="hi there\n")
+    assert "No deal (abandoned)" in proc.stdout
+
+
+def test_rule_match_prints_transcript_and_metrics():
+    out = haggle("match", "--buyer", "rule-buyer", "--seller", "rule-seller", "--scenario-set",
+                 "agreemate", "--seed", "1").stdout
+    assert "Outcome:" in out and "fairness=" in out
+
+
+def test_clear_errors_for_bad_input(tmp_path):
+    bad = tmp_path / "config.toml"
+    bad.write_text("[negotiation]\nmax_turns = 1\n")
+    proc = haggle("match", "--config", str(bad), check=False)
+    assert proc.returncode == 2 and "negotiation.max_turns: must be >= 2" in proc.stderr
+    proc = haggle("play", "--agent", "nobody", "--scenario-set", "agreemate", check=False)
+    assert proc.returncode == 2 and "unknown agent 'nobody'" in proc.stderr
+    proc = haggle("play", "--agent", "rule-buyer", "--role", "buyer", "--scenario-set", "agreemate", check=False)
+    assert proc.returncode == 2 and "cannot play the seller" in proc.stderr
+    proc = haggle("match", "--scenario", "no-such-id", "--scenario-set", "agreemate",
+                  "--buyer", "rule", "--seller", "rule", check=False)
+    assert proc.returncode == 2 and "no scenario with id" in proc.stderr
+    assert "Traceback" not in proc.stderr
