@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 from bot.config import AgentConfig, Config
@@ -13,24 +14,50 @@ log = logging.getLogger(__name__)
 
 
 class AgentFactory:
-    """Builds agents and owns the model backends they use (close it when done)."""
+    """Builds agents and owns the model backends they use (``await aclose()`` when done).
 
-    def __init__(self, cfg: Config) -> None:
+    Every LLM agent built gets its own seat in the model pool, hence its own llama.cpp
+    instance (so llama.cpp keeps that agent's prompt prefix), unless its model is configured
+    ``shared = true``.
+    """
+
+    def __init__(self, cfg: Config, *, pool=None) -> None:
         self.cfg = cfg
+        self._pool = pool
+        self._seats = itertools.count()
+
+    @property
+    def pool(self):
+        if self._pool is None:
+            from bot.llm.pool import ModelPool
+
+            self._pool = ModelPool(self.cfg.models)
+        return self._pool
 
     def check_seat(self, agent: AgentConfig, role: Role) -> None:
         if role.value not in agent.roles:
             raise ConfigError(f"agent {agent.name!r} is a {agent.role} agent and cannot play the "
                               f"{role.value}; pick an agent whose role is {role.value} or generalist")
 
-    def build(self, name: str, role: Role | str, *, seed: int | None = None) -> Agent:
+    def build(self, name: str, role: Role | str, *, seed: int | None = None, seat: str | None = None) -> Agent:
+        """A fresh agent ``name`` for seat ``role``. ``seed`` overrides the configured seed."""
         role = Role.parse(role)
         agent = self.cfg.agent(name)
         self.check_seat(agent, role)
+        seed = agent.seed if seed is None else seed
+        rule = RuleAgent(name if agent.kind == "rule" else f"{name}-fallback", concession=agent.concession,
+                         accept_gap=agent.accept_gap, chatter=agent.chatter, seed=seed)
         if agent.kind == "rule":
-            return RuleAgent(name, concession=agent.concession, accept_gap=agent.accept_gap,
-                             chatter=agent.chatter, seed=agent.seed if seed is None else seed)
-        raise ConfigError(f"agent {name!r}: kind {agent.kind!r} is not available in this build")
+            return rule
+        from bot.llm.base import Sampling
+        from bot.negotiation.llm_agent import LLMAgent
+
+        backend = self.pool.backend(agent.model, seat or f"{name}/{role.value}/{next(self._seats)}")
+        sampling = Sampling(temperature=agent.temperature, top_p=agent.top_p, top_k=agent.top_k,
+                            repeat_penalty=agent.repeat_penalty, max_tokens=agent.max_tokens, seed=seed)
+        return LLMAgent(name, backend, sampling=sampling, personality=agent.personality, cot=agent.cot,
+                        max_repairs=agent.max_repairs, fallback=rule, max_tokens=agent.max_tokens)
 
     async def aclose(self) -> None:
-        return None
+        if self._pool is not None:
+            await self._pool.aclose()

@@ -9,7 +9,7 @@ from bot.llm.base import ChatResult
 from bot.llm.fake import FakeBackend, Slow
 from bot.negotiation.agents import DialogueState
 from bot.negotiation.llm_agent import LLMAgent, prompt_leak
-from bot.negotiation.prompts import system_prompt
+from bot.negotiation.prompts import schema_acts, system_prompt
 from bot.negotiation.runner import run_negotiation
 from bot.negotiation.turns import Act, Outcome, Role, Turn
 
@@ -33,13 +33,14 @@ async def test_valid_reply_becomes_a_turn_with_token_accounting(scenario):
     assert (turn.prompt_tokens, turn.prompt_tokens_evaluated, turn.completion_tokens) == (300, 40, 20)
     assert not turn.repaired and not turn.fallback and turn.guard is None
     call = backend.calls[0]
-    assert call.messages[0]["role"] == "system" and "accept" in call.schema["properties"]["act"]["enum"]
+    assert call.messages[0]["role"] == "system" and "accept" in schema_acts(call.schema)
 
 
-async def test_accept_is_not_offered_when_nothing_is_on_the_table(scenario):
+async def test_answers_are_not_offered_when_nothing_is_on_the_table(scenario):
     backend = FakeBackend([reply("init-price", 200, "It's $200.")])
     await LLMAgent("s", backend).respond(state(scenario, turns=[Turn(Role.BUYER, Act.INTRO, None, "hi")]))
-    assert "accept" not in backend.calls[0].schema["properties"]["act"]["enum"]
+    enum = schema_acts(backend.calls[0].schema)
+    assert not {"accept", "reject", "quit"} & set(enum) and "init-price" in enum
 
 
 @pytest.mark.parametrize("bad, problem", [
@@ -94,7 +95,7 @@ async def test_cot_thought_is_kept_for_the_record_but_never_shown(scenario):
     rec = await run_negotiation(scenario, buyer, seller)
     assert rec.turns[0].thought == "start low"
     assert "start low" not in json.dumps(seller.backend.calls[0].messages)
-    assert list(backend.calls[0].schema["properties"])[0] == "thought"
+    assert all(list(shape["properties"])[0] == "thought" for shape in backend.calls[0].schema["anyOf"])
     assert rec.outcome is Outcome.REJECT
 
 

@@ -4,7 +4,7 @@ import pytest
 
 from bot.errors import TurnError
 from bot.negotiation.prompts import (REPLY_ACTS, build_messages, parse_reply, render_reply,
-                                     reply_schema, system_prompt)
+                                     reply_schema, schema_acts, system_prompt)
 from bot.negotiation.turns import Act, Role, Turn
 
 
@@ -64,9 +64,15 @@ def test_cot_reply_keeps_own_thought(scenario):
 
 def test_schema_orders_thought_first_and_limits_acts():
     schema = reply_schema(cot=True, acts=[Act.ACCEPT, "counter-price"])
-    assert list(schema["properties"]) == ["thought", "act", "price", "utterance"]
-    assert schema["properties"]["act"]["enum"] == ["accept", "counter-price"]
+    priced, unpriced = schema["anyOf"]
+    assert list(priced["properties"]) == ["thought", "act", "price", "utterance"]
+    assert priced["properties"]["act"]["enum"] == ["counter-price"]
+    assert priced["properties"]["price"] == {"type": "number"}
+    assert unpriced["properties"]["act"]["enum"] == ["accept"]
+    assert unpriced["properties"]["price"] == {"type": "null"}
+    assert schema_acts(schema) == ["counter-price", "accept"]
     assert Act.UNKNOWN not in REPLY_ACTS
+    assert "anyOf" not in reply_schema(acts=["inquire", "intro"])
 
 
 def test_parse_reply_round_trips_render():

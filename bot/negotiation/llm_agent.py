@@ -49,6 +49,16 @@ def prompt_leak(utterance: str, system_text: str) -> str | None:
     return None
 
 
+# Acts that answer an offer: offered to the model only once the counterpart has made one.
+_ANSWERS = frozenset({Act.ACCEPT, Act.REJECT, Act.QUIT})
+
+
+def allowed_acts(state: DialogueState) -> list[Act]:
+    """The acts the grammar allows now: nothing can be accepted, rejected or walked away from
+    before the counterpart has named a price."""
+    return [a for a in REPLY_ACTS if a not in _ANSWERS or state.their_offer is not None]
+
+
 class LLMAgent:
     def __init__(self, name: str, backend: Any, *, sampling: Any = None, personality: str = "fair",
                  cot: bool = False, max_repairs: int = 1, timeout: float | None = None,
@@ -93,8 +103,7 @@ class LLMAgent:
 
     async def respond(self, state: DialogueState) -> Turn:
         self.stats["turns"] += 1
-        acts = [a for a in REPLY_ACTS if a is not Act.ACCEPT or state.their_offer is not None]
-        schema = reply_schema(cot=self.cot, acts=acts)
+        schema = reply_schema(cot=self.cot, acts=allowed_acts(state))
         system_text = system_prompt(state.scenario, state.role, personality=self.personality, cot=self.cot)
         usage = {"prompt_tokens": None, "prompt_tokens_evaluated": 0, "completion_tokens": 0}
         try:

@@ -186,18 +186,44 @@ def build_messages(
     return messages
 
 
+# Acts whose reply must carry a price; every other act's price is null (an accept takes the
+# counterpart's standing offer, which the runner fills in).
+PRICED_REPLY_ACTS = frozenset({Act.INIT_PRICE, Act.COUNTER_PRICE, Act.OFFER, Act.INSIST})
+
+
 def reply_schema(*, cot: bool = False, acts: Iterable[Act] | None = None,
                  max_utterance: int = MAX_UTTERANCE_CHARS) -> dict[str, Any]:
-    """The JSON schema of a reply, used as the llama.cpp grammar (and by OpenAI-style servers)."""
-    allowed = [Act.parse(a).value for a in (acts if acts is not None else REPLY_ACTS)]
-    props: dict[str, Any] = {}
-    if cot:
-        props["thought"] = {"type": "string", "maxLength": MAX_THOUGHT_CHARS}
-    props["act"] = {"type": "string", "enum": allowed}
-    props["price"] = {"anyOf": [{"type": "number"}, {"type": "null"}]}
-    props["utterance"] = {"type": "string", "minLength": 1, "maxLength": max_utterance}
-    return {"type": "object", "properties": props, "required": list(props),
-            "additionalProperties": False}
+    """The JSON schema of a reply, used as the llama.cpp grammar (and by OpenAI-style servers).
+
+    Two shapes: a priced act with a number, or an unpriced act with null, so a model cannot
+    attach a stray price to a question or a greeting. Property order is the generation order
+    (the chain of thought comes first).
+    """
+    allowed = [Act.parse(a) for a in (acts if acts is not None else REPLY_ACTS)]
+    priced = [a.value for a in allowed if a in PRICED_REPLY_ACTS]
+    unpriced = [a.value for a in allowed if a not in PRICED_REPLY_ACTS]
+
+    def shape(act_values: list[str], price: dict[str, Any]) -> dict[str, Any]:
+        props: dict[str, Any] = {}
+        if cot:
+            props["thought"] = {"type": "string", "maxLength": MAX_THOUGHT_CHARS}
+        props["act"] = {"type": "string", "enum": act_values}
+        props["price"] = price
+        props["utterance"] = {"type": "string", "minLength": 1, "maxLength": max_utterance}
+        return {"type": "object", "properties": props, "required": list(props),
+                "additionalProperties": False}
+
+    shapes = ([shape(priced, {"type": "number"})] if priced else []) + \
+             ([shape(unpriced, {"type": "null"})] if unpriced else [])
+    if not shapes:
+        raise TurnError("a reply schema needs at least one act")
+    return shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
+
+
+def schema_acts(schema: Mapping[str, Any]) -> list[str]:
+    """Every act a reply schema allows (for checks and tests)."""
+    shapes = schema.get("anyOf", [schema])
+    return [a for shape in shapes for a in shape["properties"]["act"]["enum"]]
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ class HumanGame:
             raise TurnError("Say something, or name a price.")
         turns = self.negotiation.turns
         parsed = parse_utterance(text, role=self.human_role, listing_price=self.scenario.listing_price,
-                                 has_prices=any(t.price is not None for t in turns))
+                                 has_prices=any(t.price is not None for t in turns), history=turns)
         stored = text if len(text) <= MAX_STORED_CHARS else text[: MAX_STORED_CHARS - 1] + "…"
         act, price = parsed.act, parsed.price
         if act is Act.ACCEPT:
