@@ -2,7 +2,8 @@
 
 A reference is ``hf://OWNER/REPO/PATH/IN/REPO`` for a model repository, or
 ``hf://datasets/OWNER/REPO/PATH/IN/REPO`` for a dataset repository; ``@REVISION`` may follow
-the repository name (``hf://OWNER/REPO@main/FILE.gguf``). Downloads go to huggingface-hub's cache
+the repository name (``hf://OWNER/REPO@main/FILE.gguf``), percent-encoded when it holds a slash
+(``hf://datasets/OWNER/REPO@refs%2Fconvert%2Fparquet/default/train/0000.parquet``). Downloads go to huggingface-hub's cache
 (HF_HOME / HF_HUB_CACHE), and HF_HUB_OFFLINE=1 is respected: a cached file is used, a missing
 one is a clear error naming the reference.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from bot.errors import HaggleError
 
@@ -30,7 +32,7 @@ class HubRef:
 
     def __str__(self) -> str:
         kind = "datasets/" if self.repo_type == "dataset" else ""
-        rev = f"@{self.revision}" if self.revision else ""
+        rev = f"@{quote(self.revision, safe='')}" if self.revision else ""
         return f"{PREFIX}{kind}{self.repo_id}{rev}/{self.filename}"
 
 
@@ -56,7 +58,7 @@ def parse_hub_ref(ref: str) -> HubRef:
     if "@" in repo:
         repo, revision = repo.split("@", 1)
     return HubRef(repo_id=f"{owner}/{repo}", filename="/".join(parts[2:]),
-                  repo_type=repo_type, revision=revision or None)
+                  repo_type=repo_type, revision=unquote(revision) if revision else None)
 
 
 def download(ref: str, *, cache_dir: str | Path | None = None) -> Path:

@@ -39,9 +39,10 @@ def test_proposals_beyond_reservation_are_clamped(scenario, role, price, clamped
     assert utterance_problem(t) is None
 
 
-def test_proposal_worse_than_standing_offer_becomes_accept(scenario):
+@pytest.mark.parametrize("price", [160, 170])
+def test_proposal_no_better_than_standing_offer_becomes_accept(scenario, price):
     history = [Turn(Role.SELLER, Act.INIT_PRICE, 190, ""), Turn(Role.BUYER, Act.COUNTER_PRICE, 170, "")]
-    t = guard_turn(Turn(Role.SELLER, Act.COUNTER_PRICE, 160, "160?"), scenario, history)
+    t = guard_turn(Turn(Role.SELLER, Act.COUNTER_PRICE, price, f"{price}?"), scenario, history)
     assert t.act is Act.ACCEPT and t.price == 170
 
 
@@ -51,8 +52,12 @@ def test_utterance_never_states_another_price(scenario):
     assert utterance_problem(t, [150]) is None and "$175" not in t.utterance
     t = guard_turn(Turn(Role.SELLER, Act.INFORM, None, "I paid $400 for it"), scenario, history)
     assert utterance_problem(t, [150]) is None and "400" not in t.utterance
-    # mentioning the counterpart's own offer is fine
+    # mentioning the counterpart's offer is fine beside the turn's own price, not instead of it
     t = guard_turn(Turn(Role.SELLER, Act.COUNTER_PRICE, 185, "$150 is too low, $185?"), scenario, history)
+    assert t.guard is None
+    t = guard_turn(Turn(Role.SELLER, Act.COUNTER_PRICE, 185, "$150 and it's yours"), scenario, history)
+    assert t.utterance == "$185 and it's yours"
+    t = guard_turn(Turn(Role.SELLER, Act.DISAGREE, None, "$150 is too low"), scenario, history)
     assert t.guard is None
 
 

@@ -3,8 +3,8 @@
 - An accept is only possible when the counterpart has a standing offer, and never beyond the
   agent's reservation price: a refused accept becomes a counter-offer.
 - A proposal beyond the reservation is clamped to it; a seller never asks above the listing.
-- A proposal worse for the agent than what the counterpart already offers becomes an accept
-  of that offer (nobody counters 75 to a buyer who offered 80).
+- A proposal no better for the agent than what the counterpart already offers becomes an
+  accept of that offer (nobody counters 75, or 80, to a buyer who offered 80).
 - The utterance the counterpart reads states no price other than the turn's price.
 
 Human turns are never guarded: people may say anything; the guard protects the bot.
@@ -50,10 +50,14 @@ def stated_prices(utterance: str, role: Role | None = None) -> tuple[float, ...]
 def utterance_problem(turn: Turn, allowed: Sequence[float] = ()) -> str | None:
     """Why the utterance contradicts the turn's price, or None when it does not.
 
-    ``allowed`` are prices the utterance may mention besides the turn's own (e.g. the
-    counterpart's offer being declined).
+    ``allowed`` are prices already on the table (the standing offers). A turn without a price
+    may mention them ("$150 is too low"); a priced turn may mention them only beside its own
+    price ("$150 is too low, $185?"), never instead of it ("$150 and it's yours" with a price
+    of $185 is a contradiction).
     """
     stated = stated_prices(turn.utterance, turn.role)
+    if turn.price is not None and not any(_same_price(p, turn.price) for p in stated):
+        allowed = ()
     ok = [p for p in (turn.price, *allowed) if p is not None]
     wrong = [p for p in stated if not any(_same_price(p, q) for q in ok)]
     if not wrong:
@@ -121,7 +125,7 @@ def guard_turn(turn: Turn, scenario: Scenario, history: Sequence[Turn]) -> Turn:
             turn = replace(turn, price=bounded,
                            utterance=rewrite_prices(turn.utterance, stated_prices(turn.utterance, role), bounded))
         worse = theirs is not None and (
-            (role is Role.SELLER and turn.price < theirs) or (role is Role.BUYER and turn.price > theirs))
+            (role is Role.SELLER and turn.price <= theirs) or (role is Role.BUYER and turn.price >= theirs))
         if worse and scenario.within_reservation(role, theirs):
             notes.append(f"proposal {money(turn.price)} worse than the standing offer: accepted {money(theirs)}")
             turn = replace(turn, act=Act.ACCEPT, price=theirs, utterance=f"Deal, {money(theirs)} works for me.")
@@ -129,8 +133,9 @@ def guard_turn(turn: Turn, scenario: Scenario, history: Sequence[Turn]) -> Turn:
     allowed = [p for p in (theirs, mine) if p is not None]
     problem = utterance_problem(turn, allowed)
     if problem:
+        keep = allowed if turn.price is None else []
         stated = [p for p in stated_prices(turn.utterance, role)
-                  if not any(_same_price(p, q) for q in (turn.price, *allowed) if q is not None)]
+                  if not any(_same_price(p, q) for q in (turn.price, *keep) if q is not None)]
         turn = replace(turn, utterance=rewrite_prices(turn.utterance, stated, turn.price))
         if utterance_problem(turn, allowed):  # could not rewrite in place: drop the text's prices
             turn = replace(turn, utterance=(f"{money(turn.price)}." if turn.price else "Let me think about it."))

@@ -23,8 +23,8 @@ from typing import Any
 from bot.errors import ContextOverflow, ModelError, TurnError
 from bot.negotiation.agents import DialogueState, RuleAgent
 from bot.negotiation.guard import guard_turn, utterance_problem
-from bot.negotiation.prompts import (REPLY_ACTS, build_messages, parse_reply, reply_schema,
-                                     system_prompt)
+from bot.negotiation.prompts import (REPLY_ACTS, build_messages, opening_message, parse_reply,
+                                     reply_schema, system_prompt)
 from bot.negotiation.turns import Act, Turn
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,13 @@ log = logging.getLogger(__name__)
 # Words that only appear in an utterance when the model parrots its instructions.
 _LEAK_MARKERS = re.compile(
     r"private goal|never reveal|these instructions|system prompt|json object|\"act\"|"
-    r"\"utterance\"|reply with one|as an ai\b|language model", re.I)
+    r"\"utterance\"|reply with one|as an ai\b|language model|not usable|say something new|"
+    r"answer again", re.I)
 _SHINGLE = 6  # a run of this many words copied from the system prompt is a leak
+
+
+def _normal(text: str) -> str:
+    return " ".join(re.findall(r"[\w$.,']+", text.lower())).strip(" .,")
 
 
 def prompt_leak(utterance: str, system_text: str) -> str | None:
@@ -96,10 +101,22 @@ class LLMAgent:
         return await self.backend.chat(messages, **kwargs)
 
     def _problem(self, turn: Turn, state: DialogueState, system_text: str) -> str | None:
-        if not turn.utterance.strip():
+        """Why the reply is not fit to send, or None."""
+        said = _normal(turn.utterance)
+        if not said:
             return "the utterance is empty"
         allowed = [p for p in (state.their_offer, state.my_offer) if p is not None]
-        return utterance_problem(turn, allowed) or prompt_leak(turn.utterance, system_text)
+        problem = utterance_problem(turn, allowed) or prompt_leak(turn.utterance, system_text)
+        if problem:
+            return problem
+        framing = _normal(opening_message(state.role, state.max_turns))
+        if said in framing or "turns in all" in said or "left after it" in said:
+            return "the utterance repeats the conversation's framing, not something a person would say"
+        for earlier in state.turns:
+            if _normal(earlier.utterance) == said:
+                who = "you already said that" if earlier.role is state.role else "that repeats the other side's words"
+                return f"{who}; say something new"
+        return None
 
     async def respond(self, state: DialogueState) -> Turn:
         self.stats["turns"] += 1
