@@ -1,0 +1,79 @@
+"""LLM-vs-LLM negotiations on the real embedded model (SmolLM2-135M through llama.cpp).
+
+Not a quality bar (a 135M model haggles poorly; see the hybrid policy for that) but the
+contract: every negotiation completes, every turn is a valid action-utterance pair whose text
+agrees with its price, and no turn crosses a reservation price.
+"""
+
+import pytest
+
+from bot.agent_factory import AgentFactory
+from bot.config import load_config
+from bot.datasets import load_agreemate_scenarios
+from bot.negotiation.guard import utterance_problem, violates_reservation
+from bot.negotiation.prompts import REPLY_ACTS
+from bot.negotiation.runner import run_negotiation
+from bot.negotiation.turns import Outcome, standing_price
+
+pytestmark = [pytest.mark.llm, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def records():
+    import asyncio
+
+    async def play():
+        factory = AgentFactory(load_config())
+        try:
+            buyer, seller = factory.build("buyer", "buyer"), factory.build("seller", "seller")
+            out = []
+            for scenario in load_agreemate_scenarios()[:10]:
+                out.append(await run_negotiation(scenario, buyer, seller))
+            return out, buyer.stats, seller.stats
+        finally:
+            await factory.aclose()
+
+    return asyncio.run(play())
+
+
+def test_ten_negotiations_complete(records):
+    recs, _, _ = records
+    assert len(recs) == 10
+    assert all(r.outcome is not Outcome.ERROR for r in recs), [r.error for r in recs]
+
+
+def test_every_turn_is_a_valid_action_utterance_pair(records):
+    recs, buyer_stats, seller_stats = records
+    model_turns = 0
+    for rec in recs:
+        for i, turn in enumerate(rec.turns):
+            earlier = rec.turns[:i]
+            assert turn.act in REPLY_ACTS and turn.utterance.strip()
+            on_table = [p for p in (standing_price(earlier, turn.role.other), standing_price(earlier, turn.role)) if p]
+            assert utterance_problem(turn, on_table) is None, (turn, rec.scenario.id)
+            if not turn.fallback:
+                model_turns += 1
+                assert turn.prompt_tokens and turn.completion_tokens
+                assert turn.prompt_tokens_evaluated is not None
+    total = sum(len(r.turns) for r in recs)
+    # most turns are the model's own (fallbacks are counted, not hidden)
+    assert model_turns >= total // 2, (model_turns, total, buyer_stats, seller_stats)
+
+
+def test_no_reservation_violations(records):
+    recs, _, _ = records
+    for rec in recs:
+        assert rec.metrics["reservation_violations"] == 0
+        for i, turn in enumerate(rec.turns):
+            assert not violates_reservation(turn, rec.scenario, rec.turns[:i])
+        if rec.deal_price is not None:
+            assert rec.scenario.seller_reservation <= rec.deal_price <= rec.scenario.buyer_reservation
+
+
+def test_prefix_reuse_keeps_per_turn_cost_flat(records):
+    recs, _, _ = records
+    # after an agent's first turn in a negotiation, llama.cpp evaluates only the new suffix
+    for rec in recs:
+        later = [t for t in rec.turns[2:] if not t.fallback and not t.repaired]
+        for t in later:
+            assert t.prompt_tokens_evaluated < t.prompt_tokens / 2, t
