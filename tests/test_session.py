@@ -88,3 +88,19 @@ async def test_empty_message_and_finished_game_notices(scenario):
     assert "over" in (await g.say("wait")).notice
     g.abandon()
     assert g.record().outcome is Outcome.QUIT  # abandon after the end changes nothing
+
+
+async def test_state_round_trip_resumes_the_same_game(scenario):
+    import json
+
+    g = game(scenario)
+    await g.say("hello")
+    await g.say("would you take 120?")
+    state = json.loads(json.dumps(g.to_state()))
+    resumed = HumanGame.from_state(state, RuleAgent("rule", chatter=0, seed=1))
+    assert resumed.to_state() == g.to_state() and resumed.agent_offer == g.agent_offer
+    await resumed.say("ok deal")
+    assert resumed.record().outcome is Outcome.DEAL
+    g.abandon(Outcome.TIMEOUT, "inactive")
+    again = HumanGame.from_state(g.to_state(), RuleAgent("rule"))
+    assert again.done and again.record().outcome is Outcome.TIMEOUT

@@ -9,6 +9,7 @@ agent's own standing offer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from bot.errors import TurnError
 from bot.negotiation.agents import Agent
@@ -126,3 +127,29 @@ class HumanGame:
 
     def record(self) -> NegotiationRecord:
         return self.negotiation.record()
+
+    def to_state(self) -> dict[str, Any]:
+        """A JSON-ready snapshot, enough to resume the game after a restart."""
+        n = self.negotiation
+        return {
+            "scenario": n.scenario.to_dict(), "human_role": self.human_role.value,
+            "names": {"buyer": n.names[Role.BUYER], "seller": n.names[Role.SELLER]},
+            "max_turns": n.max_turns, "first_mover": n.first_mover.value,
+            "started_at": n.started_at, "turns": [t.to_dict() for t in n.turns],
+            "outcome": n.outcome.value if n.outcome else None, "error": n.error,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], agent: Agent, *,
+                   turn_timeout: float | None = None) -> "HumanGame":
+        """Rebuild a game from ``to_state()``, replaying its turns through the same rules."""
+        human_role = Role.parse(state["human_role"])
+        game = cls(Scenario.from_dict(state["scenario"]), agent, human_role=human_role,
+                   human_name=state["names"][human_role.value], max_turns=state["max_turns"],
+                   first_mover=state["first_mover"], turn_timeout=turn_timeout)
+        game.negotiation.started_at = state.get("started_at", game.negotiation.started_at)
+        for turn in state["turns"]:
+            game.negotiation.apply(Turn.from_dict(turn))
+        if state.get("outcome") and not game.done:
+            game.negotiation.end(Outcome(state["outcome"]), state.get("error"))
+        return game
