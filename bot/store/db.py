@@ -457,7 +457,7 @@ class Store:
                                   extra: Mapping[str, Any] | None) -> int | None:
         buyer, seller = record["agents"]["buyer"], record["agents"]["seller"]
         scenario = record["scenario"]
-        cursor = await conn.execute(
+        rows = await conn.execute_fetchall(  # one round trip to the database thread
             "INSERT INTO negotiations (tournament_id, pairing, buyer, seller, scenario_id,"
             " repetition, scenario, first_mover, max_turns, outcome, deal_price, error,"
             " started_at, seconds, metrics, extra)"
@@ -469,11 +469,9 @@ class Store:
              record["outcome"], record["deal_price"], record.get("error"),
              record.get("started_at") or None, record.get("seconds"),
              _json(record.get("metrics", {})), _json(extra or {})))
-        row = await cursor.fetchone()
-        await cursor.close()
-        if row is None:
+        if not rows:
             return None
-        negotiation_id = row[0]
+        negotiation_id = rows[0][0]
         await conn.executemany(
             "INSERT INTO turns (negotiation_id, idx, role, act, label, price, utterance, thought,"
             " seconds, prompt_tokens, prompt_tokens_evaluated, completion_tokens, repaired,"
