@@ -111,7 +111,7 @@ async def test_a_file_that_is_not_sqlite_is_refused_untouched(tmp_path):
     path = tmp_path / "notes.db"
     content = b"these are my notes, not a database\n" * 200
     path.write_bytes(content)
-    with pytest.raises(StoreError, match="not a haggle database: it is not SQLite or it is corrupt"):
+    with pytest.raises(StoreError, match="not a haggle database: it is not SQLite or it is"):
         await Store.open(path)
     assert path.read_bytes() == content
     assert not (tmp_path / "notes.db-wal").exists()
@@ -175,7 +175,8 @@ async def test_pending_migrations_apply_in_order_and_a_failing_one_changes_nothi
         await Store.open(path)
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name='notes'").fetchone()[0] == 0
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
+    assert "notes" not in tables
 
     monkeypatch.setattr(store_db, "MIGRATIONS", [*store_db.MIGRATIONS[:-1], v2])
     async with await Store.open(path) as store:
