@@ -691,3 +691,153 @@ class Store:
                     f"UPDATE guild_settings SET {assignments}, updated_at = ? WHERE guild_id = ?",
                     [changes[c] for c in columns] + [now(), guild_id])
         return await self.guild_settings(guild_id)
+
+    # ----------------------------------------------------------------- Discord bot (migration 2)
+    #
+    # Used by bot/app.py and bot/cogs/: one running game per person per server, leaderboards
+    # over finished games, the daily challenge, and which server started which tournament.
+
+    @_translated("reading games")
+    async def active_game_of(self, player_id: int, guild_id: int | None) -> GameRow | None:
+        """The person's running game in a server (``guild_id`` None: in direct messages)."""
+        row = await self._fetchone(
+            "SELECT * FROM games WHERE player_id = ? AND guild_id IS ? AND status = 'active'"
+            " ORDER BY id LIMIT 1", (player_id, guild_id))
+        return None if row is None else self._game(row)
+
+    @_translated("reading games")
+    async def finished_games(self, *, guild_id: int | None = None, player_id: int | None = None,
+                             daily: str | None = None) -> list[GameRow]:
+        """Finished games, oldest first: of one server (None: every server and DM), of one
+        person, of one day's daily challenge; filters combine."""
+        sql = "SELECT * FROM games WHERE status = 'finished'"
+        params: list[Any] = []
+        for column, value in (("guild_id", guild_id), ("player_id", player_id),
+                              ("daily", daily)):
+            if value is not None:
+                sql += f" AND {column} = ?"  # column names are the fixed literals above
+                params.append(value)
+        rows = await self._fetchall(sql + " ORDER BY id", params)
+        return [self._game(r) for r in rows]
+
+    @_translated("reading games")
+    async def game_daily(self, game_id: int) -> str | None:
+        """The day of the daily challenge game ``game_id`` belongs to, or None."""
+        row = await self._fetchone("SELECT daily FROM games WHERE id = ?", (game_id,))
+        return None if row is None else row[0]
+
+    @_translated("reading players")
+    async def player_names(self, player_ids: Iterable[int]) -> dict[int, str]:
+        """Discord id -> the display name stored with the person's latest game."""
+        ids = sorted(set(player_ids))
+        if not ids:
+            return {}
+        rows = await self._fetchall(
+            f"SELECT discord_id, name FROM players WHERE discord_id IN ({','.join('?' * len(ids))})",
+            ids)
+        return {r[0]: r[1] for r in rows}
+
+    @_translated("marking a daily game")
+    async def mark_daily(self, game_id: int, day: str) -> None:
+        """Make game ``game_id`` its player's attempt at the server's daily challenge of ``day``.
+
+        Raises StoreError when the person already has an attempt that day.
+        """
+        async with self._transaction() as conn:
+            try:
+                await conn.execute("UPDATE games SET daily = ? WHERE id = ?", (day, game_id))
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE" in str(exc):
+                    raise StoreError(f"this person already played the daily challenge of {day}"
+                                     ) from None
+                raise
+
+    @_translated("reading games")
+    async def daily_games(self, guild_id: int, day: str, *,
+                          player_id: int | None = None) -> list[GameRow]:
+        """Every attempt (running or finished) at a server's daily challenge of ``day``."""
+        sql = "SELECT * FROM games WHERE guild_id = ? AND daily = ?"
+        params: list[Any] = [guild_id, day]
+        if player_id is not None:
+            sql += " AND player_id = ?"
+            params.append(player_id)
+        rows = await self._fetchall(sql + " ORDER BY id", params)
+        return [self._game(r) for r in rows]
+
+    @staticmethod
+    def _daily(r: sqlite3.Row) -> "DailyChallengeRow":
+        return DailyChallengeRow(
+            guild_id=r["guild_id"], day=r["day"], scenario=json.loads(r["scenario"]),
+            agent=r["agent"], human_role=r["human_role"], seed=r["seed"],
+            channel_id=r["channel_id"], created_at=r["created_at"],
+            announced_at=r["announced_at"])
+
+    @_translated("reading the daily challenge")
+    async def daily_challenge(self, guild_id: int, day: str) -> "DailyChallengeRow | None":
+        row = await self._fetchone(
+            "SELECT * FROM daily_challenges WHERE guild_id = ? AND day = ?", (guild_id, day))
+        return None if row is None else self._daily(row)
+
+    @_translated("saving the daily challenge")
+    async def ensure_daily_challenge(self, guild_id: int, day: str, *,
+                                     scenario: Mapping[str, Any], agent: str, human_role: str,
+                                     seed: int, channel_id: int | None) -> "DailyChallengeRow":
+        """The server's challenge of ``day``: the stored one, or this one stored now (the first
+        caller of the day fixes it for everyone)."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO daily_challenges (guild_id, day, scenario, agent, human_role, seed,"
+                " channel_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (guild_id, day) DO NOTHING",
+                (guild_id, day, _json(scenario), agent, human_role, seed, channel_id, now()))
+        challenge = await self.daily_challenge(guild_id, day)
+        assert challenge is not None
+        return challenge
+
+    @_translated("reading daily challenges")
+    async def unannounced_dailies(self, before_day: str) -> list["DailyChallengeRow"]:
+        """Challenges of days before ``before_day`` whose ranking was not posted yet."""
+        rows = await self._fetchall(
+            "SELECT * FROM daily_challenges WHERE day < ? AND announced_at IS NULL"
+            " ORDER BY day, guild_id", (before_day,))
+        return [self._daily(r) for r in rows]
+
+    @_translated("saving the daily challenge")
+    async def mark_daily_announced(self, guild_id: int, day: str) -> None:
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE daily_challenges SET announced_at = ? WHERE guild_id = ? AND day = ?",
+                (now(), guild_id, day))
+
+    @_translated("linking a tournament to a server")
+    async def link_tournament(self, guild_id: int, tournament_id: int, *,
+                              channel_id: int | None = None,
+                              started_by: int | None = None) -> None:
+        """Record that server ``guild_id`` ran tournament ``tournament_id`` (idempotent)."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO guild_tournaments (guild_id, tournament_id, channel_id, started_by,"
+                " created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (guild_id, tournament_id, channel_id, started_by, now()))
+
+    @_translated("reading tournaments")
+    async def guild_tournament_ids(self, guild_id: int) -> list[int]:
+        rows = await self._fetchall(
+            "SELECT tournament_id FROM guild_tournaments WHERE guild_id = ? ORDER BY tournament_id",
+            (guild_id,))
+        return [r[0] for r in rows]
+
+
+@dataclass(frozen=True)
+class DailyChallengeRow:
+    """A server's daily challenge (table daily_challenges, migration 2)."""
+
+    guild_id: int
+    day: str
+    scenario: dict[str, Any]
+    agent: str
+    human_role: str
+    seed: int
+    channel_id: int | None
+    created_at: str
+    announced_at: str | None
