@@ -55,8 +55,14 @@ class AgentFactory:
         backend = self.pool.backend(agent.model, seat or f"{name}/{role.value}/{next(self._seats)}")
         sampling = Sampling(temperature=agent.temperature, top_p=agent.top_p, top_k=agent.top_k,
                             repeat_penalty=agent.repeat_penalty, max_tokens=agent.max_tokens, seed=seed)
+        policy = None
+        if agent.policy == "hybrid":
+            from bot.negotiation.policy import ConcessionPolicy
+
+            policy = ConcessionPolicy(agent.personality, seed=seed)
         return LLMAgent(name, backend, sampling=sampling, personality=agent.personality, cot=agent.cot,
-                        max_repairs=agent.max_repairs, fallback=rule, max_tokens=agent.max_tokens)
+                        max_repairs=agent.max_repairs, fallback=rule, max_tokens=agent.max_tokens,
+                        policy=policy)
 
     async def aclose(self) -> None:
         if self._pool is not None:

@@ -59,7 +59,7 @@ def test_cot_reply_keeps_own_thought(scenario):
     turns = [Turn(Role.SELLER, Act.INIT_PRICE, 200, "It's $200.", thought="start at listing")]
     msgs = build_messages(scenario, Role.SELLER, turns, cot=True, directive="Propose $190.")
     assert json.loads(msgs[2]["content"])["thought"] == "start at listing"
-    assert msgs[-1]["content"].endswith("Propose $190.")
+    assert msgs[-1]["content"].endswith("(Propose $190.)")
 
 
 def test_schema_orders_thought_first_and_limits_acts():

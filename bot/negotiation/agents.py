@@ -50,45 +50,64 @@ class Agent(Protocol):
     async def respond(self, state: DialogueState) -> Turn: ...
 
 
+def rounding_step(listing: float) -> float:
+    """The step people round prices to for an item listed at ``listing``."""
+    if listing < 20:
+        return 0.5
+    if listing < 100:
+        return 1.0
+    if listing < 1000:
+        return 5.0
+    if listing < 10000:
+        return 25.0
+    return 100.0
+
+
 def round_price(price: float, listing: float) -> float:
     """Round like people do for the item's price range: $7.50, $45, $120, $1,250."""
-    if listing < 20:
-        step = 0.5
-    elif listing < 100:
-        step = 1.0
-    elif listing < 1000:
-        step = 5.0
-    elif listing < 10000:
-        step = 25.0
-    else:
-        step = 100.0
+    step = rounding_step(listing)
     return round(price / step) * step or step
 
 
-# Template utterances: several phrasings per move so transcripts read naturally.
-_OPEN = {
-    Role.SELLER: ["It's listed at {p}, and it's in great shape.", "I'm asking {p} for it.",
-                  "{p} and it's yours. It works perfectly."],
-    Role.BUYER: ["Hi! I'm interested. Would you take {p}?", "Hello, could you do {p} for it?",
-                 "Hey, I can offer {p}."],
+# Template utterances: several phrasings per move so transcripts read naturally. Keys are
+# (act, role); role None serves both seats.
+_TEMPLATES: dict[tuple[Act, Role | None], list[str]] = {
+    (Act.INIT_PRICE, Role.SELLER): ["It's listed at {p}, and it's in great shape.", "I'm asking {p} for it.",
+                                    "{p} and it's yours. It works perfectly."],
+    (Act.INIT_PRICE, Role.BUYER): ["Hi! I'm interested. Would you take {p}?", "Hello, could you do {p} for it?",
+                                   "Hey, I can offer {p}."],
+    (Act.COUNTER_PRICE, Role.SELLER): ["I can come down to {p}.", "How about {p}? That's a fair price.",
+                                       "The best I can do right now is {p}.", "Meet me at {p}?",
+                                       "I could let it go for {p}.", "{p} and we have a deal.",
+                                       "Let's make it {p}.", "I'd take {p} for it."],
+    (Act.COUNTER_PRICE, Role.BUYER): ["I could go up to {p}.", "How about {p}?", "Would you do {p}?",
+                                      "{p} is what I can offer.", "Let's say {p}, cash today.",
+                                      "I can stretch to {p}.", "Could we settle on {p}?",
+                                      "Would {p} work for you?"],
+    (Act.ACCEPT, None): ["Deal, {p} it is.", "Okay, {p} works for me.", "Sounds good, {p}.",
+                         "Alright, you've got a deal at {p}."],
+    (Act.INSIST, Role.SELLER): ["{p} is really my lowest.", "Sorry, I can't go below {p}.",
+                                "I have to stay at {p}.", "{p} is firm, I'm afraid."],
+    (Act.INSIST, Role.BUYER): ["{p} is the most I can pay.", "I really can't go above {p}.",
+                               "My budget stops at {p}.", "{p} is as high as I can go."],
+    (Act.INQUIRE, None): ["Does it have any scratches or damage?", "How long have you had it?",
+                          "Is anything missing or broken?", "Why are you selling it?"],
+    (Act.INFORM, None): ["It's been well looked after.", "Everything works as it should.",
+                         "It comes with everything shown in the listing."],
+    (Act.INTRO, None): ["Hi there!", "Hello! Is this still available?", "Hey, how are you?"],
+    (Act.QUIT, None): ["I think we're too far apart. Good luck with the sale.",
+                       "That won't work for me, sorry. Take care."],
+    (Act.REJECT, None): ["No, I can't do that. Thanks anyway.", "Sorry, that doesn't work for me."],
 }
-_COUNTER = {
-    Role.SELLER: ["I can come down to {p}.", "How about {p}? That's a fair price.",
-                  "The best I can do right now is {p}.", "Meet me at {p}?",
-                  "I could let it go for {p}."],
-    Role.BUYER: ["I could go up to {p}.", "How about {p}?", "Would you do {p}?",
-                 "{p} is what I can offer.", "Let's say {p}, cash today."],
-}
-_ACCEPT = ["Deal, {p} it is.", "Okay, {p} works for me.", "Sounds good, {p}.",
-           "Alright, you've got a deal at {p}."]
-_INSIST = {
-    Role.SELLER: ["{p} is really my lowest.", "Sorry, I can't go below {p}."],
-    Role.BUYER: ["{p} is the most I can pay.", "I really can't go above {p}."],
-}
-_INQUIRE = ["Does it have any scratches or damage?", "How long have you had it?",
-            "Is anything missing or broken?", "Why are you selling it?"]
-_INFORM = ["It's been well looked after.", "Everything works as it should.",
-           "It comes with everything shown in the listing."]
+
+
+def template_utterance(act: Act, role: Role, price: float | None, rng: random.Random,
+                       avoid: Sequence[str] = ()) -> str:
+    """A natural phrasing of (act, price) for ``role``, preferring ones not in ``avoid``."""
+    options = _TEMPLATES.get((act, role)) or _TEMPLATES.get((act, None)) or ["Let me think about it."]
+    texts = [o.format(p=money(price) if price is not None else "") for o in options]
+    fresh = [t for t in texts if t not in set(avoid)]
+    return rng.choice(fresh or texts)
 
 
 class RuleAgent:
@@ -154,22 +173,23 @@ class RuleAgent:
     async def respond(self, state: DialogueState) -> Turn:
         rng = self._rng(state)
         role = state.role
+        said = [t.utterance for t in state.turns if t.role is role]
         price = self.next_price(state)
         if self.wants_to_accept(state, price):
             p = state.their_offer
-            return Turn(role, Act.ACCEPT, p, rng.choice(_ACCEPT).format(p=money(p)))
+            return Turn(role, Act.ACCEPT, p, template_utterance(Act.ACCEPT, role, p, rng, said))
         mine = state.my_offer
         # Small talk early on, before prices dominate (CoCoA's bots inquired and informed too).
         if state.turn_index < 4 and mine is None and state.their_offer is None and rng.random() < self.chatter:
-            if role is Role.BUYER:
-                return Turn(role, Act.INQUIRE, None, rng.choice(_INQUIRE))
-            return Turn(role, Act.INFORM, None, rng.choice(_INFORM))
+            act = Act.INQUIRE if role is Role.BUYER else Act.INFORM
+            return Turn(role, act, None, template_utterance(act, role, None, rng, said))
         if mine is None:
-            turn = Turn(role, Act.INIT_PRICE, price, rng.choice(_OPEN[role]).format(p=money(price)))
+            act = Act.INIT_PRICE
         elif math.isclose(price, mine):
-            turn = Turn(role, Act.INSIST, price, rng.choice(_INSIST[role]).format(p=money(price)))
+            act = Act.INSIST
         else:
-            turn = Turn(role, Act.COUNTER_PRICE, price, rng.choice(_COUNTER[role]).format(p=money(price)))
+            act = Act.COUNTER_PRICE
+        turn = Turn(role, act, price, template_utterance(act, role, price, rng, said))
         return guard_turn(turn, state.scenario, state.turns)
 
 

@@ -1,10 +1,16 @@
-"""The LLM negotiator: the model chooses the act and writes the utterance (AgreeMate's design).
+"""The LLM negotiator, in two policies (``policy`` in [agents.NAME]):
+
+- ``llm``: the model chooses the act and the price and writes the utterance (AgreeMate's
+  "manager and generator" design); the guard only protects the reservation price.
+- ``hybrid``: a concession policy (policy.py) chooses the act and the price; the model only
+  writes the words for that move (Xia et al. 2024's offer generator + LLM narrator).
 
 Each turn: build the messages (prompts.py), ask the backend for a reply constrained by the
 reply JSON schema, parse it, and check it. A reply that is malformed, states a price its
 structured field does not carry, or leaks the prompt is re-asked once (``max_repairs``) with
 the problem spelled out; if it is still unusable, or the backend fails (timeout, HTTP error,
-empty output), a rule-based fallback turn is played and counted. Every turn then passes the
+empty output), a rule-based fallback turn (llm) or a template narration of the policy's move
+(hybrid) is played and counted. Every turn then passes the
 guard, so no reply can cross the agent's reservation price.
 
 The backend is anything with the ChatBackend shape (bot/llm/base.py): ``await
@@ -16,15 +22,18 @@ old turns before a prompt outgrows the context window.
 from __future__ import annotations
 
 import logging
+import random
 import re
 from dataclasses import replace
 from typing import Any
 
 from bot.errors import ContextOverflow, ModelError, TurnError
-from bot.negotiation.agents import DialogueState, RuleAgent
-from bot.negotiation.guard import guard_turn, utterance_problem
-from bot.negotiation.prompts import (REPLY_ACTS, build_messages, opening_message, parse_reply,
-                                     reply_schema, system_prompt)
+from bot.negotiation.agents import DialogueState, RuleAgent, template_utterance
+from bot.negotiation.guard import guard_turn, stated_prices, utterance_problem
+from bot.negotiation.policy import ConcessionPolicy
+from bot.negotiation.prompts import (PRICED_REPLY_ACTS, REPLY_ACTS, build_messages, directive,
+                                     money, narration_schema, opening_message, parse_narration,
+                                     parse_reply, reply_schema, system_prompt)
 from bot.negotiation.turns import Act, Turn
 
 log = logging.getLogger(__name__)
@@ -67,7 +76,8 @@ def allowed_acts(state: DialogueState) -> list[Act]:
 class LLMAgent:
     def __init__(self, name: str, backend: Any, *, sampling: Any = None, personality: str = "fair",
                  cot: bool = False, max_repairs: int = 1, timeout: float | None = None,
-                 fallback: RuleAgent | None = None, max_tokens: int = 160) -> None:
+                 fallback: RuleAgent | None = None, max_tokens: int = 160,
+                 policy: ConcessionPolicy | None = None) -> None:
         self.name = name
         self.backend = backend
         self.sampling = sampling
@@ -77,12 +87,20 @@ class LLMAgent:
         self.timeout = timeout
         self.max_tokens = max_tokens
         self.fallback = fallback or RuleAgent(f"{name}-fallback", seed=0)
+        self.policy = policy
         self.stats = {"turns": 0, "repaired": 0, "fallback": 0}
 
-    async def _messages(self, state: DialogueState, keep_last: int | None) -> list[dict[str, str]]:
+    # ---- prompting
+
+    def _build(self, state: DialogueState, keep_last: int | None, extra: str | None) -> list[dict[str, str]]:
+        return build_messages(state.scenario, state.role, state.turns, personality=self.personality,
+                              cot=self.cot, max_turns=state.max_turns, keep_last=keep_last,
+                              directive=extra, hybrid=self.policy is not None)
+
+    async def _messages(self, state: DialogueState, keep_last: int | None,
+                        extra: str | None = None) -> list[dict[str, str]]:
         """The prompt for this turn, trimmed (oldest exchanges first) to fit the context."""
-        messages = build_messages(state.scenario, state.role, state.turns, personality=self.personality,
-                                  cot=self.cot, max_turns=state.max_turns, keep_last=keep_last)
+        messages = self._build(state, keep_last, extra)
         count = getattr(self.backend, "count_tokens", None)
         n_ctx = getattr(self.backend, "n_ctx", None)
         if count is None or not isinstance(n_ctx, int):
@@ -90,8 +108,7 @@ class LLMAgent:
         keep = len(state.turns) if keep_last is None else keep_last
         while keep > 2 and await count(messages) + self.max_tokens > n_ctx:
             keep -= 2  # drop the oldest exchange; the summary line keeps both standing offers
-            messages = build_messages(state.scenario, state.role, state.turns, personality=self.personality,
-                                      cot=self.cot, max_turns=state.max_turns, keep_last=keep)
+            messages = self._build(state, keep, extra)
         return messages
 
     async def _ask(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> Any:
@@ -109,8 +126,11 @@ class LLMAgent:
         problem = utterance_problem(turn, allowed) or prompt_leak(turn.utterance, system_text)
         if problem:
             return problem
+        if self.policy is not None and turn.act in PRICED_REPLY_ACTS and turn.price is not None:
+            if not any(abs(p - turn.price) <= 0.005 * turn.price for p in stated_prices(turn.utterance)):
+                return f"the utterance must state the price {money(turn.price)}"
         framing = _normal(opening_message(state.role, state.max_turns))
-        if said in framing or "turns in all" in said or "left after it" in said:
+        if said in framing or "turns in all" in said or "left after it" in said or "your move" in said:
             return "the utterance repeats the conversation's framing, not something a person would say"
         for earlier in state.turns:
             if _normal(earlier.utterance) == said:
@@ -118,28 +138,44 @@ class LLMAgent:
                 return f"{who}; say something new"
         return None
 
+    # ---- one turn
+
     async def respond(self, state: DialogueState) -> Turn:
         self.stats["turns"] += 1
-        schema = reply_schema(cot=self.cot, acts=allowed_acts(state))
         system_text = system_prompt(state.scenario, state.role, personality=self.personality, cot=self.cot)
+        if self.policy is None:
+            plan = None
+            schema = reply_schema(cot=self.cot, acts=allowed_acts(state))
+            extra = None
+        else:
+            plan = self.policy.plan(state)
+            schema = narration_schema(cot=self.cot)
+            extra = directive(plan.act, plan.price, state.role)
+
+        def make_turn(text: str) -> Turn:
+            if plan is None:
+                reply = parse_reply(text)
+                return Turn(state.role, reply.act, reply.price, reply.utterance,
+                            thought=reply.thought if self.cot else None)
+            utterance, thought = parse_narration(text)
+            return Turn(state.role, plan.act, plan.price, utterance, thought=thought if self.cot else None)
+
         usage = {"prompt_tokens": None, "prompt_tokens_evaluated": 0, "completion_tokens": 0}
         try:
-            messages = await self._messages(state, None)
+            messages = await self._messages(state, None, extra)
             problem = None
             for attempt in range(self.max_repairs + 1):
                 try:
                     result = await self._ask(messages, schema)
                 except ContextOverflow:  # the backend counted more than we did: keep 2 turns
-                    messages = await self._messages(state, 2)
+                    messages = await self._messages(state, 2, extra)
                     result = await self._ask(messages, schema)
                 if usage["prompt_tokens"] is None:
                     usage["prompt_tokens"] = result.prompt_tokens
                 usage["prompt_tokens_evaluated"] += result.prompt_tokens_evaluated or 0
                 usage["completion_tokens"] += result.completion_tokens or 0
                 try:
-                    reply = parse_reply(result.text)
-                    turn = Turn(state.role, reply.act, reply.price, reply.utterance,
-                                thought=reply.thought if self.cot else None)
+                    turn = make_turn(result.text)
                     problem = self._problem(turn, state, system_text)
                 except TurnError as exc:
                     problem = str(exc)
@@ -151,10 +187,11 @@ class LLMAgent:
                             {"role": "user", "content": f"That reply was not usable: {problem}. "
                                                         "Answer again with one JSON object."}]
             else:
-                turn = await self._fallback(state, f"unusable reply after {self.max_repairs} re-ask(s): {problem}")
+                turn = await self._fallback(state, plan, f"unusable reply after {self.max_repairs} "
+                                                        f"re-ask(s): {problem}")
         except ModelError as exc:
             log.warning("%s: model failed, playing a fallback turn: %s", self.name, exc)
-            turn = await self._fallback(state, f"model error: {exc}")
+            turn = await self._fallback(state, plan, f"model error: {exc}")
         if turn.repaired:
             self.stats["repaired"] += 1
         turn = replace(turn, prompt_tokens=usage["prompt_tokens"],
@@ -162,7 +199,14 @@ class LLMAgent:
                        completion_tokens=usage["completion_tokens"])
         return guard_turn(turn, state.scenario, state.turns)
 
-    async def _fallback(self, state: DialogueState, reason: str) -> Turn:
+    async def _fallback(self, state: DialogueState, plan: Any, reason: str) -> Turn:
+        """A rule-based turn (llm policy) or a template narration of the planned move (hybrid)."""
         self.stats["fallback"] += 1
-        turn = await self.fallback.respond(state)
+        if plan is None:
+            turn = await self.fallback.respond(state)
+        else:
+            said = [t.utterance for t in state.turns if t.role is state.role]
+            rng = random.Random(f"{state.scenario.id}|{state.role.value}|{state.turn_index}")
+            turn = Turn(state.role, plan.act, plan.price,
+                        template_utterance(plan.act, state.role, plan.price, rng, said))
         return replace(turn, fallback=True, guard=f"fallback: {reason}"[:300])

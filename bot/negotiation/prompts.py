@@ -131,6 +131,38 @@ def render_reply(turn: Turn, *, cot: bool = False) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
+def render_narration(turn: Turn, *, cot: bool = False) -> str:
+    """Our own turn as a hybrid agent's reply: only the words (the policy chose act and price)."""
+    obj: dict[str, Any] = {"thought": turn.thought or ""} if cot else {}
+    obj["utterance"] = turn.utterance
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def directive(act: Act, price: float | None, role: Role) -> str:
+    """What a hybrid agent's policy tells the model to say this turn.
+
+    Deterministic in (act, price, role), so the directive of every earlier turn can be
+    rebuilt word for word and the prompt stays append-only.
+    """
+    other = role.other.value
+    p = money(price) if price is not None else ""
+    text = {
+        Act.INIT_PRICE: f"propose {p}" + (" and mention one good thing about the item"
+                                          if role is Role.SELLER else ""),
+        Act.COUNTER_PRICE: f"make a counter-offer of {p}",
+        Act.OFFER: f"offer {p}",
+        Act.INSIST: f"hold firm at {p}: say it is as far as you can go",
+        Act.ACCEPT: f"accept the {other}'s offer of {p}",
+        Act.INQUIRE: "say hello and ask one question about the item",
+        Act.INFORM: "tell them one good thing about the item from its description",
+        Act.INTRO: "greet them",
+        Act.QUIT: "walk away politely",
+        Act.REJECT: "turn the offer down politely and end the talk",
+    }.get(act, "reply")
+    price_rule = (f"State {p} and no other price." if price is not None else "Mention no price.")
+    return f"Your move: {text}. {price_rule} Write only what you say, in one or two sentences."
+
+
 def opening_message(role: Role, max_turns: int) -> str:
     other = role.other.value
     return (f"[{max_turns} turns in all] The {other} is here. You speak first."
@@ -148,12 +180,14 @@ def build_messages(
     max_turns: int = 15,
     keep_last: int | None = None,
     directive: str | None = None,
+    hybrid: bool = False,
 ) -> list[Message]:
     """Chat messages for ``role`` to produce its next turn after ``turns``.
 
     ``keep_last`` drops all but the last N turns (to fit a small context) and replaces them
-    with one line stating both sides' standing offers. ``directive`` (hybrid policy) is
-    appended to the final user message and is the only part that is not append-only.
+    with one line stating both sides' standing offers. ``directive`` is appended to the final
+    user message. ``hybrid``: our own turns were narrations of a policy's moves, so each is
+    rendered as the words alone, preceded by the directive it answered (rebuilt from the turn).
     """
     role = Role.parse(role)
     messages: list[Message] = [{"role": "system",
@@ -172,7 +206,14 @@ def build_messages(
     for i in range(start, len(turns)):
         turn = turns[i]
         if turn.role is role:
-            messages.append({"role": "assistant", "content": render_reply(turn, cot=cot)})
+            if messages[-1]["role"] != "user":  # we spoke twice in a row (real dialogues do)
+                messages.append({"role": "user", "content": f"{_turn_tag(i, max_turns)} Your turn again."})
+            if hybrid:
+                messages[-1] = {"role": "user", "content": messages[-1]["content"] + "\n"
+                                + _system_note(directive_for(turn))}
+                messages.append({"role": "assistant", "content": render_narration(turn, cot=cot)})
+            else:
+                messages.append({"role": "assistant", "content": render_reply(turn, cot=cot)})
         else:
             text = f"{_turn_tag(i, max_turns)} {describe_turn(turn)}"
             if messages[-1]["role"] == "user":  # the other side spoke twice (real dialogues do)
@@ -182,8 +223,16 @@ def build_messages(
     if messages[-1]["role"] != "user":  # we speak twice in a row: prompt the next turn
         messages.append({"role": "user", "content": f"{_turn_tag(len(turns), max_turns)} Your turn again."})
     if directive:
-        messages[-1] = {"role": "user", "content": messages[-1]["content"] + "\n" + directive}
+        messages[-1] = {"role": "user", "content": messages[-1]["content"] + "\n" + _system_note(directive)}
     return messages
+
+
+def _system_note(text: str) -> str:
+    return f"({text})"
+
+
+def directive_for(turn: Turn) -> str:
+    return directive(turn.act, turn.price, turn.role)
 
 
 # Acts whose reply must carry a price; every other act's price is null (an accept takes the
@@ -218,6 +267,30 @@ def reply_schema(*, cot: bool = False, acts: Iterable[Act] | None = None,
     if not shapes:
         raise TurnError("a reply schema needs at least one act")
     return shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
+
+
+def narration_schema(*, cot: bool = False, max_utterance: int = MAX_UTTERANCE_CHARS) -> dict[str, Any]:
+    """The JSON schema of a hybrid agent's reply: its words only (and a thought in CoT mode)."""
+    props: dict[str, Any] = {}
+    if cot:
+        props["thought"] = {"type": "string", "maxLength": MAX_THOUGHT_CHARS}
+    props["utterance"] = {"type": "string", "minLength": 1, "maxLength": max_utterance}
+    return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
+
+
+def parse_narration(text: str) -> tuple[str, str | None]:
+    """A hybrid reply -> (utterance, thought). Raises TurnError saying what is wrong."""
+    text = (text or "").strip()
+    if not text:
+        raise TurnError("the model returned nothing")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        raise TurnError(f"the reply is not JSON: {text[:80]!r}") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("utterance"), str):
+        raise TurnError("the reply has no utterance text")
+    thought = obj.get("thought")
+    return obj["utterance"].strip(), thought if isinstance(thought, str) else None
 
 
 def schema_acts(schema: Mapping[str, Any]) -> list[str]:
