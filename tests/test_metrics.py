@@ -148,6 +148,8 @@ def test_object_and_mapping_turns_give_the_same_metrics():
     want = deal_metrics(seller_reservation=70.0, buyer_reservation=100.0)
     # Turn objects always carry seconds (0.0 by default); mappings here carry none.
     assert got.pop("seconds_per_turn") == 0.0 and want.pop("seconds_per_turn") is None
+    for key in ("repaired_turns", "fallback_turns"):  # likewise the repaired/fallback flags
+        assert got.pop(key) == 0.0 and want.pop(key) is None
     assert got == want
 
 
@@ -373,3 +375,22 @@ def test_summarize_skips_undefined_per_key():
     only_bias = summarize(records, keys=("bias",))
     assert list(only_bias) == ["bias"]
     assert only_bias["bias"].n == 2 and only_bias["bias"].mean == approx(-0.3)
+
+
+def test_text_price_mismatches_and_intervention_shares():
+    turns = [
+        {"role": "buyer", "act": "init-price", "price": 60.0, "utterance": "Would you take $60?"},
+        {"role": "seller", "act": "counter-price", "price": 90.0, "utterance": "$60 is low, $90?",
+         "repaired": True, "fallback": False},
+        {"role": "buyer", "act": "counter-price", "price": 70.0, "utterance": "I can do $65.",
+         "repaired": False, "fallback": True},
+        {"role": "seller", "act": "inform", "price": None, "utterance": "It is barely used."},
+    ]
+    for t in turns:
+        t.setdefault("repaired", False)
+        t.setdefault("fallback", False)
+    m = compute_metrics(100.0, 60.0, 100.0, turns, None)
+    assert m["text_price_mismatches"] == approx(1 / 4)  # only "$65" against a price of $70
+    assert m["repaired_turns"] == approx(1 / 4) and m["fallback_turns"] == approx(1 / 4)
+    no_text = [{k: v for k, v in t.items() if k != "utterance"} for t in turns]
+    assert compute_metrics(100.0, 60.0, 100.0, no_text, None)["text_price_mismatches"] is None

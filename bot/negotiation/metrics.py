@@ -40,7 +40,8 @@ from itertools import pairwise
 from typing import Any
 
 from bot.errors import ScenarioError, TurnError
-from bot.negotiation.turns import TERMINAL_ACTS, Act, Role, check_price
+from bot.negotiation.guard import utterance_problem
+from bot.negotiation.turns import TERMINAL_ACTS, Act, Role, Turn, check_price, standing_price
 
 METRIC_KEYS: tuple[str, ...] = (
     "agreed",
@@ -59,6 +60,9 @@ METRIC_KEYS: tuple[str, ...] = (
     "tokens_per_turn",
     "seconds_per_turn",
     "repeated_utterances",
+    "text_price_mismatches",
+    "repaired_turns",
+    "fallback_turns",
 )
 
 # Prices within this distance of a reservation count as on it (float noise, not a violation).
@@ -192,6 +196,10 @@ def compute_metrics(
     metrics.update(_reservation_metrics(roles, acts, prices, p, seller_res, buyer_res))
     metrics.update(_cost_metrics(turns))
     metrics["repeated_utterances"] = _repeated_utterances(turns, roles)
+    metrics["text_price_mismatches"] = _text_price_mismatches(turns, roles, prices, acts)
+    for key, flag in (("repaired_turns", "repaired"), ("fallback_turns", "fallback")):
+        flags = [_get(t, flag) for t in turns]
+        metrics[key] = (sum(bool(f) for f in flags) / n) if n and all(f is not None for f in flags) else None
     return metrics
 
 
@@ -279,6 +287,29 @@ def _repeated_utterances(turns: Sequence[Any], roles: list[Role | None]) -> floa
             repeats += 1
         said.add(text)
     return repeats / spoken if spoken else None
+
+
+def _text_price_mismatches(turns: Sequence[Any], roles: list[Role | None], prices: list[float | None],
+                           acts: list[Act | None]) -> float | None:
+    """Fraction of turns with text whose utterance states a price that is neither the turn's
+    own price nor (beside it) a standing offer: what a reader sees contradict the move."""
+    history: list[Turn] = []
+    spoken = mismatched = 0
+    for turn, role, price, act in zip(turns, roles, prices, acts):
+        text = _get(turn, "utterance")
+        if role is None or not isinstance(text, str):
+            return None  # no utterances (or no roles): nothing to compare
+        try:
+            t = Turn(role, act or Act.UNKNOWN, price, text)
+        except TurnError:
+            t = Turn(role, Act.UNKNOWN, price, text)
+        if text.strip():
+            spoken += 1
+            on_table = [p for p in (standing_price(history, role.other), standing_price(history, role))
+                        if p is not None]
+            mismatched += utterance_problem(t, on_table) is not None
+        history.append(t)
+    return mismatched / spoken if spoken else None
 
 
 # --------------------------------------------------------------------------- aggregates
