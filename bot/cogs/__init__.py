@@ -1,0 +1,1 @@
+"""Discord bot features, one extension each (loaded by bot.app.HaggleBot)."""

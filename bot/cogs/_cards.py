@@ -1,0 +1,248 @@
+"""What the games, daily and stats cogs show: embeds, the status line, and the scores they rank.
+
+Shared by several extensions, so it lives beside them (the leading underscore keeps it out of
+the extension list: it has no ``setup``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import discord
+
+from bot.discord_util import EMBED_DESCRIPTION_LIMIT, EMBED_FIELD_VALUE_LIMIT, clip
+from bot.negotiation.prompts import money
+from bot.negotiation.runner import NegotiationRecord
+from bot.negotiation.scenario import Scenario
+from bot.negotiation.turns import Act, Outcome, Role
+
+DEAL_COLOUR = discord.Colour.green()
+NO_DEAL_COLOUR = discord.Colour.orange()
+NEUTRAL_COLOUR = discord.Colour.light_grey()
+INFO_COLOUR = discord.Colour.blurple()
+
+
+def limit_word(role: Role) -> str:
+    """What a side's reservation price is called: the seller's bottom line, the buyer's ceiling."""
+    return "bottom line" if role is Role.SELLER else "ceiling"
+
+
+def pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
+
+
+def num(value: Any, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+# --------------------------------------------------------------------------- a game
+
+
+def intro_embed(scenario: Scenario, *, human_role: Role, player: str, agent: str,
+                max_turns: int, personality: str | None = None,
+                daily: str | None = None) -> discord.Embed:
+    """The card a game thread opens with (the buttons hang under it)."""
+    bot_role = human_role.other
+    title = f"{'Daily challenge ' + daily + ': ' if daily else ''}{scenario.title}"
+    embed = discord.Embed(title=clip(title, 256), colour=INFO_COLOUR,
+                          description=clip(scenario.description or "No description.",
+                                           EMBED_DESCRIPTION_LIMIT // 4))
+    embed.add_field(name="Listed at", value=money(scenario.listing_price))
+    embed.add_field(name="You are", value=f"the {human_role.value}")
+    embed.add_field(name="Your target", value=money(scenario.target(human_role)))
+    who = f"`{agent}`" + (f", {personality}" if personality else "")
+    embed.add_field(name=f"The {bot_role.value}", value=who)
+    embed.add_field(name="Turns", value=f"{max_turns} in all")
+    embed.add_field(
+        name="How to play",
+        value=("Type your messages here like in a chat: ask questions, make offers "
+               "(\"would you take $150?\"). **Accept** takes my current offer, **Walk away** "
+               "ends without a deal, **Status** shows the table. My "
+               f"{limit_word(bot_role)} stays secret until the end."),
+        inline=False)
+    embed.set_footer(text=f"{player} vs {agent}")
+    return embed
+
+
+def table_line(game: Any) -> str:
+    """The small line under each of the bot's messages: offers on the table, turns left."""
+    bot_role = game.human_role.other
+    parts = []
+    if game.agent_offer is not None:
+        parts.append(f"{bot_role.value}'s offer {money(game.agent_offer)}")
+    else:
+        parts.append(f"no offer from the {bot_role.value} yet")
+    if game.human_offer is not None:
+        parts.append(f"yours {money(game.human_offer)}")
+    if not game.done:
+        parts.append(f"{game.turns_left} turn{'s' if game.turns_left != 1 else ''} left")
+    return "-# " + " · ".join(parts)
+
+
+def status_embed(game: Any, *, player: str, agent: str) -> discord.Embed:
+    sc = game.scenario
+    embed = discord.Embed(title=clip(f"Status: {sc.title}", 256), colour=INFO_COLOUR)
+    embed.add_field(name="Listed at", value=money(sc.listing_price))
+    embed.add_field(name="Your target", value=money(sc.target(game.human_role)))
+    embed.add_field(name=f"The {game.human_role.other.value}'s offer",
+                    value=money(game.agent_offer) if game.agent_offer is not None else "none yet")
+    embed.add_field(name="Your offer",
+                    value=money(game.human_offer) if game.human_offer is not None else "none yet")
+    embed.add_field(name="Turns left", value=str(game.turns_left))
+    embed.set_footer(text=f"{player} vs {agent}")
+    return embed
+
+
+def _ending(record: NegotiationRecord, human_role: Role) -> tuple[str, discord.Colour]:
+    last = record.turns[-1] if record.turns else None
+    who = "you" if last is not None and last.role is human_role else f"the {human_role.other.value}"
+    if record.outcome is Outcome.DEAL:
+        return f"Deal at {money(record.deal_price)}", DEAL_COLOUR
+    if record.outcome is Outcome.QUIT:
+        return f"No deal: {who} walked away", NO_DEAL_COLOUR
+    if record.outcome is Outcome.REJECT:
+        return f"No deal: {who} rejected the offer", NO_DEAL_COLOUR
+    if record.outcome is Outcome.TURN_LIMIT:
+        return "No deal: out of turns", NO_DEAL_COLOUR
+    if record.outcome is Outcome.TIMEOUT:
+        return "No deal: the game timed out", NEUTRAL_COLOUR
+    if record.outcome is Outcome.ABANDONED:
+        return "Game abandoned", NEUTRAL_COLOUR
+    return "Game stopped: the bot failed (not counted)", NEUTRAL_COLOUR
+
+
+def result_card(record: NegotiationRecord, *, human_role: Role, player: str, agent: str,
+                game_id: int, daily: str | None = None) -> discord.Embed:
+    """The end of a game: the price, the person's surplus against the bot's secret limit
+    (revealed now), and the negotiation's metrics."""
+    sc = record.scenario
+    bot_role = human_role.other
+    secret = sc.reservation(bot_role)
+    title, colour = _ending(record, human_role)
+    embed = discord.Embed(
+        title=title, colour=colour,
+        description=clip(f"**{sc.title}**, listed at {money(sc.listing_price)}. {player} played "
+                         f"the {human_role.value} against `{agent}`.", EMBED_DESCRIPTION_LIMIT))
+    embed.add_field(name=f"The {bot_role.value}'s secret {limit_word(bot_role)}",
+                    value=money(secret))
+    embed.add_field(name="Your target", value=money(sc.target(human_role)))
+    metrics = record.metrics
+    if record.deal_price is not None:
+        p = record.deal_price
+        share = metrics.get(f"{human_role.value}_surplus_share")
+        low, high = sc.seller_reservation, sc.buyer_reservation
+        if human_role is Role.BUYER:
+            verdict = (f"You paid {money(p)}; the seller would have gone down to {money(secret)}, "
+                       f"so {money(max(0.0, p - secret))} was left on the table.")
+        else:
+            verdict = (f"You sold at {money(p)}; the buyer would have paid up to {money(secret)}, "
+                       f"so {money(max(0.0, secret - p))} was left on the table.")
+        embed.add_field(
+            name=f"Your surplus: {pct(share)} of the zone",
+            value=clip(f"{verdict} The bargaining zone ran from {money(low)} to {money(high)}.",
+                       EMBED_FIELD_VALUE_LIMIT),
+            inline=False)
+    embed.add_field(
+        name="Metrics",
+        value=(f"turns {metrics.get('dialogue_length', len(record.turns))}/{record.max_turns} · "
+               f"fairness {num(metrics.get('fairness'))} · bias {num(metrics.get('bias'))} · "
+               f"aggressiveness {num(metrics.get('aggressiveness'))} · concession rate "
+               f"{num(metrics.get('concession_rate'))}"),
+        inline=False)
+    fallbacks = sum(1 for t in record.turns if t.fallback)
+    if fallbacks:
+        embed.add_field(name="Note", inline=False,
+                        value=f"The model stumbled on {fallbacks} turn(s); a rule-based move "
+                              f"stood in and was recorded as such.")
+    embed.set_footer(text=f"game #{game_id}" + (f" · daily challenge {daily}" if daily else ""))
+    return embed
+
+
+def button_turn_text(act: Act, price: float | None, player: str) -> str:
+    if act is Act.ACCEPT and price is not None:
+        return f"**{player}** accepts {money(price)}."
+    return f"**{player}** walks away."
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def own_share(row: Any) -> float | None:
+    """The person's surplus share in a finished game (None without a deal)."""
+    metrics = row.metrics or {}
+    return metrics.get(f"{row.human_role}_surplus_share") if row.deal_price is not None else None
+
+
+@dataclass
+class PlayerScore:
+    player_id: int
+    name: str
+    games: int = 0
+    deals: int = 0
+    share_total: float = 0.0
+    best: float | None = None
+
+    @property
+    def mean_share(self) -> float | None:
+        return self.share_total / self.deals if self.deals else None
+
+
+def player_scores(rows: Iterable[Any], names: Mapping[int, str]) -> list[PlayerScore]:
+    """People ranked by their mean surplus share over their deals, then by number of deals.
+
+    Games the bot broke (outcome error) count for nobody.
+    """
+    scores: dict[int, PlayerScore] = {}
+    for row in rows:
+        if row.outcome == Outcome.ERROR.value:
+            continue
+        score = scores.setdefault(row.player_id, PlayerScore(
+            row.player_id, names.get(row.player_id, str(row.player_id))))
+        score.games += 1
+        share = own_share(row)
+        if share is not None:
+            score.deals += 1
+            score.share_total += share
+            score.best = share if score.best is None else max(score.best, share)
+    return sorted(scores.values(), key=lambda s: (s.mean_share is None, -(s.mean_share or 0.0),
+                                                  -s.deals, s.name.lower()))
+
+
+@dataclass
+class DailyEntry:
+    player_id: int
+    name: str
+    outcome: str
+    deal_price: float | None
+    share: float | None
+    turns: int
+
+
+def daily_ranking(rows: Sequence[Any], names: Mapping[int, str]) -> list[DailyEntry]:
+    """A day's attempts, best first: deals by the person's surplus share (fewer turns break
+    ties, then who finished first), then the games without a deal."""
+    entries = []
+    for row in rows:
+        if row.status != "finished" or row.outcome == Outcome.ERROR.value:
+            continue
+        entries.append((row.id, DailyEntry(
+            row.player_id, names.get(row.player_id, str(row.player_id)), row.outcome,
+            row.deal_price, own_share(row),
+            int((row.metrics or {}).get("dialogue_length") or 0))))
+    entries.sort(key=lambda e: (e[1].share is None, -(e[1].share or 0.0), e[1].turns, e[0]))
+    return [e for _, e in entries]
+
+
+def ranking_lines(entries: Sequence[DailyEntry], *, limit: int = 15) -> str:
+    lines = []
+    for rank, e in enumerate(entries[:limit], 1):
+        if e.deal_price is not None:
+            lines.append(f"**{rank}.** {e.name}: deal at {money(e.deal_price)}, "
+                         f"{pct(e.share)} of the zone, {e.turns} turns")
+        else:
+            lines.append(f"**{rank}.** {e.name}: no deal ({e.outcome.replace('_', ' ')})")
+    if len(entries) > limit:
+        lines.append(f"… and {len(entries) - limit} more")
+    return clip("\n".join(lines) or "Nobody has finished yet.", EMBED_DESCRIPTION_LIMIT)

@@ -1,0 +1,699 @@
+"""/haggle: a person haggles with an agent in a thread of their own (or in a DM).
+
+The person types offers as ordinary messages; the core's parser reads them and the agent answers
+in character. Buttons under the opening card: Accept (the bot's current offer), Walk away,
+Status. A game ends on a deal, a walk-away, the turn cap, or the inactivity timeout, and then
+the result card reveals the bot's secret limit.
+
+Why it is built this way:
+
+- The database is the source of truth. Every exchange is saved before the bot's answer is
+  posted; after a restart, a game is reloaded from its saved state on its first message or
+  button click. The buttons are discord.py dynamic items whose custom ids carry the game id
+  (``haggle:game:accept:42``), registered when the extension loads, so buttons posted before a
+  restart keep working.
+- The agent is never called outside the model queue: between turns a game holds a stand-in
+  that refuses to answer, and each turn builds the real agent on the model slot the queue
+  granted (one llama.cpp instance per slot, shared by the games in turn).
+- One turn at a time per game (a lock), one running game per person per server, and nothing
+  a person types can crash the listener: bad input gets a one-line reply, an agent failure
+  takes the person's move back so they can send it again, and a thread deleted mid-game ends
+  the game as abandoned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import discord
+from discord import app_commands
+from discord.ext import commands, tasks
+
+from bot import checks
+from bot.cogs._cards import button_turn_text, intro_embed, result_card, status_embed, table_line
+from bot.discord_util import (
+    CHOICE_NAME_LIMIT,
+    MAX_CHOICES,
+    THREAD_NAME_LIMIT,
+    clip,
+    ordinal,
+    plain_text,
+    quietly,
+    respond,
+    typing,
+)
+from bot.errors import DataError, HaggleError, StoreError, TurnError
+from bot.negotiation.prompts import money
+from bot.negotiation.scenario import Scenario
+from bot.negotiation.session import Exchange, HumanGame
+from bot.negotiation.turns import Outcome, Role
+from bot.queues import QueueFull
+
+log = logging.getLogger(__name__)
+
+# A price below 1% or above 10x the listing price is a typo, not an offer.
+ABSURD_LOW, ABSURD_HIGH = 0.01, 10.0
+# Rule agents have no prompt; a personality changes how fast they concede.
+RULE_CONCESSION_FACTOR = {"aggressive": 0.5, "fair": 1.0, "passive": 1.6}
+PERSONALITY_CHOICES = [app_commands.Choice(name=p, value=p)
+                       for p in ("aggressive", "fair", "passive")]
+THREAD_TYPES = (discord.ChannelType.public_thread, discord.ChannelType.private_thread,
+                discord.ChannelType.news_thread)
+HOST_TYPES = (discord.ChannelType.text, discord.ChannelType.news)
+
+
+class Unseated:
+    """The agent a game holds between turns. It refuses to answer: a real agent is built for
+    each turn on the model slot the queue granted, so no model is ever called out of line."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def respond(self, state: Any) -> Any:
+        raise RuntimeError(f"agent {self.name!r} was asked to move outside the model queue")
+
+
+@dataclass
+class LiveGame:
+    """A running game held in memory (rebuilt from the database when needed)."""
+
+    id: int
+    player_id: int
+    player_name: str
+    guild_id: int | None
+    channel_id: int            # where /haggle was used (the DM itself for DM games)
+    thread_id: int | None
+    agent_name: str
+    seed: int
+    personality: str | None
+    daily: str | None
+    intro_message_id: int | None
+    game: HumanGame
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    place: Any = None          # the thread (or DM channel) object, once known
+
+    @property
+    def place_id(self) -> int:
+        return self.thread_id or self.channel_id
+
+    @property
+    def human_role(self) -> Role:
+        return self.game.human_role
+
+    def meta(self) -> dict[str, Any]:
+        return {"seed": self.seed, "personality": self.personality, "daily": self.daily,
+                "intro_message_id": self.intro_message_id}
+
+    def state(self) -> dict[str, Any]:
+        """What the database keeps: HumanGame's state plus what the bot needs to resume."""
+        return {**self.game.to_state(), "bot": self.meta()}
+
+
+class GameButton(discord.ui.DynamicItem[discord.ui.Button],
+                 template=r"haggle:game:(?P<action>accept|walk|status):(?P<game_id>[0-9]+)"):
+    """Accept / Walk away / Status under a game's opening card; works across restarts."""
+
+    STYLES: ClassVar[dict[str, tuple[str, discord.ButtonStyle]]] = {
+        "accept": ("Accept", discord.ButtonStyle.success),
+        "walk": ("Walk away", discord.ButtonStyle.danger),
+        "status": ("Status", discord.ButtonStyle.secondary),
+    }
+
+    def __init__(self, action: str, game_id: int) -> None:
+        label, style = self.STYLES[action]
+        super().__init__(discord.ui.Button(label=label, style=style,
+                                           custom_id=f"haggle:game:{action}:{game_id}"))
+        self.action = action
+        self.game_id = game_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item,
+                             match: Any, /) -> GameButton:
+        return cls(match["action"], int(match["game_id"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        games = interaction.client.get_cog("Games")
+        if games is None:
+            await respond(interaction, "Games are paused right now; try again in a minute.")
+            return
+        await games.press(interaction, self.game_id, self.action)
+
+
+def game_controls(game_id: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action in ("accept", "walk", "status"):
+        view.add_item(GameButton(action, game_id))
+    return view
+
+
+class Games(commands.Cog):
+    """Games people play against the bot."""
+
+    def __init__(self, bot: Any) -> None:
+        self.bot = bot
+        self.live: dict[int, LiveGame] = {}   # game id -> game in memory
+        self.places: dict[int, int] = {}      # thread / DM channel id -> its running game id
+        self._opening: set[tuple[int | None, int]] = set()  # (server, person) starting a game
+        self._scenarios: dict[str, list[Scenario]] = {}
+
+    async def cog_load(self) -> None:
+        for row in await self.bot.store.active_games():
+            self.places[row.thread_id or row.channel_id] = row.id
+        self.sweeper.change_interval(seconds=max(10.0, self.bot.settings.inactivity_timeout_s / 10))
+        self.sweeper.start()
+
+    async def cog_unload(self) -> None:
+        self.sweeper.cancel()
+
+    # ----------------------------------------------------------------- lookups
+
+    async def scenarios(self, name: str) -> list[Scenario]:
+        """A scenario set, read once (in a worker thread: a dataset file can be large)."""
+        if name not in self._scenarios:
+            from bot.scenarios import load_scenario_set
+
+            self._scenarios[name] = await asyncio.to_thread(load_scenario_set, self.bot.cfg, name)
+        return self._scenarios[name]
+
+    async def default_agent(self, guild_id: int | None, bot_role: Role) -> str:
+        """The server's default agent when it can sit in ``bot_role``, else the config's."""
+        if guild_id is not None:
+            chosen = (await self.bot.store.guild_settings(guild_id)).default_agent
+            if chosen in self.bot.cfg.agents and bot_role.value in self.bot.cfg.agents[chosen].roles:
+                return chosen
+        return self.bot.cfg.default_agent(bot_role)
+
+    async def max_turns(self, guild_id: int | None) -> int:
+        if guild_id is not None:
+            turns = (await self.bot.store.guild_settings(guild_id)).max_turns
+            if turns:
+                return turns
+        return self.bot.cfg.negotiation.max_turns
+
+    def build_agent(self, live: LiveGame, seat: str | None) -> Any:
+        """The game's agent for one turn, on the model slot ``seat`` (None for rule agents)."""
+        cfg = self.bot.cfg
+        spec = cfg.agent(live.agent_name)
+        factory = self.bot.factory
+        if live.personality and live.personality != spec.personality:
+            if spec.kind == "rule":
+                concession = min(1.0, spec.concession * RULE_CONCESSION_FACTOR[live.personality])
+                spec = replace(spec, personality=live.personality, concession=concession)
+            else:
+                spec = replace(spec, personality=live.personality)
+            from bot.agent_factory import AgentFactory
+
+            factory = AgentFactory(replace(cfg, agents={**cfg.agents, spec.name: spec}),
+                                   pool=self.bot.factory.pool)
+        return factory.build(live.agent_name, live.human_role.other, seed=live.seed, seat=seat)
+
+    async def load(self, game_id: int) -> LiveGame | None:
+        """The running game ``game_id``, from memory or rebuilt from the database."""
+        live = self.live.get(game_id)
+        if live is not None:
+            return live
+        row = await self.bot.store.game(game_id)
+        if row is None or row.status != "active":
+            self.places = {k: v for k, v in self.places.items() if v != game_id}
+            return None
+        meta = row.state.get("bot", {})
+        game = HumanGame.from_state(row.state, Unseated(row.agent),
+                                    turn_timeout=self.bot.cfg.negotiation.turn_timeout_s)
+        live = LiveGame(id=row.id, player_id=row.player_id,
+                        player_name=row.state["names"][row.human_role], guild_id=row.guild_id,
+                        channel_id=row.channel_id, thread_id=row.thread_id, agent_name=row.agent,
+                        seed=int(meta.get("seed", 0)), personality=meta.get("personality"),
+                        daily=meta.get("daily"), intro_message_id=meta.get("intro_message_id"),
+                        game=game)
+        live = self.live.setdefault(game_id, live)  # another task may have loaded it meanwhile
+        self.places[live.place_id] = game_id
+        return live
+
+    async def place_of(self, live: LiveGame) -> Any:
+        """The game's thread (or DM channel), or None when it is gone."""
+        if live.place is None:
+            live.place = self.bot.get_channel(live.place_id)
+        if live.place is None:
+            try:
+                live.place = await self.bot.fetch_channel(live.place_id)
+            except (discord.NotFound, discord.Forbidden):
+                return None
+        return live.place
+
+    # ----------------------------------------------------------------- /haggle
+
+    @app_commands.command(name="haggle", description="Haggle with the bot over an item, in a "
+                                                     "thread of your own")
+    @app_commands.describe(role="Your side of the deal (default: you buy, the bot sells)",
+                           item="What to haggle over (default: a random item)",
+                           agent="Which bot agent to face (default: this server's)",
+                           personality="The bot's temperament (default: the agent's own)")
+    @app_commands.choices(role=[app_commands.Choice(name="buyer: you buy from the bot", value="buyer"),
+                                app_commands.Choice(name="seller: you sell to the bot", value="seller")],
+                          personality=PERSONALITY_CHOICES)
+    @checks.bot_permissions(*checks.GAME_PERMISSIONS)
+    @checks.per_person_cooldown("haggle_cooldown_s")
+    async def haggle(self, interaction: discord.Interaction, role: str = "buyer",
+                     item: str = "random", agent: str | None = None,
+                     personality: str | None = None) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        human_role = Role.parse(role)
+        seed = secrets.randbelow(2**31)
+        scenarios = await self.scenarios(self.bot.settings.scenario_set)
+        from bot.scenarios import pick_scenario
+
+        try:
+            scenario = pick_scenario(scenarios, item, seed)
+        except DataError:
+            await respond(interaction, f"No item matches {clip(item, 80)!r}: pick one from the "
+                                       f"list, or leave it empty for a random one.")
+            return
+        if agent:
+            if agent not in self.bot.cfg.agents:
+                await respond(interaction, f"There is no agent called {clip(agent, 80)!r} here; "
+                                           f"pick one from the list (or see /models list).")
+                return
+            self.bot.factory.check_seat(self.bot.cfg.agent(agent), human_role.other)
+            agent_name = agent
+        else:
+            agent_name = await self.default_agent(interaction.guild_id, human_role.other)
+        await self.open_game(interaction, scenario=scenario, human_role=human_role,
+                             agent_name=agent_name, seed=seed, personality=personality)
+
+    @haggle.autocomplete("item")
+    async def _item_choices(self, interaction: discord.Interaction,
+                            current: str) -> list[app_commands.Choice[str]]:
+        scenarios = await self.scenarios(self.bot.settings.scenario_set)
+        needle = current.lower().strip()
+        choices = [app_commands.Choice(name="random item", value="random")] if not needle else []
+        for s in scenarios:
+            label = f"{s.title} ({money(s.listing_price)})"
+            if needle in label.lower() or needle == s.id.lower():
+                choices.append(app_commands.Choice(name=clip(label, CHOICE_NAME_LIMIT), value=s.id))
+            if len(choices) >= MAX_CHOICES:
+                break
+        return choices
+
+    @haggle.autocomplete("agent")
+    async def _agent_choices(self, interaction: discord.Interaction,
+                             current: str) -> list[app_commands.Choice[str]]:
+        role = getattr(interaction.namespace, "role", None) or "buyer"
+        bot_seat = Role.parse(role).other.value
+        return [app_commands.Choice(name=clip(f"{a.name} ({a.kind}, {a.personality})",
+                                              CHOICE_NAME_LIMIT), value=a.name)
+                for a in self.bot.cfg.agents.values()
+                if bot_seat in a.roles and current.lower() in a.name.lower()][:MAX_CHOICES]
+
+    async def open_game(self, interaction: discord.Interaction, *, scenario: Scenario,
+                        human_role: Role, agent_name: str, seed: int,
+                        personality: str | None = None, daily: str | None = None) -> int | None:
+        """Open a game thread (a DM game outside servers), save the game, post its card.
+
+        ``interaction`` must be deferred already. Returns the game id, or None when the person
+        was told why not (a game already running, no thread possible here).
+        """
+        user, guild_id = interaction.user, interaction.guild_id
+        key = (guild_id, user.id)
+        if key in self._opening:
+            await respond(interaction, "Your game is being set up; one moment.")
+            return None
+        self._opening.add(key)
+        try:
+            running = await self.bot.store.active_game_of(user.id, guild_id)
+            if running is not None:
+                where = f"<#{running.thread_id or running.channel_id}>"
+                await respond(interaction, f"You already have a game running in {where}. Finish "
+                                           f"it (or press **Walk away** there) first.")
+                return None
+            place = await self._make_place(interaction, scenario, user)
+            if place is None:
+                return None
+            game = HumanGame(scenario, Unseated(agent_name), human_role=human_role,
+                             human_name=user.display_name,
+                             max_turns=await self.max_turns(guild_id),
+                             first_mover=self.bot.cfg.negotiation.first_mover,
+                             turn_timeout=self.bot.cfg.negotiation.turn_timeout_s)
+            in_thread = place.id != interaction.channel_id
+            live = LiveGame(id=0, player_id=user.id, player_name=user.display_name,
+                            guild_id=guild_id,
+                            channel_id=getattr(place, "parent_id", None) or place.id,
+                            thread_id=place.id if in_thread else None, agent_name=agent_name,
+                            seed=seed, personality=personality, daily=daily,
+                            intro_message_id=None, game=game, place=place)
+            try:
+                live.id = await self.bot.store.create_game(
+                    player_id=user.id, player_name=user.display_name,
+                    channel_id=live.channel_id, thread_id=live.thread_id, guild_id=guild_id,
+                    scenario=scenario.to_dict(), agent=agent_name, human_role=human_role.value,
+                    state=live.state())
+                if daily is not None:
+                    try:
+                        await self.bot.store.mark_daily(live.id, daily)
+                    except StoreError:  # played it already (a race): this game never started
+                        game.abandon(Outcome.ABANDONED, "a second attempt at the daily challenge")
+                        await self._save(live)
+                        raise
+            except StoreError:
+                if in_thread:
+                    await quietly(place.delete())
+                raise
+            self.live[live.id] = live
+            self.places[live.place_id] = live.id
+            intro = await place.send(
+                content=f"{user.mention}, your game is on.",
+                embed=intro_embed(scenario, human_role=human_role, player=user.display_name,
+                                  agent=agent_name, max_turns=game.negotiation.max_turns,
+                                  personality=personality, daily=daily),
+                view=game_controls(live.id),
+                allowed_mentions=discord.AllowedMentions(users=[user]))
+            live.intro_message_id = intro.id
+            await self.bot.store.update_game(live.id, state=live.state())
+        finally:
+            self._opening.discard(key)
+        await respond(interaction, f"Your game is ready: {place.mention}" if in_thread
+                      else "Your game is on, right here.")
+        if not self._persons_turn(live.game):
+            async with live.lock:
+                await self._agent_opens(live, place)
+        return live.id
+
+    async def _make_place(self, interaction: discord.Interaction, scenario: Scenario,
+                          user: Any) -> Any:
+        """A new public thread for the game, or the DM channel itself; None after telling the
+        person why neither works."""
+        channel = interaction.channel
+        if interaction.guild is None:
+            return channel
+        if channel.type in THREAD_TYPES:
+            channel = channel.parent
+        if channel is None or channel.type not in HOST_TYPES:
+            await respond(interaction, "Games run in threads: use /haggle in a text channel.")
+            return None
+        name = clip(f"{user.display_name} haggles: {scenario.title}", THREAD_NAME_LIMIT)
+        try:
+            return await channel.create_thread(name=name, type=discord.ChannelType.public_thread,
+                                               auto_archive_duration=1440,
+                                               reason=f"haggle game for {user}")
+        except discord.Forbidden:
+            await respond(interaction, "I can't open a thread in this channel: give my role "
+                                       "**Create Public Threads** and **Send Messages in "
+                                       "Threads** here, or use another channel.")
+            return None
+
+    # ----------------------------------------------------------------- messages
+
+    @commands.Cog.listener()
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot:
+            return
+        game_id = self.places.get(message.channel.id)
+        if game_id is None:
+            return
+        try:
+            await self.handle_message(game_id, message)
+        except Exception as exc:  # the listener must survive anything a message causes
+            incident = secrets.token_hex(3)
+            log.error("game %s: message %s failed (incident %s)", game_id, message.id, incident,
+                      exc_info=exc)
+            reason = str(exc) if isinstance(exc, HaggleError) else f"incident `{incident}`, logged"
+            await quietly(message.reply(f"Something went wrong on my side ({reason}). Your game "
+                                         f"is saved; send that again in a moment.",
+                                         mention_author=False))
+
+    async def handle_message(self, game_id: int, message: discord.Message) -> None:
+        live = await self.load(game_id)
+        if live is None or message.author.id != live.player_id:
+            return  # a finished game, or someone else talking in the thread: not a move
+        live.place = message.channel
+
+        async def reply(text: str) -> None:
+            await quietly(message.reply(text, mention_author=False))
+
+        text = plain_text(message.content)
+        if not text:
+            await reply("I only read text: make an offer or ask me something.")
+            return
+        limit = self.bot.settings.max_message_chars
+        if len(text) > limit:
+            await reply(f"That's {len(text):,} characters; keep it under {limit:,}. Just name your "
+                        f"price or ask a question.")
+            return
+        if live.lock.locked():
+            await reply("Still answering your last message: one at a time, please.")
+            return
+        async with live.lock:
+            game = live.game
+            if game.done:
+                return
+            if not self._persons_turn(game):  # the bot owes a move (it opens, or failed before)
+                await self._agent_opens(live, message.channel)
+                if game.done or not self._persons_turn(game):
+                    return
+            try:
+                turn = game.interpret(text)
+            except TurnError as exc:
+                await self._touch(live)
+                await reply(str(exc))
+                return
+            listing = game.scenario.listing_price
+            if turn.price is not None and not ABSURD_LOW * listing <= turn.price <= ABSURD_HIGH * listing:
+                await self._touch(live)
+                await reply(f"{money(turn.price)} for something listed at {money(listing)}? That "
+                            f"looks like a typo; try again with a real offer.")
+                return
+            before = game.to_state()
+            exchange = await self._agent_turn(live, message.channel, lambda g: g.say(text))
+            if exchange is not None:
+                await self._settle(live, exchange, before, message.channel)
+
+    async def _agent_opens(self, live: LiveGame, place: Any) -> None:
+        """Let the agent make the move it owes (its opening, or a retry after a failure)."""
+        before = live.game.to_state()
+
+        async def opening(game: HumanGame) -> Exchange:
+            return Exchange(turns=await game.start())
+
+        exchange = await self._agent_turn(live, place, opening)
+        if exchange is not None:
+            await self._settle(live, exchange, before, place, agent_only=True)
+
+    @staticmethod
+    def _persons_turn(game: HumanGame) -> bool:
+        return game.done or game.negotiation.next_role is game.human_role
+
+    async def _agent_turn(self, live: LiveGame, place: Any,
+                          action: Callable[[HumanGame], Awaitable[Exchange]]) -> Exchange | None:
+        """Run ``action`` (which may ask the agent to move) with the agent seated on a model
+        slot: in line behind other games when the model is busy, or not at all (None, the
+        person told) when the line is full."""
+        spec = self.bot.cfg.agent(live.agent_name)
+        if spec.kind != "llm":
+            live.game.agent = self.build_agent(live, seat=None)
+            try:
+                return await action(live.game)
+            finally:
+                live.game.agent = Unseated(live.agent_name)
+        queue = self.bot.queues.get(spec.model)
+        try:
+            ticket = queue.enter()
+        except QueueFull as exc:
+            await quietly(place.send(f"The `{spec.model}` model is busy: {exc.waiting} games are "
+                                      f"already waiting for it. Your game is saved; send your "
+                                      f"message again in a minute."))
+            return None
+        notice = None
+        try:
+            if ticket.position:
+                notice = await quietly(place.send(
+                    f"⏳ You're {ordinal(ticket.position)} in line for the `{spec.model}` model; "
+                    f"I'll answer as soon as it's your turn."))
+            slot = await ticket.wait()
+            live.game.agent = self.build_agent(live, seat=f"discord/{spec.model}/slot{slot}")
+            async with typing(place):
+                return await action(live.game)
+        finally:
+            ticket.release()
+            live.game.agent = Unseated(live.agent_name)
+            if notice is not None:
+                await quietly(notice.delete())
+
+    async def _settle(self, live: LiveGame, exchange: Exchange, before: dict[str, Any],
+                      place: Any, *, agent_only: bool = False) -> None:
+        """Save what an exchange did, then show it; a failed agent turn is taken back."""
+        game = live.game
+        if game.done and game.negotiation.outcome is Outcome.ERROR:
+            log.warning("game %s: agent %s failed (%s); the move is taken back", live.id,
+                        live.agent_name, game.negotiation.error)
+            self._restore(live, before)
+            what = "make my move" if agent_only else "answer that"
+            again = "Send any message to nudge me." if agent_only else (
+                "Your message wasn't counted and the game is saved: send it again, or walk away.")
+            await quietly(place.send(f"Sorry, I couldn't {what}: the model failed. {again}"))
+            return
+        try:
+            await self._save(live)
+        except StoreError:
+            self._restore(live, before)
+            raise
+        if exchange.notice:
+            await self._post(live, place, exchange.notice)
+        agent_turns = exchange.turns if agent_only else exchange.turns[1:]
+        for turn in agent_turns:
+            text = f"{turn.utterance}\n{table_line(game)}"
+            if turn.fallback:
+                text += "\n-# (the model stumbled; a rule-based move stood in)"
+            await self._post(live, place, text)
+        if game.done:
+            await self._conclude(live, place)
+
+    def _restore(self, live: LiveGame, state: dict[str, Any]) -> None:
+        """Put the game back as it was before a move that failed or could not be saved."""
+        live.game = HumanGame.from_state(state, Unseated(live.agent_name),
+                                         turn_timeout=self.bot.cfg.negotiation.turn_timeout_s)
+
+    async def _post(self, live: LiveGame, place: Any, content: str | None = None,
+                    **kwargs: Any) -> Any:
+        """Send into the game's thread; a thread that is gone ends the game as abandoned."""
+        try:
+            return await place.send(content, **kwargs)
+        except discord.NotFound:
+            await self._end(live, Outcome.ABANDONED, "the game's thread is gone", place=None)
+        except discord.HTTPException as exc:
+            log.warning("game %s: cannot post in %s: %s", live.id, live.place_id, exc)
+        return None
+
+    async def _touch(self, live: LiveGame) -> None:
+        """The person is here (even if that message was no move): restart the inactivity clock."""
+        await self.bot.store.update_game(live.id, state=live.state())
+
+    async def _save(self, live: LiveGame) -> None:
+        game = live.game
+        if not game.done:
+            await self.bot.store.update_game(live.id, state=live.state())
+            return
+        record = game.record()
+        await self.bot.store.finish_game(live.id, state=live.state(),
+                                         outcome=record.outcome.value,
+                                         deal_price=record.deal_price, metrics=record.metrics)
+
+    async def _conclude(self, live: LiveGame, place: Any) -> None:
+        """Post the result card, take the buttons away, forget the game (it is saved)."""
+        self.live.pop(live.id, None)
+        self.places.pop(live.place_id, None)
+        if place is None:
+            return
+        card = result_card(live.game.record(), human_role=live.human_role,
+                           player=live.player_name, agent=live.agent_name, game_id=live.id,
+                           daily=live.daily)
+        await quietly(place.send(embed=card))
+        if live.intro_message_id is not None:
+            await quietly(place.get_partial_message(live.intro_message_id).edit(view=None))
+
+    async def _end(self, live: LiveGame, outcome: Outcome, reason: str, *, place: Any) -> None:
+        """End a running game without a move (timeout, deleted thread), saved and concluded."""
+        if live.game.done:
+            return
+        live.game.abandon(outcome, reason)
+        await self._save(live)
+        await self._conclude(live, place)
+
+    # ----------------------------------------------------------------- buttons
+
+    async def press(self, interaction: discord.Interaction, game_id: int, action: str) -> None:
+        live = await self.load(game_id)
+        if live is None:
+            await respond(interaction, "This game is over.")
+            return
+        if interaction.user.id != live.player_id:
+            await respond(interaction, f"This is {live.player_name}'s game. Start your own with "
+                                       f"/haggle.")
+            return
+        if action == "status":
+            await respond(interaction, embed=status_embed(live.game, player=live.player_name,
+                                                          agent=live.agent_name))
+            return
+        if live.lock.locked():
+            await respond(interaction, "Hold on, I'm still answering your last message.")
+            return
+        await interaction.response.defer()
+        place = interaction.channel
+        live.place = place
+        async with live.lock:
+            if live.game.done:
+                return
+            before = live.game.to_state()
+            exchange = await (live.game.accept() if action == "accept" else live.game.walk_away())
+            if exchange.notice:
+                await interaction.followup.send(exchange.notice, ephemeral=True)
+                return
+            turn = exchange.turns[0]
+            try:
+                await self._save(live)
+            except StoreError:
+                self._restore(live, before)
+                raise
+            await self._post(live, place, button_turn_text(turn.act, turn.price, live.player_name))
+            await self._conclude(live, place)
+
+    # ----------------------------------------------------------------- endings without a move
+
+    @tasks.loop(seconds=60)
+    async def sweeper(self) -> None:
+        try:
+            await self.expire_idle()
+        except Exception:  # a bad sweep must not stop the next one
+            log.exception("inactivity sweep failed")
+
+    @sweeper.before_loop
+    async def _before_sweeper(self) -> None:
+        await self.bot.wait_until_ready()
+
+    async def expire_idle(self, now: datetime | None = None) -> list[int]:
+        """End every game nobody wrote in for ``[bot] inactivity_timeout_s``; returns their ids."""
+        now = now or datetime.now(UTC)
+        timeout = self.bot.settings.inactivity_timeout_s
+        expired = []
+        for row in await self.bot.store.active_games():
+            if now - datetime.fromisoformat(row.updated_at) < timedelta(seconds=timeout):
+                continue
+            live = await self.load(row.id)
+            if live is None or live.lock.locked():
+                continue  # finished meanwhile, or a turn is under way right now
+            async with live.lock:
+                place = await self.place_of(live)
+                minutes = round(timeout / 60)
+                if place is not None:
+                    await quietly(place.send(
+                        f"<@{live.player_id}>, no message for {minutes} minutes, so this game is "
+                        f"over.", allowed_mentions=discord.AllowedMentions(users=True)))
+                await self._end(live, Outcome.TIMEOUT, f"no message for {timeout:g} s",
+                                place=place)
+            expired.append(row.id)
+        return expired
+
+    @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        game_id = self.places.get(payload.thread_id)
+        if game_id is None:
+            return
+        live = await self.load(game_id)
+        if live is not None:
+            async with live.lock:
+                await self._end(live, Outcome.ABANDONED, "the game's thread was deleted",
+                                place=None)
+            log.info("game %s abandoned: its thread was deleted", game_id)
+
+
+async def setup(bot: Any) -> None:
+    bot.add_dynamic_items(GameButton)
+    await bot.add_cog(Games(bot))
+
+
+async def teardown(bot: Any) -> None:
+    bot.remove_dynamic_items(GameButton)
