@@ -100,9 +100,12 @@ class FakeMessage:
         self.deleted = False
 
     async def edit(self, **changes: Any) -> FakeMessage:
+        import asyncio
+
         self.channel.check_alive()
         self.edits.append(changes)
         self.channel.calls.append(("edit", self.id))
+        self.channel.call_times.append(asyncio.get_running_loop().time())
         if "content" in changes:
             self.content = changes["content"]
         if "view" in changes:

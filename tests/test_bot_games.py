@@ -401,3 +401,33 @@ async def test_a_game_idle_across_a_restart_still_times_out(tmp_path):
         assert thread.embeds[-1].title == "No deal: the game timed out"
     finally:
         await bot.close()
+
+
+# --------------------------------------------------------------------------- our own bugs
+
+
+async def test_a_bug_in_a_command_gets_an_incident_id_not_a_traceback(world, monkeypatch, caplog):
+    async def broken(name):
+        raise KeyError("scenario cache")
+
+    monkeypatch.setattr(world.games, "scenarios", broken)
+    interaction, _ = await world.haggle(world.person("wes"))
+    assert "Something went wrong on my side (incident `" in interaction.text
+    assert "Traceback" not in interaction.text and "KeyError" not in interaction.text
+    assert any("incident" in r.message and r.exc_info for r in caplog.records)
+
+
+async def test_a_bug_while_handling_a_message_is_answered_and_the_game_kept(world, monkeypatch):
+    xan = world.person("xan")
+    _, thread = await world.haggle(xan, item=LONGBOARD, agent="rule-seller")
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("oops")
+
+    monkeypatch.setattr(world.games, "_agent_turn", broken)
+    await world.say(xan, thread, "would you take $150?")
+    assert "Something went wrong on my side (incident `" in thread.texts[-1]
+    assert "Your game is saved" in thread.texts[-1]
+    monkeypatch.undo()
+    await world.say(xan, thread, "would you take $150?")
+    assert "yours $150" in thread.texts[-1]

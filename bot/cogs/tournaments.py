@@ -177,6 +177,7 @@ class Tournaments(commands.Cog):
                   workers=min(workers, self.bot.settings.max_tournament_workers))
         self.jobs[guild_id] = job
         job.task = asyncio.create_task(self._run(job), name=f"tournament {plan.name}")
+        job.task.add_done_callback(lambda _: self._forget(job))
         embed = discord.Embed(title=clip(f"Tournament started: {plan.name}", 256),
                               colour=INFO_COLOUR,
                               description=f"Live in {thread.mention}. `/tournament status` shows "
@@ -221,10 +222,8 @@ class Tournaments(commands.Cog):
                 f"<@{job.started_by}> the tournament is done.", embed=embed,
                 allowed_mentions=discord.AllowedMentions(users=True),
                 **({"file": file} if file else {})))
-        except asyncio.CancelledError:
+        except asyncio.CancelledError:  # /tournament cancel, or the bot shutting down
             await self._link(job)
-            await quietly(thread.send(f"Cancelled. {job.progress()}. Run the same "
-                                       f"`/tournament run` again to finish the rest."))
             raise
         except HaggleError as exc:
             await quietly(thread.send(f"The tournament stopped: {exc}"))
@@ -238,8 +237,10 @@ class Tournaments(commands.Cog):
             showcase.cancel()
             await asyncio.gather(showcase, return_exceptions=True)
             await factory.aclose()
-            if self.jobs.get(job.guild_id) is job:
-                del self.jobs[job.guild_id]
+
+    def _forget(self, job: Job) -> None:
+        if self.jobs.get(job.guild_id) is job:
+            del self.jobs[job.guild_id]
 
     async def _link(self, job: Job) -> None:
         row = await self.bot.store.tournament(job.plan.name)
@@ -343,9 +344,11 @@ class Tournaments(commands.Cog):
             await respond(interaction, "No tournament is running here.")
             return
         job.task.cancel()
-        await respond(interaction, f"Cancelling **{job.plan.name}**: {job.progress()}.",
-                      ephemeral=False)
         await asyncio.gather(job.task, return_exceptions=True)
+        note = (f"Cancelled: {job.progress()}. What is stored stays; run the same "
+                f"`/tournament run` again to finish the rest.")
+        await quietly(job.thread.send(note))
+        await respond(interaction, f"**{job.plan.name}**: {note}", ephemeral=False)
 
     @tournament.command(name="report", description="A tournament's leaderboard and chart")
     @app_commands.describe(name="The tournament (suggestions list this server's first)")
