@@ -4,6 +4,7 @@ thread and the report posted, permission refusals, status, cancel, resume, repor
 from __future__ import annotations
 
 import asyncio
+from itertools import pairwise
 
 import pytest
 from bot_fakes import World, invoke, make_config, start_bot
@@ -76,7 +77,7 @@ async def test_showcase_updates_are_throttled_to_one_per_second(world, monkeypat
     # carrying everything that arrived meanwhile, at least a second later
     times = [t for (kind, mid), t in zip(thread.calls, thread.call_times) if mid == showcase.id]
     assert 2 <= len(times) <= 3 and len(showcase.edits) == len(times) - 1
-    assert all(b - a >= 0.99 for a, b in zip(times, times[1:]))
+    assert all(b - a >= 0.99 for a, b in pairwise(times))
 
 
 async def test_only_managers_run_and_cancel(tmp_path, monkeypatch):

@@ -4,6 +4,7 @@ messages, the per-model waiting line, the [bot] config section, error messages."
 from __future__ import annotations
 
 import asyncio
+from itertools import pairwise
 
 import pytest
 from bot_fakes import FakeChannel, FakeGuild, make_config
@@ -54,7 +55,7 @@ async def test_live_message_batches_lines_into_throttled_edits():
     (message,) = channel.messages
     assert message.content == "\n".join(f"turn {i}" for i in range(30))
     assert len(channel.calls) <= 4  # ~0.3 s of lines: one send and one or two edits
-    gaps = [b - a for a, b in zip(channel.call_times, channel.call_times[1:])]
+    gaps = [b - a for a, b in pairwise(channel.call_times)]
     assert all(g >= 0.19 for g in gaps)
 
 
