@@ -179,6 +179,21 @@ async def test_missing_permissions_are_explained(world):
     assert thread is None and "can't open a thread" in interaction.text
     assert await world.bot.store.active_game_of(kim.id, world.guild.id) is None
 
+    world.channel.forbid_threads = False
+    original = world.channel.create_thread
+
+    async def mute_thread(**kwargs):  # the thread opens, but posting in it is refused
+        thread = await original(**kwargs)
+        thread.forbid_send = True
+        return thread
+
+    world.channel.create_thread = mute_thread
+    interaction, thread = await world.haggle(kim)
+    assert "couldn't post in the game's thread" in interaction.text and thread.deleted
+    assert await world.bot.store.active_game_of(kim.id, world.guild.id) is None
+    (row,) = await world.bot.store.finished_games()
+    assert row.outcome == "abandoned"
+
 
 async def test_haggle_cooldown_per_person(tmp_path):
     bot = await start_bot(tmp_path, make_config(bot={"haggle_cooldown_s": 20.0}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from bot_fakes import LONGBOARD, World, invoke, start_bot
@@ -31,6 +32,9 @@ async def test_people_leaderboard_ranks_by_surplus_kept(world):
     await deal(world, soft, [])
     _, thread = await world.haggle(quitter, item=LONGBOARD, agent="rule-seller")
     await world.press(quitter, thread, "walk")
+    idle = world.person("idle")  # opened a game and never made a move: not on the board
+    await world.haggle(idle, item=LONGBOARD, agent="rule-seller")
+    await world.games.expire_idle(now=datetime.now(UTC) + timedelta(hours=1))
 
     stats = world.bot.get_cog("Stats")
     interaction = world.interaction(soft)
@@ -41,6 +45,7 @@ async def test_people_leaderboard_ranks_by_surplus_kept(world):
     assert lines[0].startswith("**1.** tough:") and "1/1 deals" in lines[0]
     assert lines[1].startswith("**2.** soft: 0% of the zone kept")  # paid the asking price
     assert lines[2].startswith("**3.** quitter: – of the zone kept, 0/1 deals")
+    assert len(lines) == 3
 
     everywhere = world.interaction(soft)
     await invoke(stats.leaderboard, everywhere, scope="global")
@@ -114,3 +119,26 @@ async def test_models_list_and_the_server_default_agent(world):
     assert (await world.bot.store.guild_settings(world.guild.id)).default_agent is None
     choices = await models._agent_choices(reset, "rule-")
     assert [c.value for c in choices] == ["rule-seller", "rule-buyer"]
+
+
+async def test_owner_sync_command_copies_and_syncs_to_the_server(world, monkeypatch):
+    from types import SimpleNamespace
+
+    admin = world.bot.get_cog("Admin")
+    synced, replies = [], []
+
+    async def fake_sync(*, guild=None):  # Discord's side of the sync
+        synced.append(guild)
+        return [SimpleNamespace(name=c.name) for c in world.bot.tree.get_commands(guild=guild)]
+
+    async def reply(text, **kwargs):
+        replies.append(text)
+
+    monkeypatch.setattr(world.bot.tree, "sync", fake_sync)
+    ctx = SimpleNamespace(guild=world.guild, reply=reply)
+    await admin.sync.callback(admin, ctx, "here")
+    assert synced == [world.guild] and replies[-1].startswith("Synced 6 command(s) to this server")
+    await admin.sync.callback(admin, ctx, "global")
+    assert synced[-1] is None and "globally" in replies[-1]
+    await admin.sync.callback(admin, ctx, "clear")
+    assert replies[-1].startswith("Synced 0 command(s) here")

@@ -192,11 +192,13 @@ class PlayerScore:
 def player_scores(rows: Iterable[Any], names: Mapping[int, str]) -> list[PlayerScore]:
     """People ranked by their mean surplus share over their deals, then by number of deals.
 
-    Games the bot broke (outcome error) count for nobody.
+    A game counts once the person made a move in it; games the bot broke (outcome error)
+    count for nobody.
     """
     scores: dict[int, PlayerScore] = {}
     for row in rows:
-        if row.outcome == Outcome.ERROR.value:
+        moved = any(t.get("role") == row.human_role for t in (row.state or {}).get("turns", ()))
+        if row.outcome == Outcome.ERROR.value or not moved:
             continue
         score = scores.setdefault(row.player_id, PlayerScore(
             row.player_id, names.get(row.player_id, str(row.player_id))))

@@ -365,13 +365,24 @@ class Games(commands.Cog):
                 raise
             self.live[live.id] = live
             self.places[live.place_id] = live.id
-            intro = await place.send(
-                content=f"{user.mention}, your game is on.",
-                embed=intro_embed(scenario, human_role=human_role, player=user.display_name,
-                                  agent=agent_name, max_turns=game.negotiation.max_turns,
-                                  personality=personality, daily=daily),
-                view=game_controls(live.id),
-                allowed_mentions=discord.AllowedMentions(users=[user]))
+            try:
+                intro = await place.send(
+                    content=f"{user.mention}, your game is on.",
+                    embed=intro_embed(scenario, human_role=human_role, player=user.display_name,
+                                      agent=agent_name, max_turns=game.negotiation.max_turns,
+                                      personality=personality, daily=daily),
+                    view=game_controls(live.id),
+                    allowed_mentions=discord.AllowedMentions(users=[user]))
+            except discord.HTTPException as exc:  # e.g. no permission to post in threads
+                log.warning("game %s: cannot post its opening card: %s", live.id, exc)
+                await self._end(live, Outcome.ABANDONED, "its opening card could not be posted",
+                                place=None)
+                if in_thread:
+                    await quietly(place.delete())
+                await respond(interaction, "I couldn't post in the game's thread: give my role "
+                                           "**Send Messages in Threads** and **Embed Links** "
+                                           "here, or use another channel.")
+                return None
             live.intro_message_id = intro.id
             await self.bot.store.update_game(live.id, state=live.state())
         finally:
