@@ -91,3 +91,11 @@ def test_parse_reply_round_trips_render():
 def test_parse_reply_errors_say_what_is_wrong(text, message):
     with pytest.raises(TurnError, match=message):
         parse_reply(text)
+
+
+def test_hybrid_prompt_asks_for_words_only_and_holds_no_target(scenario):
+    text = system_prompt(scenario, Role.BUYER, hybrid=True)
+    assert '{"utterance": what you say}' in text and '"act"' not in text
+    assert "$150" not in text  # the policy owns prices; the model never sees the target
+    msgs = build_messages(scenario, Role.BUYER, [], hybrid=True, directive="Your move: propose $140.")
+    assert msgs[0]["content"] == text and msgs[-1]["content"].endswith("(Your move: propose $140.)")

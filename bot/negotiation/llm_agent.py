@@ -142,7 +142,8 @@ class LLMAgent:
 
     async def respond(self, state: DialogueState) -> Turn:
         self.stats["turns"] += 1
-        system_text = system_prompt(state.scenario, state.role, personality=self.personality, cot=self.cot)
+        system_text = system_prompt(state.scenario, state.role, personality=self.personality, cot=self.cot,
+                                    hybrid=self.policy is not None)
         if self.policy is None:
             plan = None
             schema = reply_schema(cot=self.cot, acts=allowed_acts(state))
