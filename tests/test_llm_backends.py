@@ -79,15 +79,19 @@ async def test_extending_the_conversation_evaluates_only_the_new_suffix(smol):
 
 
 async def test_timeout_abandons_the_call_and_the_backend_recovers(smol):
-    story = [{"role": "user", "content": "Tell me a very long story about a bicycle."}]
-    started = time.perf_counter()
+    # The grammar forbids closing the story before 2000 characters: left alone, this call
+    # would decode all 600 tokens.
+    endless = {"type": "object", "properties": {"story": {"type": "string", "minLength": 2000}},
+               "required": ["story"]}
+    story = [{"role": "user", "content": "Tell me a long story about a bicycle."}]
+    decoded_before = smol.perf_counters()["n_eval"]
     with pytest.raises(ModelTimeout) as caught:
-        await smol.chat(story, sampling=Sampling(max_tokens=600, temperature=0.8), timeout=0.3)
-    assert time.perf_counter() - started < 1.0 and caught.value.seconds == 0.3
-    started = time.perf_counter()
+        await smol.chat(story, schema=endless, sampling=Sampling(max_tokens=600), timeout=0.3)
+    assert caught.value.seconds == 0.3
+    await smol.load()  # a no-op queued behind the abandoned call: returns once that stopped
+    assert smol.perf_counters()["n_eval"] - decoded_before < 300  # it stopped early
     result = await smol.chat(SELLER_MESSAGES, schema=REPLY_SCHEMA, sampling=SHORT)
     check_reply(json.loads(result.text))
-    assert time.perf_counter() - started < 10  # the abandoned generation stopped early
 
 
 async def test_prompt_too_long_for_the_context_is_a_context_overflow(smol):
@@ -171,4 +175,5 @@ async def test_event_loop_stays_responsive_during_a_call(smol):
                     sampling=Sampling(max_tokens=40, seed=1))
     elapsed = time.perf_counter() - started
     task.cancel()
-    assert elapsed > 0.1 and ticks >= elapsed / 0.01 * 0.5
+    # A blocked loop could not tick until the call was over (then at most once).
+    assert elapsed > 0.1 and ticks >= 5

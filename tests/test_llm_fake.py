@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from bot.errors import ConfigError, ModelError, ModelTimeout
@@ -40,10 +38,9 @@ async def test_fake_raises_scripted_errors_and_runs_out_loudly():
 async def test_fake_delay_runs_in_a_thread_and_times_out():
     backend = FakeBackend([Slow("slow", 0.05), Slow("too slow", 0.4), "fast"])
     assert (await backend.chat(MESSAGES)).text == "slow"
-    started = time.perf_counter()
     with pytest.raises(ModelTimeout) as caught:
         await backend.chat(MESSAGES, timeout=0.1)
-    assert time.perf_counter() - started < 1.0 and caught.value.seconds == 0.1
+    assert caught.value.seconds == 0.1
     assert (await backend.chat(MESSAGES)).text == "fast"
 
 
