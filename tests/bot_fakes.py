@@ -34,6 +34,7 @@ AGENTS = {
     "rule-seller": {"kind": "rule", "role": "seller", "seed": 1, "chatter": 0.0},
     "rule-buyer": {"kind": "rule", "role": "buyer", "seed": 1, "chatter": 0.0},
     "llm-seller": {"kind": "llm", "role": "seller", "model": "fake", "max_repairs": 0},
+    "llm-buyer": {"kind": "llm", "role": "buyer", "model": "fake", "max_repairs": 0},
 }
 
 

@@ -235,7 +235,7 @@ async def test_autocomplete_offers_items_and_fitting_agents(world):
     assert all("Long board custom bilt" in c.name for c in items)
     assert (await world.games._item_choices(interaction, ""))[0].value == "random"
     agents = await world.games._agent_choices(interaction, "")
-    assert {c.value for c in agents} == {"rule", "rule-buyer"}  # the bot buys from a seller
+    assert {c.value for c in agents} == {"rule", "rule-buyer", "llm-buyer"}  # the bot buys
 
 
 async def test_personality_changes_a_rule_agents_pace(world):
@@ -362,6 +362,25 @@ async def test_a_model_timeout_takes_the_move_back(tmp_path):
         assert (await bot.store.game(1)).state["turns"] == []
         await world.say(sam, thread, "would you take $120?")
         assert len(game.negotiation.turns) == 2 and "I could let it go for" in thread.texts[-1]
+    finally:
+        await bot.close()
+
+
+async def test_a_failed_opening_move_is_retried_on_the_next_message(tmp_path):
+    opening = json.dumps({"act": "init-price", "price": 120, "utterance": "Would you take $120?"})
+    backend = FakeBackend([Slow(opening, 0.6), opening])
+    cfg = make_config(negotiation={"turn_timeout_s": 0.2})
+    bot = await start_bot(tmp_path, cfg, backend_factory=lambda spec: backend)
+    world = World(bot)
+    try:
+        tia = world.person("tia")  # she sells; the bot buys and speaks first
+        _, thread = await world.haggle(tia, role="seller", item=LONGBOARD, agent="llm-buyer")
+        assert "couldn't make my move" in thread.texts[-1]
+        game = world.games.live[1].game
+        assert game.negotiation.turns == [] and not game.done
+        await world.say(tia, thread, "hello?")
+        assert "Would you take $120?" in "\n".join(thread.texts[-2:])
+        assert [t.role.value for t in game.negotiation.turns][:2] == ["buyer", "seller"]
     finally:
         await bot.close()
 

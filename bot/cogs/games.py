@@ -543,7 +543,7 @@ class Games(commands.Cog):
                         live.agent_name, game.negotiation.error)
             self._restore(live, before)
             what = "make my move" if agent_only else "answer that"
-            again = "Send any message to nudge me." if agent_only else (
+            again = "Say anything and I'll try again." if agent_only else (
                 "Your message wasn't counted and the game is saved: send it again, or walk away.")
             await quietly(place.send(f"Sorry, I couldn't {what}: the model failed. {again}"))
             return
