@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from bot.errors import DataError
 from training.examples import read_chat_jsonl, render
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ def verify_files(merged_dir: str | Path, files: Sequence[tuple[str | Path, str]]
     tok, model = loaded.tokenizer, loaded.model
     encoded = [prompt_ids(tok, p, max_tokens) for p in (prompts or DEFAULT_PROMPTS)]
     encoded = [(text, ids) for text, ids in encoded if len(ids) >= 2]
+    if not encoded:
+        raise DataError("no verification prompt has two tokens or more; give longer prompts")
     reference = [reference_top1(model, ids) for _, ids in encoded]
     n_ctx = max(len(ids) for _, ids in encoded) + 16
 
