@@ -232,7 +232,9 @@ class Config:
 # Sections whose validation lives with their owner module: name -> "module:attr.path" of a
 # callable taking (table, where, base_dir) and returning the validated object (cfg.extra[name]).
 # The owner module must be cheap to import (no torch, discord or llama_cpp at module level).
-EXTRA_SECTIONS: dict[str, str] = {}
+EXTRA_SECTIONS: dict[str, str] = {
+    "bot": "bot.bot_config:BotConfig.from_table",
+}
 _CORE_SECTIONS = {"negotiation", "data", "store", "models", "agents"}
 
 

@@ -1,0 +1,63 @@
+"""Every reply schema the agents send compiles into a llama.cpp grammar.
+
+A schema llama.cpp cannot parse would let a model answer unconstrained, so each one the
+agents can produce (every act, role and price format, with and without chain of thought) is
+compiled here against the embedded model's vocabulary (vocab only: fast)."""
+
+import json
+import re
+
+import pytest
+
+from bot.negotiation.prompts import REPLY_ACTS, narration_pattern, narration_schema, reply_schema
+from bot.negotiation.turns import Act, Role
+
+llama_cpp = pytest.importorskip("llama_cpp")
+pytestmark = pytest.mark.llm
+
+
+@pytest.fixture(scope="module")
+def compiles():
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    from bot.llm.models import embedded_model_path
+
+    llm = llama_cpp.Llama(str(embedded_model_path()), vocab_only=True, verbose=False)
+    vocab = llama_cpp.llama_model_get_vocab(llm.model)
+
+    def check(schema) -> bool:
+        sampler = llama_cpp.llama_sampler_init_grammar(vocab, json_schema_to_gbnf(json.dumps(schema)).encode(), b"root")
+        if not sampler:
+            return False
+        llama_cpp.llama_sampler_free(sampler)
+        return True
+
+    yield check
+    llm.close()
+
+
+def test_a_broken_schema_is_detected(compiles):
+    assert not compiles({"type": "object", "properties": {"u": {"type": "string", "pattern": "^\\$1$"}}})
+
+
+@pytest.mark.parametrize("cot", [False, True])
+def test_reply_schemas_compile(compiles, cot):
+    assert compiles(reply_schema(cot=cot))
+    assert compiles(reply_schema(cot=cot, acts=[Act.INQUIRE, Act.INTRO]))
+
+
+@pytest.mark.parametrize("act", REPLY_ACTS)
+@pytest.mark.parametrize("role", list(Role))
+def test_narration_schemas_compile(compiles, act, role):
+    for price in (None, 7.5, 45, 1200, 14500.25):
+        assert compiles(narration_schema(act=act, price=price, role=role, cot=role is Role.BUYER))
+
+
+def test_narration_pattern_puts_the_price_after_an_opener():
+    pattern = narration_pattern(Act.COUNTER_PRICE, 1200, Role.SELLER)
+    assert re.match(pattern, "How about $1,200? It's barely used.")
+    assert not re.match(pattern, "How about $1,200? Or $1,100.")
+    assert not re.match(pattern, "How about $1,200, that's ¼ off.")
+    assert not re.match(pattern, 'How about $1,200" and more')
+    assert re.match(narration_pattern(Act.INQUIRE, None, Role.BUYER), "Does it still work?")
+    assert re.match(narration_pattern(Act.ACCEPT, 7.5, Role.BUYER), "Deal, $7.50 works.")
