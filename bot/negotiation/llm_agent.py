@@ -47,7 +47,16 @@ _SHINGLE = 6  # a run of this many words copied from the system prompt is a leak
 
 
 def _normal(text: str) -> str:
-    return " ".join(re.findall(r"[\w$.,']+", text.lower())).strip(" .,")
+    """Words of ``text`` for comparing utterances: lower case, prices and numbers dropped (the
+    same sentence with another price is still a repeat)."""
+    text = re.sub(r"\$?\d[\d,.]*k?", " ", text.lower())
+    return " ".join(re.findall(r"[a-z']+", text))
+
+
+def _copies(said: str, source: str, n: int) -> bool:
+    """Whether ``said`` contains a run of ``n`` consecutive words of ``source``."""
+    words = source.split()
+    return any(" ".join(words[i:i + n]) in said for i in range(len(words) - n + 1))
 
 
 def prompt_leak(utterance: str, system_text: str) -> str | None:
@@ -55,11 +64,8 @@ def prompt_leak(utterance: str, system_text: str) -> str | None:
     m = _LEAK_MARKERS.search(utterance)
     if m:
         return f"the utterance repeats the instructions ({m.group(0)!r})"
-    words = re.findall(r"\w+", system_text.lower())
-    said = " ".join(re.findall(r"\w+", utterance.lower()))
-    for i in range(len(words) - _SHINGLE + 1):
-        if " ".join(words[i:i + _SHINGLE]) in said:
-            return "the utterance copies the instructions"
+    if _copies(_normal(utterance), _normal(system_text), _SHINGLE):
+        return "the utterance copies the instructions"
     return None
 
 
@@ -129,8 +135,9 @@ class LLMAgent:
         if self.policy is not None and turn.act in PRICED_REPLY_ACTS and turn.price is not None:
             if not any(abs(p - turn.price) <= 0.005 * turn.price for p in stated_prices(turn.utterance)):
                 return f"the utterance must state the price {money(turn.price)}"
-        framing = _normal(opening_message(state.role, state.max_turns))
-        if said in framing or "turns in all" in said or "left after it" in said or "your move" in said:
+        framing = opening_message(state.role, state.max_turns) + " turns left after it. Your move: " + \
+            " ".join(directive(a, None, state.role) for a in (Act.COUNTER_PRICE, Act.INQUIRE, Act.INFORM))
+        if said in _normal(framing) or _copies(said, _normal(framing), 4):
             return "the utterance repeats the conversation's framing, not something a person would say"
         for earlier in state.turns:
             if _normal(earlier.utterance) == said:
@@ -150,7 +157,7 @@ class LLMAgent:
             extra = None
         else:
             plan = self.policy.plan(state)
-            schema = narration_schema(cot=self.cot)
+            schema = narration_schema(cot=self.cot, act=plan.act, price=plan.price, role=state.role)
             extra = directive(plan.act, plan.price, state.role)
 
         def make_turn(text: str) -> Turn:

@@ -284,12 +284,61 @@ def reply_schema(*, cot: bool = False, acts: Iterable[Act] | None = None,
     return shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
 
 
-def narration_schema(*, cot: bool = False, max_utterance: int = MAX_UTTERANCE_CHARS) -> dict[str, Any]:
-    """The JSON schema of a hybrid agent's reply: its words only (and a thought in CoT mode)."""
+# Grammar-constrained narration: how a hybrid agent's words for a priced move may begin. The
+# model picks the opener (its own choice among people's phrasings), the grammar then puts the
+# policy's price right after it, and the model finishes the sentence freely: the price is stated
+# exactly once and no other number can appear.
+OPENERS: Mapping[tuple[Act, Role], tuple[str, ...]] = {
+    (Act.INIT_PRICE, Role.SELLER): ("I'm asking", "It's yours for", "I'd let it go for", "I can do",
+                                    "The price is"),
+    (Act.INIT_PRICE, Role.BUYER): ("Would you take", "Could you do", "I can offer", "How about",
+                                   "Would you accept"),
+    (Act.COUNTER_PRICE, Role.SELLER): ("How about", "I can do", "I could do", "Meet me at", "Let's say",
+                                       "I'd take", "The best I can do is", "I can come down to"),
+    (Act.COUNTER_PRICE, Role.BUYER): ("Would you take", "How about", "I can offer", "I could do",
+                                      "Could you do", "I can go up to", "Let's say", "Would you do"),
+    (Act.INSIST, Role.SELLER): ("I can't go lower than", "I have to stay at", "My lowest is",
+                                "I'm firm at"),
+    (Act.INSIST, Role.BUYER): ("I can't go higher than", "The most I can pay is", "My limit is",
+                               "I'm staying at"),
+}
+OPENERS = {**OPENERS, (Act.OFFER, Role.SELLER): OPENERS[(Act.COUNTER_PRICE, Role.SELLER)],
+           (Act.OFFER, Role.BUYER): OPENERS[(Act.COUNTER_PRICE, Role.BUYER)]}
+# Free text: no digits, vulgar fractions or $ (no other price), no quotes, backslashes, brackets
+# or line breaks.
+_FREE = r'[^$0-9"\\\n(){}<>\u00bc-\u00be\u2150-\u215e]'
+
+
+def _price_pattern(price: float) -> str:
+    """The price as money() writes it, as a GBNF-safe regex ($ and . in character classes)."""
+    return "".join("[$]" if c == "$" else "[.]" if c == "." else c for c in money(price))
+
+
+def narration_pattern(act: Act, price: float | None, role: Role) -> str:
+    """The regex the utterance of a hybrid move must match (JSON schema ``pattern``)."""
+    openers = OPENERS.get((act, role))
+    if openers and price is not None:
+        return (f"^({'|'.join(openers)}) {_price_pattern(price)}{_FREE}{{0,100}}$")
+    if act is Act.ACCEPT and price is not None:  # naming the price is natural, not required
+        return f"^{_FREE}{{2,60}}({_price_pattern(price)}{_FREE}{{0,60}})?$"
+    if act is Act.INQUIRE:
+        return f"^{_FREE}{{4,120}}[?]$"
+    return f"^{_FREE}{{2,140}}$"
+
+
+def narration_schema(*, cot: bool = False, act: Act | None = None, price: float | None = None,
+                     role: Role | None = None) -> dict[str, Any]:
+    """The JSON schema of a hybrid agent's reply: its words only (and a thought in CoT mode).
+
+    Given the planned move, the utterance is constrained by ``narration_pattern``.
+    """
     props: dict[str, Any] = {}
     if cot:
         props["thought"] = {"type": "string", "maxLength": MAX_THOUGHT_CHARS}
-    props["utterance"] = {"type": "string", "minLength": 1, "maxLength": max_utterance}
+    utterance: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_UTTERANCE_CHARS}
+    if act is not None and role is not None:
+        utterance = {"type": "string", "pattern": narration_pattern(act, price, role)}
+    props["utterance"] = utterance
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
 
