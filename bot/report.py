@@ -109,7 +109,9 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
 
 
 def summarise(values: Iterable[Any]) -> dict[str, Any]:
@@ -412,7 +414,7 @@ def report_tables(report: Mapping[str, Any]) -> list[Table]:
                       t["finished_at"] or "no"] for t in report["tournaments"]])]
 
     board = report["leaderboard"]
-    groups = {r["group"] for r in board}
+    groups = {r["group"] for r in board if r["rating"] is not None}
     tables.append(Table(
         "Leaderboard",
         ["#", "agent", "seats", "rating [95% CI]", "rated deals", "negotiations", "agreement",
@@ -421,7 +423,8 @@ def report_tables(report: Mapping[str, Any]) -> list[Table]:
           "-" if r["rating"] is None else
           f"{r['rating']:.0f} [{r['rating_low']:.0f}, {r['rating_high']:.0f}]",
           str(r["rated_deals"]), str(r["negotiations"]), fmt_pct(r["agreement"]),
-          fmt(r["surplus_share"]["mean"])] + ([str(r["group"])] if len(groups) > 1 else [])
+          fmt(r["surplus_share"]["mean"])]
+         + ([str(r["group"]) if r["rating"] is not None else "-"] if len(groups) > 1 else [])
          for r in board],
         "Bradley-Terry over deals: the buyer scores its surplus share, the seller the rest; Elo "
         "scale, 1500 = average. Surplus share: the agent's share of the zone of agreement "
@@ -639,6 +642,7 @@ _FAIRNESS_RANGE, _BIAS_RANGE = (-1.5, 1.05), (-1.6, 1.6)
 
 
 def _plot_fairness_bias(plt: Any, data: ReportData, report: Mapping[str, Any], path: Path) -> Path:
+    import matplotlib
     import numpy as np
 
     groups = pairing_groups(data.negotiations)
@@ -661,8 +665,8 @@ def _plot_fairness_bias(plt: Any, data: ReportData, report: Mapping[str, Any], p
         filled = [(y, vs, p) for y, vs, p in zip(ys, values, pairings) if vs]
         if filled:
             box = ax.boxplot([vs for _, vs, _ in filled], positions=[y for y, _, _ in filled],
-                             vert=False, widths=0.6, patch_artist=True, showfliers=False,
-                             whis=(5, 95), medianprops={"color": "black"})
+                             widths=0.6, patch_artist=True, showfliers=False, whis=(5, 95),
+                             medianprops={"color": "black"}, **_horizontal(matplotlib))
             for patch, (_, _, p) in zip(box["boxes"], filled):
                 patch.set_facecolor(SOURCE_COLOURS.get(p["kind"], "#4c72b0"))
                 patch.set_alpha(0.55)
@@ -686,6 +690,12 @@ def _plot_fairness_bias(plt: Any, data: ReportData, report: Mapping[str, Any], p
     fig.suptitle("Each pairing's deals: box = middle half, whiskers = 5-95%, dots = deals, "
                  "red arrows = beyond the axis", x=0.01, ha="left", fontsize=9)
     return _save(plt, fig, path, reserve_top=0.3 / fig.get_figheight())
+
+
+def _horizontal(matplotlib: Any) -> dict[str, Any]:
+    """boxplot's keyword for horizontal boxes: ``orientation`` since 3.10, ``vert`` before."""
+    major, minor = (int(x) for x in matplotlib.__version__.split(".")[:2])
+    return {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
 
 
 def _plot_acts(plt: Any, data: ReportData, path: Path) -> Path | None:

@@ -272,3 +272,30 @@ def test_command_line(tmp_path, capsys):
     assert "zero scenarios" in capsys.readouterr().err
     assert main([*args[:4], "nobody", *args[5:]]) == 2
     assert "unknown agent 'nobody'" in capsys.readouterr().err
+
+
+def test_tournament_section_supplies_the_command_defaults(tmp_path, monkeypatch, capsys):
+    """With config.py's EXTRA_SECTIONS entry for [tournament], the command's defaults come
+    from config.toml (flags still override)."""
+    from bot import config as config_module
+    from bot.cli import main
+
+    monkeypatch.setitem(config_module.EXTRA_SECTIONS, "tournament",
+                        "bot.tournament:TournamentConfig.from_table")
+    config = tmp_path / "config.toml"
+    config.write_text('[agents.rule-buyer]\nkind = "rule"\nrole = "buyer"\n'
+                      '[agents.rule-seller]\nkind = "rule"\nrole = "seller"\n'
+                      '[tournament]\nagents = ["rule-buyer", "rule-seller"]\n'
+                      'scenario_set = "agreemate"\nscenarios = 3\nrepetitions = 2\nseed = 4\n')
+    cfg = config_module.load_config(config)
+    assert tournament_config(cfg).repetitions == 2
+    db = tmp_path / "h.db"
+    assert main(["tournament", "--config", str(config), "--db", str(db), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "'rule-buyer,rule-seller.agreemate-3.seed4.rep2': 6/6" in out
+    assert main(["tournament", "--config", str(config), "--db", str(db), "--no-progress",
+                 "--repetitions", "1"]) == 0
+    assert "agreemate-3.seed4.rep1': 3/3" in capsys.readouterr().out
+    config.write_text(config.read_text() + "workers = 0\n")
+    with pytest.raises(ConfigError, match="tournament.workers: must be >= 1"):
+        config_module.load_config(config)
