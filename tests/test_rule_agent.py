@@ -65,3 +65,14 @@ async def test_rule_vs_rule_never_violates_reservations():
         for k, t in enumerate(rec.turns):
             assert not violates_reservation(t, sc, rec.turns[:k])
         assert rec.metrics["reservation_violations"] == 0
+
+
+async def test_templates_never_repeat_their_words_within_a_negotiation():
+    from bot.negotiation.agents import words_only
+
+    for i, (listing, target) in enumerate([(125, 95), (3450, 2070), (160, 121), (40, 20)]):
+        sc = Scenario.build(id=f"w{i}", title="item", listing_price=listing, buyer_target=target)
+        rec = await run_negotiation(sc, RuleAgent("b", concession=0.1, seed=i), RuleAgent("s", concession=0.1, seed=i))
+        for role in (Role.BUYER, Role.SELLER):
+            said = [words_only(t.utterance) for t in rec.turns if t.role is role]
+            assert len(said) == len(set(said)), said

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from dataclasses import dataclass, replace
 from typing import Protocol, Sequence, runtime_checkable
 
@@ -101,13 +102,20 @@ _TEMPLATES: dict[tuple[Act, Role | None], list[str]] = {
 }
 
 
+def words_only(text: str) -> str:
+    """``text`` without prices or numbers, lower case: two sentences that differ only in the
+    price are the same words (a person hears them as a repeat)."""
+    text = re.sub(r"\$?\d[\d,.]*k?", " ", text.lower())
+    return " ".join(re.findall(r"[a-z']+", text))
+
+
 def template_utterance(act: Act, role: Role, price: float | None, rng: random.Random,
                        avoid: Sequence[str] = ()) -> str:
-    """A natural phrasing of (act, price) for ``role``, preferring ones not in ``avoid``."""
+    """A natural phrasing of (act, price) for ``role``, preferring wording not used in ``avoid``."""
     options = _TEMPLATES.get((act, role)) or _TEMPLATES.get((act, None)) or ["Let me think about it."]
-    texts = [o.format(p=money(price) if price is not None else "") for o in options]
-    fresh = [t for t in texts if t not in set(avoid)]
-    return rng.choice(fresh or texts)
+    used = {words_only(a) for a in avoid}
+    fresh = [o for o in options if words_only(o) not in used]
+    return rng.choice(fresh or options).format(p=money(price) if price is not None else "")
 
 
 class RuleAgent:

@@ -28,7 +28,7 @@ from dataclasses import replace
 from typing import Any
 
 from bot.errors import ContextOverflow, ModelError, TurnError
-from bot.negotiation.agents import DialogueState, RuleAgent, template_utterance
+from bot.negotiation.agents import DialogueState, RuleAgent, template_utterance, words_only
 from bot.negotiation.guard import guard_turn, stated_prices, utterance_problem
 from bot.negotiation.policy import ConcessionPolicy
 from bot.negotiation.prompts import (PRICED_REPLY_ACTS, REPLY_ACTS, build_messages, directive,
@@ -46,11 +46,7 @@ _LEAK_MARKERS = re.compile(
 _SHINGLE = 6  # a run of this many words copied from the system prompt is a leak
 
 
-def _normal(text: str) -> str:
-    """Words of ``text`` for comparing utterances: lower case, prices and numbers dropped (the
-    same sentence with another price is still a repeat)."""
-    text = re.sub(r"\$?\d[\d,.]*k?", " ", text.lower())
-    return " ".join(re.findall(r"[a-z']+", text))
+_normal = words_only  # utterances compare without prices: same words, new price = a repeat
 
 
 def _copies(said: str, source: str, n: int) -> bool:
