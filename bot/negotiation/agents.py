@@ -117,9 +117,10 @@ def template_utterance(act: Act, role: Role, price: float | None, rng: random.Ra
                        avoid: Sequence[str] = ()) -> str:
     """A natural phrasing of (act, price) for ``role``, preferring wording not used in ``avoid``."""
     options = _TEMPLATES.get((act, role)) or _TEMPLATES.get((act, None)) or ["Let me think about it."]
+    texts = [o.format(p=money(price) if price is not None else "") for o in options]
     used = {words_only(a) for a in avoid}
-    fresh = [o for o in options if words_only(o) not in used]
-    return rng.choice(fresh or options).format(p=money(price) if price is not None else "")
+    fresh = [t for t in texts if words_only(t) not in used]
+    return rng.choice(fresh or texts)
 
 
 class RuleAgent:
@@ -164,6 +165,9 @@ class RuleAgent:
         goal = max(goal, reservation) if role is Role.SELLER else min(goal, reservation)
         price = mine + self.concession * (goal - mine)
         price = round_price(price, listing)
+        step = rounding_step(listing)
+        if price == mine and abs(goal - mine) >= step:  # a rounded-away concession: move one step
+            price = mine + (step if goal > mine else -step)
         if role is Role.SELLER:
             price = max(price, sc.seller_reservation)
             price = min(price, mine)  # never go back up
