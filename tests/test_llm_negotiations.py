@@ -5,6 +5,8 @@ contract: every negotiation completes, every turn is a valid action-utterance pa
 agrees with its price, and no turn crosses a reservation price.
 """
 
+import asyncio
+
 import pytest
 
 from bot.agent_factory import AgentFactory
@@ -20,16 +22,18 @@ pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def records():
-    import asyncio
+    async def table(factory, scenarios):
+        # each table has its own buyer and seller (own llama.cpp instances, one thread each),
+        # so two tables use both cores
+        buyer, seller = factory.build("buyer", "buyer"), factory.build("seller", "seller")
+        return [await run_negotiation(sc, buyer, seller) for sc in scenarios], buyer.stats, seller.stats
 
     async def play():
         factory = AgentFactory(load_config())
         try:
-            buyer, seller = factory.build("buyer", "buyer"), factory.build("seller", "seller")
-            out = []
-            for scenario in load_agreemate_scenarios()[:10]:
-                out.append(await run_negotiation(scenario, buyer, seller))
-            return out, buyer.stats, seller.stats
+            scenarios = load_agreemate_scenarios()[:10]
+            results = await asyncio.gather(table(factory, scenarios[0::2]), table(factory, scenarios[1::2]))
+            return [rec for recs, _, _ in results for rec in recs], [st for r in results for st in r[1:]]
         finally:
             await factory.aclose()
 
@@ -37,13 +41,13 @@ def records():
 
 
 def test_ten_negotiations_complete(records):
-    recs, _, _ = records
+    recs, _ = records
     assert len(recs) == 10
     assert all(r.outcome is not Outcome.ERROR for r in recs), [r.error for r in recs]
 
 
 def test_every_turn_is_a_valid_action_utterance_pair(records):
-    recs, buyer_stats, seller_stats = records
+    recs, stats = records
     model_turns = 0
     for rec in recs:
         for i, turn in enumerate(rec.turns):
@@ -57,11 +61,11 @@ def test_every_turn_is_a_valid_action_utterance_pair(records):
                 assert turn.prompt_tokens_evaluated is not None
     total = sum(len(r.turns) for r in recs)
     # most turns are the model's own (fallbacks are counted, not hidden)
-    assert model_turns >= total // 2, (model_turns, total, buyer_stats, seller_stats)
+    assert model_turns >= total // 2, (model_turns, total, stats)
 
 
 def test_no_reservation_violations(records):
-    recs, _, _ = records
+    recs, _ = records
     for rec in recs:
         assert rec.metrics["reservation_violations"] == 0
         for i, turn in enumerate(rec.turns):
@@ -71,7 +75,7 @@ def test_no_reservation_violations(records):
 
 
 def test_prefix_reuse_keeps_per_turn_cost_flat(records):
-    recs, _, _ = records
+    recs, _ = records
     # after an agent's first turn in a negotiation, llama.cpp evaluates only the new suffix
     for rec in recs:
         later = [t for t in rec.turns[2:] if not t.fallback and not t.repaired]
