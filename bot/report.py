@@ -190,9 +190,27 @@ def build_report(data: ReportData) -> dict[str, Any]:
         "metric_keys": keys,
         "leaderboard": leaderboard(negotiations),
         "comparisons": comparisons(negotiations, meta),
+        "paper": _paper(negotiations, meta),
         "agents": agents,
         "pairings": pairings,
     }
+
+
+# --------------------------------------------------------------------------- the paper's tables
+# AgreeMate's comparisons (CoT, scale, personality pairings, role models), experiments beside
+# the imported published runs; they live with the experiment grid in bot/experiment.py.
+
+
+def _paper(negotiations: Sequence[Any], meta: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    from bot.experiment import paper_comparisons
+
+    return paper_comparisons(negotiations, meta)
+
+
+def _paper_tables(paper: Mapping[str, Any]) -> list["Table"]:
+    from bot.experiment import paper_tables
+
+    return paper_tables(paper) if paper else []
 
 
 # --------------------------------------------------------------------------- comparisons
@@ -441,6 +459,8 @@ def report_tables(report: Mapping[str, Any]) -> list[Table]:
          + [str(p["outcomes"].get("error", 0))] for p in report["pairings"]],
         "Means; agreement with its 95% interval. bias: +1 = the buyer got its target, -1 = the "
         "seller did."))
+
+    tables += _paper_tables(report.get("paper", {}))
 
     for c in report["comparisons"]:
         fixed = ", ".join(f"{k}={v}" for k, v in c["fixed"].items() if v is not None)
@@ -756,9 +776,12 @@ def _plot_leaderboard(plt: Any, report: Mapping[str, Any], path: Path) -> Path |
     if len(groups) > 1:
         from matplotlib.lines import Line2D
 
-        ax.legend([Line2D([], [], marker="o", linestyle="", color=colour[g]) for g in groups],
-                  [f"group {g}" for g in groups], title="rated together", fontsize=8,
-                  title_fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.12, 1.0))
+        fig.legend([Line2D([], [], marker="o", linestyle="", color=colour[g]) for g in groups],
+                   [f"group {g}" for g in groups], fontsize=8, frameon=False,
+                   loc="lower center", ncol=min(len(groups), 6),
+                   title="rated together (ratings compare only within a group)",
+                   title_fontsize=8)
+        return _save(plt, fig, path, reserve_bottom=0.55 / fig.get_figheight())
     return _save(plt, fig, path)
 
 
@@ -847,10 +870,10 @@ def _wrap(text: str, width: int) -> str:
     return "\n".join(textwrap.wrap(text, width)) or text
 
 
-def _save(plt: Any, fig: Any, path: Path, *, layout: bool = True,
-          reserve_top: float = 0.0) -> Path:
+def _save(plt: Any, fig: Any, path: Path, *, layout: bool = True, reserve_top: float = 0.0,
+          reserve_bottom: float = 0.0) -> Path:
     if layout:
-        fig.tight_layout(rect=(0, 0, 1, 1 - reserve_top))
+        fig.tight_layout(rect=(0, reserve_bottom, 1, 1 - reserve_top))
     fig.savefig(path, dpi=110, bbox_inches="tight" if layout else None)
     plt.close(fig)
     return path

@@ -286,3 +286,28 @@ async def test_players_games_and_server_settings(tmp_path, scenario):
         assert settings.default_agent is None and settings.max_turns == 10
         with pytest.raises(ValueError, match="unknown server setting"):
             await store.set_guild_settings(42, colour="red")
+
+
+async def test_cancelling_a_write_that_waits_for_the_lock_leaves_no_open_transaction(
+        tmp_path, record):
+    """A task cancelled while its BEGIN waits on a locked database (Ctrl-C during a
+    tournament, say) must not leave the connection inside a transaction: the BEGIN still runs
+    on the connection's thread once the lock frees, and must be rolled back."""
+    path = tmp_path / "h.db"
+    store = await Store.open(path, busy_timeout=5)
+    try:
+        tid = await _tournament(store)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        task = asyncio.create_task(store.save_negotiation(tid, record, repetition=0))
+        await asyncio.sleep(0.3)  # the task's BEGIN is now waiting for the lock
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        other.execute("ROLLBACK")
+        other.close()
+        assert await store.save_negotiation(tid, record, repetition=1) is not None
+        assert await store.done_keys(tid) == {("rb", "rs", "bike", 1)}
+    finally:
+        await store.close()
+    assert _count(path, "negotiations") == 1

@@ -332,10 +332,15 @@ class Store:
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error or cancellation."""
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any error or cancellation.
+
+        BEGIN is inside the try: a task cancelled while BEGIN waits on a locked database has
+        still queued it on the connection's thread, and the ROLLBACK queued after it must undo
+        it, or the connection would stay inside a transaction nobody owns.
+        """
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
             try:
+                await self._conn.execute("BEGIN IMMEDIATE")
                 yield self._conn
                 await self._conn.execute("COMMIT")
             except BaseException:
