@@ -28,6 +28,14 @@ COMPARED = ("fairness", "aggressiveness", "probing_ratio", "dialogue_length", "b
 PRICELESS_RUN = "finetune-3B-buyer+finetune-3B-seller"
 
 
+@pytest.fixture(autouse=True)
+def own_config(tmp_path, monkeypatch):
+    """The commands read an empty config of the test's own, not the repo's config.toml."""
+    config = tmp_path / "empty-config.toml"
+    config.write_text("")
+    monkeypatch.setenv("HAGGLE_CONFIG", str(config))
+
+
 def _cell(value: str) -> float | None:
     return None if value.strip() in ("", "nan", "NaN") else float(value)
 

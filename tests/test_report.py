@@ -30,6 +30,14 @@ FILES = ("baseline-3B-buyer+baseline-3B-seller-fair.csv",
          "baseline-3B-buyer+baseline-3B-seller-passive.csv")
 
 
+@pytest.fixture(autouse=True)
+def own_config(tmp_path, monkeypatch):
+    """The commands read an empty config of the test's own, not the repo's config.toml."""
+    config = tmp_path / "empty-config.toml"
+    config.write_text("")
+    monkeypatch.setenv("HAGGLE_CONFIG", str(config))
+
+
 @pytest.fixture(scope="module")
 def db(tmp_path_factory):
     files = [shared_file("agreemate_results", f) for f in FILES]
