@@ -1,14 +1,14 @@
 """Per-turn cost of an LLM-vs-LLM negotiation on the embedded model.
 
-Plays one 15-turn negotiation (the configured `buyer` and `seller` agents, SmolLM2-135M through
-llama.cpp, each seat on its own llama.cpp instance) and prints, measured in that one run:
+Plays one 15-turn negotiation (the configured `llm-buyer` and `llm-seller` agents by default,
+SmolLM2-135M through llama.cpp, each seat on its own llama.cpp instance) and prints, measured in that one run:
 
 (a) prompt tokens llama.cpp evaluated / tokens in the agents' final contexts (goal <= 1.3),
     beside the baseline a stateless generate call per turn costs: every prompt evaluated in
     full (the sum of prompt sizes over the same calls);
 (c) wall time spent outside llama.cpp calls as a share of the whole negotiation (goal <= 10%).
 
-    .venv/bin/python bench/llm_negotiation.py [--scenarios 5] [--seed 0]
+    .venv/bin/python bench/llm_negotiation.py [--scenarios 5] [--seed 0] [--buyer A --seller B]
 
 It tries the agreemate scenarios in order until one runs all 15 turns (most do).
 """
@@ -50,8 +50,8 @@ async def main(args: argparse.Namespace) -> int:
     factory = AgentFactory(cfg)
     try:
         for scenario in load_agreemate_scenarios()[: args.scenarios]:
-            buyer = factory.build("buyer", "buyer", seed=args.seed, seat=f"bench-b-{scenario.id}")
-            seller = factory.build("seller", "seller", seed=args.seed, seat=f"bench-s-{scenario.id}")
+            buyer = factory.build(args.buyer, "buyer", seed=args.seed, seat=f"bench-b-{scenario.id}")
+            seller = factory.build(args.seller, "seller", seed=args.seed, seat=f"bench-s-{scenario.id}")
             meters = [Metered(buyer.backend), Metered(seller.backend)]
             buyer.backend, seller.backend = meters
             await meters[0].load()
@@ -89,4 +89,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenarios", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--buyer", default="llm-buyer", help="buyer agent (default: the paper's llm policy)")
+    parser.add_argument("--seller", default="llm-seller", help="seller agent")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -1,4 +1,5 @@
-"""LLM-vs-LLM negotiations on the real embedded model (SmolLM2-135M through llama.cpp).
+"""LLM-vs-LLM negotiations on the real embedded model (SmolLM2-135M through llama.cpp), in
+the paper's setting (policy "llm": the model picks act and price and writes the words).
 
 Not a quality bar (a 135M model haggles poorly; see the hybrid policy for that) but the
 contract: every negotiation completes, every turn is a valid action-utterance pair whose text
@@ -25,7 +26,7 @@ def records():
     async def table(factory, scenarios):
         # each table has its own buyer and seller (own llama.cpp instances, one thread each),
         # so two tables use both cores
-        buyer, seller = factory.build("buyer", "buyer"), factory.build("seller", "seller")
+        buyer, seller = factory.build("llm-buyer", "buyer"), factory.build("llm-seller", "seller")
         return [await run_negotiation(sc, buyer, seller) for sc in scenarios], buyer.stats, seller.stats
 
     async def play():
