@@ -35,33 +35,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.llm.base import Sampling
 from bot.llm.llamacpp import LlamaCppBackend
 
-ACTS = ["intro", "init-price", "offer", "counter-price", "insist", "agree", "disagree",
-        "accept", "reject", "quit", "inform", "inquire", "vague-price", "unknown"]
-SCHEMA = {
-    "type": "object",
-    "properties": {
-        "act": {"type": "string", "enum": ACTS},
-        "price": {"type": ["number", "null"]},
-        "utterance": {"type": "string", "maxLength": 200},
-    },
-    "required": ["act", "price", "utterance"],
-}
-SYSTEM = ("You are haggling over a {item} listed at ${price}. You are the {role}. Reply with a "
-          "JSON object: act (one of {acts}), price (a number or null) and utterance (what you "
-          "say, one or two sentences).")
-SITUATIONS = [
-    ("used road bike", 200, "seller", "Hi! Would you take $120 for the bike?"),
-    ("oak dining table", 350, "buyer", "The table is $350, it's solid oak and barely used."),
-    ("iPhone 12, 128 GB", 420, "seller", "Any chance you'd do $300? The battery is at 84%."),
-    ("two-bedroom apartment sublet", 1500, "buyer", "Rent is $1500 a month, utilities included."),
-    ("Canon DSLR with two lenses", 600, "seller", "I can pay $450 cash today."),
-    ("leather sofa", 280, "buyer", "I'd like $280, it has no scratches at all."),
-]
+from bot.datasets import load_agreemate_scenarios  # noqa: E402
+from bot.negotiation.prompts import build_messages, reply_schema  # noqa: E402
+from bot.negotiation.turns import Act, Role, Turn  # noqa: E402
+
+# The agents' own reply schema and prompts (policy "llm"), on six of the paper's scenarios, each
+# after one opening message of the counterpart.
+SCHEMA = reply_schema()
 
 
-def messages(item: str, price: int, role: str, opening: str) -> list[dict[str, str]]:
-    system = SYSTEM.format(item=item, price=price, role=role, acts=", ".join(ACTS))
-    return [{"role": "system", "content": system}, {"role": "user", "content": opening}]
+def situations() -> list[list[dict[str, str]]]:
+    out = []
+    for i, scenario in enumerate(load_agreemate_scenarios()[:6]):
+        role = Role.SELLER if i % 2 == 0 else Role.BUYER
+        if role is Role.SELLER:  # the buyer names a price below the listing
+            price = round(scenario.listing_price * 0.6)
+            opening = Turn(Role.BUYER, Act.INIT_PRICE, price, f"Hi! Would you take ${price:,}?")
+        else:
+            opening = Turn(Role.SELLER, Act.INTRO, None, "Hello! It's still available.")
+        out.append(build_messages(scenario, role, [opening]))
+    return out
 
 
 async def measure(backend: LlamaCppBackend, msgs, schema, sampling) -> tuple[float, float, int]:
@@ -93,11 +86,11 @@ async def main() -> None:
     e2e: dict[str, list[float]] = {mode: [] for mode, _, _ in MODES}
     tokens = dict.fromkeys(gen, 0)
     for round_ in range(args.rounds):
-        for i, situation in enumerate(SITUATIONS):
+        for i, msgs in enumerate(situations()):
             sampling = Sampling(temperature=0.7, max_tokens=args.max_tokens, seed=100 * round_ + i)
             for mode, schema, checked in MODES:
                 backend.checked_grammar = checked
-                g, e, n = await measure(backend, messages(*situation), schema, sampling)
+                g, e, n = await measure(backend, msgs, schema, sampling)
                 gen[mode].append(g)
                 e2e[mode].append(e)
                 tokens[mode] += n
