@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
@@ -124,6 +125,22 @@ class TrainingConfig:
                self.quant_types, "a list without duplicates")
 
 
+def training_section(table: Mapping[str, Any] | None, where: str = "training",
+                     base_dir: str | Path | None = None) -> TrainingConfig:
+    """The [training] section as bot/config.py loads extra sections: ``(table, where, base_dir)``.
+
+    A relative ``base`` path is taken from the config file's folder, as model paths are;
+    "embedded" and hf:// references are left as they are.
+    """
+    table = dict(table or {})
+    base = table.get("base")
+    if (isinstance(base, str) and base.strip() and base.strip() != "embedded"
+            and not base.startswith("hf://") and base_dir is not None
+            and not Path(base).expanduser().is_absolute()):
+        table["base"] = str(Path(base_dir) / Path(base).expanduser())
+    return TrainingConfig.from_table(table)  # errors name the key as training.KEY
+
+
 def _check(ok: bool, key: str, value: Any, expected: str) -> None:
     if not ok:
         raise ConfigError(f"training.{key} = {value!r} is invalid: expected {expected}")
@@ -157,4 +174,4 @@ def _coerce(name: str, value: Any, fld: dataclasses.Field) -> Any:
     raise AssertionError(f"no coercion for field {name} of type {kind}")  # a bug, not user input
 
 
-__all__ = ["QUANT_TYPES", "TrainingConfig"]
+__all__ = ["QUANT_TYPES", "TrainingConfig", "training_section"]

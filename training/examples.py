@@ -10,6 +10,10 @@ transformers (``{% generation %}``), so the spans are found by rendering: the te
 [:i] with the generation prompt is a prefix of the text of messages[:i+1], and what lies between
 is assistant i's reply with its end-of-turn marker. The full conversation is tokenized once and a
 token is trained when it starts inside such a span (character offsets from the fast tokenizer).
+
+An assistant message may carry ``"train": false``: it stays in the conversation as context but
+takes no loss. `haggle train data` marks so the dataset turns a served model must not imitate (a
+formal accept with no words, an act the reply grammar cannot express); see training/data.py.
 """
 
 from __future__ import annotations
@@ -68,27 +72,40 @@ def check_messages(messages: Any, where: str) -> list[dict[str, str]]:
                 or not isinstance(msg.get("content"), str):
             raise DataError(f"{where}: message {j} must be {{\"role\": one of {', '.join(ROLES)}, "
                             f"\"content\": a string}}, got {msg!r:.120}")
-        out.append({"role": msg["role"], "content": msg["content"]})
+        clean = {"role": msg["role"], "content": msg["content"]}
+        if "train" in msg:
+            if msg["role"] != "assistant" or not isinstance(msg["train"], bool):
+                raise DataError(f"{where}: message {j}: \"train\" is a true/false flag of "
+                                "assistant messages only")
+            if not msg["train"]:
+                clean["train"] = False
+        out.append(clean)
     if out[0]["role"] == "assistant":
         raise DataError(f"{where}: the first message is the assistant's; start with a system or "
                         "user message so the reply has something to answer")
-    if not any(m["role"] == "assistant" for m in out):
-        raise DataError(f"{where}: no assistant message, so nothing to learn from")
+    if not any(is_trained(m) for m in out):
+        raise DataError(f"{where}: no assistant message to train on, so nothing to learn from")
     return out
 
 
+def is_trained(message: dict[str, str]) -> bool:
+    """Whether a message's tokens carry loss: assistant messages not marked ``"train": false``."""
+    return message["role"] == "assistant" and message.get("train", True) is not False
+
+
 def render(tokenizer, messages: Sequence[dict[str, str]], *, generation_prompt: bool = False) -> str:
-    """The chat template's text for ``messages``."""
-    return tokenizer.apply_chat_template(list(messages), tokenize=False,
+    """The chat template's text for ``messages`` (only role and content reach the template)."""
+    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    return tokenizer.apply_chat_template(plain, tokenize=False,
                                          add_generation_prompt=generation_prompt)
 
 
 def assistant_spans(tokenizer, messages: Sequence[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans of its assistant replies."""
+    """The rendered conversation and the character spans of its trained assistant replies."""
     text = render(tokenizer, messages)
     spans = []
     for i, msg in enumerate(messages):
-        if msg["role"] != "assistant":
+        if not is_trained(msg):
             continue
         before = render(tokenizer, messages[:i], generation_prompt=True)
         upto = render(tokenizer, messages[: i + 1])

@@ -1,0 +1,362 @@
+"""`haggle train`: role-specialised models, from dialogue data to verified GGUF files.
+
+    haggle train data   --role seller --split validation     # chat examples + report
+    haggle train fit    --role seller --max-steps 300        # LoRA on the base (resumable)
+    haggle train merge  --role seller                        # adapter folded into the base
+    haggle train export --role seller                        # F16 GGUF + quantized GGUFs
+    haggle train verify --role seller                        # top-1 agreement, per file
+    haggle train all    --role seller --split validation --max-steps 300 --threads 1
+
+Everything lands in one folder per model, ``--out DIR`` (default adapters/<role>/), recorded in
+its manifest.json (see training/pipeline.py); ``data`` alone writes ``--out FILE`` (default
+DIR/data/<role>.jsonl) and its .eval.jsonl and .report.json siblings. Hyperparameters come
+from the [training] table of the config file (training/config.py), then from the flags.
+Torch, transformers and peft are imported only when a stage needs them (training/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+STAGES = ("data", "fit", "merge", "export", "verify", "all")
+ROLES = ("buyer", "seller", "generalist")  # = training.data.ROLES (not imported: keeps --help light)
+SPLITS = ("train", "validation", "test")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a buyer/seller/generalist model: data, fit, merge, export, verify",
+        description="Role-specialised LoRA fine-tuning, from CraigslistBargains (and Deal or No "
+                    "Deal for the generalist) to merged, quantized, verified GGUF files the bot "
+                    "runs by naming the folder as a model path. See README 'Training'.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="stages: data (chat examples), fit (LoRA), merge, export (GGUF + quantize), "
+               "verify (top-1 agreement), all (the whole chain, writes DIR/manifest.json)")
+    p.add_argument("stage", choices=STAGES, help="which stage to run")
+    p.add_argument("--role", choices=ROLES, required=True,
+                   help="buyer: buyer turns; seller: seller turns; generalist: both + Deal or No Deal")
+    p.add_argument("--out", metavar="PATH",
+                   help="the model folder (default adapters/ROLE); for `data`, the examples file "
+                        "(default DIR/data/ROLE.jsonl)")
+    data = p.add_argument_group("data (stages data and all)")
+    data.add_argument("--split", choices=SPLITS, default="train",
+                      help="CraigslistBargains / Deal or No Deal split (default train; only "
+                           "validation and test are offline, train comes from the Hub)")
+    data.add_argument("--data", metavar="REF",
+                      help="CraigslistBargains file: a path or hf://datasets/OWNER/REPO/FILE "
+                           "(default: [data] craigslist_<split>)")
+    data.add_argument("--deal", metavar="PATH",
+                      help="Deal or No Deal folder or file, for the generalist "
+                           "(default: [data] deal_or_no_deal)")
+    data.add_argument("--max-turns", type=int, metavar="N",
+                      help="cut dialogues at the serving turn cap (default [negotiation] max_turns)")
+    fit = p.add_argument_group("fit (hyperparameters: [training], then these flags)")
+    fit.add_argument("--examples", metavar="FILE",
+                     help="chat examples to fit on (default DIR/data/ROLE.jsonl; held-out "
+                          "examples from its .eval.jsonl sibling when present)")
+    fit.add_argument("--base", metavar="REF",
+                     help="base model: a llama-family GGUF, HF checkpoint dir, hf://... or "
+                          "'embedded' (default [training] base, else the embedded SmolLM2-135M)")
+    fit.add_argument("--max-steps", type=int, metavar="N", help="optimizer steps")
+    fit.add_argument("--batch-size", type=int, metavar="N", help="examples per micro-batch")
+    fit.add_argument("--max-seq-len", type=int, metavar="N", help="tokens per example (truncated)")
+    fit.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="any other [training] key, e.g. --set learning_rate=1e-4 (repeatable)")
+    fit.add_argument("--threads", type=int, metavar="N",
+                     help="torch CPU threads (on a busy machine 1 can beat 2; see bench/train_speed.py)")
+    fit.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    fit.add_argument("--fresh", action="store_true",
+                     help="start the fit over instead of resuming from DIR/checkpoints")
+    fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--template-gguf", metavar="PATH",
+                   help="export: a GGUF of the base to copy tokenizer metadata from (needed when "
+                        "the base is an HF checkpoint directory, not a GGUF)")
+    p.set_defaults(func=run)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _toml_value(text: str) -> Any:
+    """A --set value as TOML (numbers, booleans, lists, quoted strings), else the bare text."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def load_settings(args: argparse.Namespace):
+    """(bot Config, TrainingConfig): the config file's sections, [training] with the flags on top.
+
+    [training] is read here from the TOML file and the rest validated by bot.config without it,
+    so this works whether or not bot/config.py lists [training] among its sections.
+    """
+    from bot.config import find_config, parse_config
+    from bot.errors import ConfigError
+    from training.config import training_section
+
+    path = find_config(getattr(args, "config", None))
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    table = dict(raw.pop("training", {}) or {})
+    cfg = parse_config(raw, path)
+    train_cfg = training_section(table, "training", cfg.base_dir)  # relative base: config's folder
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set learning_rate=1e-4")
+        overrides[key.strip()] = _toml_value(value.strip())
+    for flag, key in (("base", "base"), ("max_steps", "max_steps"), ("batch_size", "batch_size"),
+                      ("max_seq_len", "max_seq_len")):
+        if getattr(args, flag) is not None:
+            overrides[key] = getattr(args, flag)
+    if overrides:
+        merged = {**train_cfg.to_dict(), **overrides}
+        train_cfg = training_section(merged, "training", None)  # flags: relative to the cwd
+    return cfg, train_cfg
+
+
+def model_dir(args: argparse.Namespace) -> Path:
+    if args.stage != "data" and args.out:
+        return Path(args.out)
+    return Path("adapters") / args.role
+
+
+def examples_path(args: argparse.Namespace) -> Path:
+    if args.examples:
+        return Path(args.examples)
+    if args.stage == "data" and args.out:
+        return Path(args.out)
+    return model_dir(args) / "data" / f"{args.role}.jsonl"
+
+
+def _display(path: Path) -> str:
+    """A path relative to the working directory when inside it (manifests stay portable)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _craigslist_ref(cfg, args: argparse.Namespace) -> str:
+    from bot.errors import ConfigError
+
+    ref = args.data or getattr(cfg.data, f"craigslist_{args.split}")
+    if not ref:
+        raise ConfigError(
+            f"no CraigslistBargains {args.split} split is configured: set [data] "
+            f"craigslist_{args.split} (the train split is on the Hugging Face Hub only: "
+            "hf://datasets/OWNER/REPO/train.json, see README 'Training'), pass --data FILE, or "
+            "use --split validation (offline)")
+    if args.data or ref.startswith("hf://"):
+        return ref
+    return str(cfg.resolve_path(ref))
+
+
+def _deal_file(cfg, args: argparse.Namespace) -> Path:
+    from bot import hub
+    from training.data import DEAL_FILES
+
+    ref = args.deal or cfg.data.deal_or_no_deal
+    if hub.is_hub_ref(ref):
+        return hub.resolve(ref)
+    path = Path(ref) if args.deal else cfg.resolve_path(ref)
+    return path / DEAL_FILES[args.split] if path.is_dir() else path
+
+
+def _token_lengths(examples: list[dict], base: str) -> dict[str, Any] | None:
+    """Token counts of the rendered examples with the base model's tokenizer (None without
+    transformers: the examples do not depend on it)."""
+    try:
+        from training.examples import render
+        from training.modeling import load_tokenizer, resolve_base
+    except ImportError as exc:
+        log.warning("token lengths not measured (%s); install the [train] extra", exc)
+        return None
+    tokenizer = load_tokenizer(resolve_base(base))
+    return [len(tokenizer(render(tokenizer, e["messages"]), add_special_tokens=False)["input_ids"])
+            for e in examples]
+
+
+def stage_data(cfg, train_cfg, args: argparse.Namespace) -> dict[str, Any]:
+    """Build, split and write the role's examples; returns the report (also written as JSON)."""
+    from bot.datasets import read_craigslist
+    from bot.llm.models import file_sha256
+    from training.data import (
+        Report,
+        build_examples,
+        eval_path_for,
+        read_deal_file,
+        report_path_for,
+        split_examples,
+        token_stats,
+        write_jsonl,
+    )
+
+    max_turns = args.max_turns or cfg.negotiation.max_turns
+    ref = _craigslist_ref(cfg, args)
+    fractions = {"seller_bottom_fraction": cfg.negotiation.seller_bottom_fraction,
+                 "buyer_ceiling_fraction": cfg.negotiation.buyer_ceiling_fraction}
+    cb = read_craigslist(ref, **fractions)
+    report = Report(role=args.role, split=args.split)
+    configured = args.data or getattr(cfg.data, f"craigslist_{args.split}")
+    report.sources.append({"dataset": "CraigslistBargains", "split": args.split, "ref": configured,
+                           "path": str(cb.path.resolve()), "sha256": file_sha256(cb.path),
+                           "dialogues": len(cb.dialogues),
+                           "skipped_records": len(cb.skipped)})
+    deal = []
+    if args.role == "generalist":
+        deal_path = _deal_file(cfg, args)
+        deal, bad = read_deal_file(deal_path)
+        report.sources.append({"dataset": "Deal or No Deal", "split": args.split,
+                               "ref": args.deal or cfg.data.deal_or_no_deal,
+                               "path": str(deal_path.resolve()), "sha256": file_sha256(deal_path),
+                               "dialogue_lines": len(deal), "skipped_lines": len(bad)})
+    examples, report = build_examples(args.role, args.split, craigslist=cb.dialogues,
+                                      craigslist_source=f"craigslist:{args.split}", deal=deal,
+                                      deal_source=f"deal_or_no_deal:{args.split}",
+                                      max_turns=max_turns, report=report)
+    train, held = split_examples(examples, train_cfg.eval_fraction, train_cfg.seed)
+    if not train:
+        from bot.errors import DataError
+        raise DataError(f"all {len(examples)} {args.role} examples fell in the eval split; "
+                        "lower training.eval_fraction or use more data")
+    out = examples_path(args)
+    eval_out = eval_path_for(out)
+    write_jsonl(out, train)
+    if held:
+        write_jsonl(eval_out, held)
+    else:  # too few dialogues to hold any out: the fit holds out examples itself
+        eval_out.unlink(missing_ok=True)
+    report.examples = {"train": len(train), "eval": len(held),
+                       "train_dialogues": len({e["id"] for e in train}),
+                       "eval_dialogues": len({e["id"] for e in held})}
+    lengths = _token_lengths(examples, train_cfg.base)
+    if lengths:
+        report.tokens = {"tokenizer": train_cfg.base, **token_stats(lengths, train_cfg.max_seq_len)}
+    result = {**report.to_dict(), "max_turns": max_turns, "files": {
+        "train": _display(out), "eval": _display(eval_out) if held else None}}
+    report_path_for(out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    _print_data(result)
+    return result
+
+
+def _print_data(r: dict[str, Any]) -> None:
+    ex = r["examples"]
+    print(f"{r['role']} examples from the {r['split']} split: {ex['train']} train "
+          f"({ex['train_dialogues']} dialogues), {ex['eval']} eval ({ex['eval_dialogues']} dialogues)")
+    for src in r["sources"]:
+        count = src.get("dialogues", src.get("dialogue_lines"))
+        skipped = src.get("skipped_records", src.get("skipped_lines"))
+        print(f"  source {src['dataset']}: {src['path']} ({count} read, {skipped} unreadable)")
+    turns = r["turns"]
+    print(f"  {r['role']} turns trained: {turns.get('trained', 0)}; left as context or cut:")
+    for reason, n in sorted(turns.items(), key=lambda kv: -kv[1]):
+        if reason != "trained":
+            print(f"    {n:6d}  {reason}")
+    print("  formal action turns (no words):")
+    for reason, n in sorted(r["formal_turns"].items(), key=lambda kv: -kv[1]):
+        print(f"    {n:6d}  {reason}")
+    print("  dialogues: " + ", ".join(f"{n} {k}" for k, n in r["dialogues"].items()))
+    print("  acts from: " + ", ".join(f"{k} {n}" for k, n in r["act_source"].items()))
+    t = r.get("tokens")
+    if t:
+        print(f"  tokens per example ({t['tokenizer']}): min {t['min']}, median {t['median']:.0f}, "
+              f"p95 {t['p95']}, max {t['max']}, total {t['total']}; {t['over_max_seq_len']} over "
+              f"max_seq_len {t['max_seq_len']} (truncated in fit)")
+    print(f"  wrote {r['files']['train']}" + (f" and {r['files']['eval']}" if r['files']['eval'] else ""))
+
+
+# --------------------------------------------------------------------------- model stages
+
+
+def stage_fit(train_cfg, args: argparse.Namespace):
+    from training import pipeline
+    from training.data import eval_path_for, report_path_for
+    from training.manifest import update_manifest
+
+    root = model_dir(args)
+    train_path = examples_path(args)
+    eval_path = eval_path_for(train_path)
+    result = pipeline.stage_fit(train_cfg, root, train_path,
+                                eval_path=eval_path if eval_path.is_file() else None,
+                                resume=not args.fresh, progress=not args.no_progress,
+                                device=args.device, threads=args.threads)
+    report = report_path_for(train_path)
+    if report.is_file():  # where the examples came from, and what was left out
+        update_manifest(root, dataset=json.loads(report.read_text(encoding="utf-8")))
+    before, after = result.eval_loss_before, result.eval_loss_after
+    print(f"fit: {result.steps} steps on {result.train_examples} examples "
+          f"({result.dropped_examples} dropped by max_seq_len); eval loss on "
+          f"{result.eval_examples} held-out examples: {_num(before)} -> {_num(after)}; "
+          f"{result.tokens_per_second:.0f} tokens/s over {result.train_seconds:.0f} s")
+    return result
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.4f}"
+
+
+def print_verdicts(verdicts) -> None:
+    print(f"{'file':<32}{'type':>8}{'agreement':>11}{'positions':>11}{'needed':>8}  verdict")
+    for v in verdicts:
+        name = Path(v.file).name
+        verdict = "pass" if v.passed else ("FAIL" + (f" ({v.error})" if v.error else ""))
+        print(f"{name:<32}{v.file_type:>8}{v.agreement:>11.4f}{v.positions:>11}"
+              f"{v.min_agreement:>8.2f}  {verdict}")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg, train_cfg = load_settings(args)
+    if args.threads is not None and args.threads < 1:
+        from bot.errors import ConfigError
+        raise ConfigError(f"--threads {args.threads}: expected 1 or more")
+    if args.stage == "data":
+        stage_data(cfg, train_cfg, args)
+        return 0
+
+    from training import pipeline
+
+    root = model_dir(args)
+    if args.stage == "all":
+        if not args.examples:
+            stage_data(cfg, train_cfg, args)
+        stage_fit(train_cfg, args)
+    elif args.stage == "fit":
+        stage_fit(train_cfg, args)
+        return 0
+    if args.stage in ("merge", "all"):
+        print(f"merge: {pipeline.stage_merge(train_cfg, root)}")
+        if args.stage == "merge":
+            return 0
+    if args.stage in ("export", "all"):
+        for f in pipeline.stage_export(train_cfg, root, template_gguf=args.template_gguf):
+            print(f"export: {f.path} ({f.file_type}, {f.path.stat().st_size / 2**20:.1f} MiB)")
+        if args.stage == "export":
+            return 0
+    verdicts = pipeline.stage_verify(train_cfg, root)
+    print_verdicts(verdicts)
+    print(f"manifest: {root / 'manifest.json'}")
+    bad = pipeline.failed(verdicts)
+    if bad:
+        print(f"haggle: {len(bad)} file(s) failed verification; they stay on disk marked failed "
+              "in the manifest and are refused as models unless force_unverified = true",
+              file=sys.stderr)
+        return 1
+    return 0
