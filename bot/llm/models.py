@@ -9,6 +9,9 @@ A model reference is one of:
 - ``hf://OWNER/REPO/FILE.gguf``: a file on the Hugging Face Hub, downloaded into
   huggingface-hub's cache (see ``bot.hub``; HF_HUB_OFFLINE=1 is respected).
 - a local path, absolute or relative to the config file's folder.
+- a trained model folder (``adapters/seller``, written by `haggle train all`): its manifest.json
+  names the GGUF to run, a verified one only unless forced (``quant``, ``force_unverified``;
+  see ``bot.llm.adapters``).
 
 ``inspect_gguf`` reads a GGUF's header with the ``gguf`` package (architecture, parameter count,
 quantization, context length, chat template) and its sha256; results are cached per
@@ -90,6 +93,10 @@ def resolve_model(
             raise ModelError(f"cannot get model {ref}: {exc}") from exc
     else:
         path = hub.resolve(ref, base_dir=Path(base_dir) if base_dir is not None else None)
+        if (path / "manifest.json").is_file():  # a folder `haggle train` wrote: its verified GGUF
+            from bot.llm.adapters import resolve_model_folder
+
+            path = resolve_model_folder(path)
     if not path.exists():
         raise ModelError(
             f"model file {path} does not exist (reference {str(ref)!r}): fix the model's `path`, "
@@ -240,7 +247,8 @@ BACKENDS = ("llamacpp", "openai")
 SCHEMA_STYLES = ("json_object", "json_schema", "none")
 
 # Keys that only one backend reads; setting them for the other is a mistake worth reporting.
-_LLAMACPP_ONLY = {"path", "n_ctx", "n_threads", "n_gpu_layers", "chat_format", "shared"}
+_LLAMACPP_ONLY = {"path", "n_ctx", "n_threads", "n_gpu_layers", "chat_format", "shared", "quant",
+                  "force_unverified"}
 _OPENAI_ONLY = {"url", "api_key_env", "schema_style", "model"}
 
 
@@ -267,6 +275,8 @@ class ModelSpec:
     timeout_s: float = 120.0
     shared: bool = False  # one Llama instance for every seat using this model
     model: str | None = None  # openai: the served model's name (default: NAME)
+    quant: str | None = None  # trained model folder: the file type to run (default: best verified)
+    force_unverified: bool = False  # trained model folder: run a file that failed verification
 
     def _error(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"models.{self.name}.{key}: {message}")
@@ -304,6 +314,10 @@ class ModelSpec:
             raise self._error("timeout_s", f"must be a positive number of seconds, not {self.timeout_s!r}")
         if not isinstance(self.shared, bool):
             raise self._error("shared", f"must be true or false, not {self.shared!r}")
+        if self.quant is not None and (not isinstance(self.quant, str) or not self.quant.strip()):
+            raise self._error("quant", f"must be a GGUF file type such as \"Q8_0\", not {self.quant!r}")
+        if not isinstance(self.force_unverified, bool):
+            raise self._error("force_unverified", f"must be true or false, not {self.force_unverified!r}")
         if self.backend == "openai":
             if self.url is None:
                 raise self._error("url", "is required for backend 'openai' (e.g. http://127.0.0.1:8000/v1)")
@@ -346,6 +360,7 @@ class ModelSpec:
                 raise ConfigError(f"models.{name}.{key}: not used by backend {backend!r}")
         values = dict(table)
         path = values.get("path")
+        folder = False
         if (
             isinstance(path, str)
             and path.strip() != EMBEDDED
@@ -356,4 +371,19 @@ class ModelSpec:
             if not local.is_absolute() and base_dir is not None:
                 local = Path(base_dir) / local
             values["path"] = str(local)
+            if (local / "manifest.json").is_file():  # a trained model folder: the GGUF it names
+                from bot.llm.adapters import resolve_model_folder
+
+                quant, force = values.get("quant"), values.get("force_unverified", False)
+                try:
+                    values["path"] = str(resolve_model_folder(
+                        local, quant=quant if isinstance(quant, str) else None,
+                        force_unverified=force is True, check_file=False))
+                except ModelError as exc:
+                    raise ConfigError(f"models.{name}.path: {exc}") from exc
+                folder = True
+        if values.get("quant") is not None and not folder:
+            raise ConfigError(f"models.{name}.quant: chooses a file of a trained model folder, "
+                              f"but path {path!r} is not one; set path to the folder `haggle train "
+                              "all` wrote (e.g. adapters/seller)")
         return cls(name=name, **values)
