@@ -1,6 +1,8 @@
 """The whole training pipeline on a tiny llama GGUF the test writes itself.
 
-fit (LoRA, a few steps) -> merge -> export F16 -> quantize Q8_0 -> verify -> llama.cpp generates.
+fit (LoRA, a few steps) -> merge -> export F16 -> quantize Q8_0 -> verify -> the llama.cpp
+backend loads the trained folder as a model and an LLM agent plays a negotiation turn on it;
+and the same chain from CraigslistBargains dialogues through `haggle train all`.
 Two layers of width 64 with the real SmolLM2 tokenizer: every stage runs for real, in seconds.
 """
 
@@ -118,3 +120,74 @@ def test_fit_merge_export_quantize_verify_generate(tiny_gguf, tmp_path):
     finally:
         llm.close()
     assert out["usage"]["completion_tokens"] > 0
+
+    play_one_turn(root)
+
+
+def play_one_turn(model_folder):
+    """Name the trained folder as a model, load it with the llama.cpp backend and let an LLM
+    agent answer a buyer's offer. Returns the raw grammar-constrained reply and the agent's Turn
+    after checking both."""
+    import asyncio
+
+    from bot.llm.llamacpp import LlamaCppBackend
+    from bot.llm.models import ModelSpec
+    from bot.negotiation.agents import DialogueState
+    from bot.negotiation.llm_agent import LLMAgent, allowed_acts
+    from bot.negotiation.prompts import build_messages, parse_reply, reply_schema
+    from bot.negotiation.scenario import Scenario
+    from bot.negotiation.turns import Act, Role, Turn
+
+    spec = ModelSpec.from_table("seller-ft", {"path": str(model_folder), "n_ctx": 1024,
+                                              "seed": 0, "n_threads": 1})
+    assert spec.path == str(model_folder / f"{model_folder.name}.Q8_0.gguf")  # best verified
+    scenario = Scenario.build(id="bike", title="Road bike", listing_price=200, buyer_target=150,
+                              description="Aluminium frame, new tyres.", category="bike")
+    state = DialogueState(scenario, Role.SELLER,
+                          (Turn(Role.BUYER, Act.INIT_PRICE, 120, "Would you take $120?"),))
+
+    async def play():
+        backend = LlamaCppBackend.from_spec(spec)
+        try:
+            raw = await backend.chat(build_messages(scenario, Role.SELLER, state.turns),
+                                     schema=reply_schema(acts=allowed_acts(state)))
+            turn = await LLMAgent("seller-ft", backend, max_tokens=48).respond(state)
+        finally:
+            await backend.aclose()
+        return raw, turn
+
+    raw, turn = asyncio.run(play())
+    assert raw.completion_tokens > 0
+    parse_reply(raw.text)  # the exported model decodes under the reply grammar
+    assert isinstance(turn, Turn) and turn.role is Role.SELLER and turn.utterance
+    assert turn.completion_tokens and turn.completion_tokens > 0  # the model was asked
+    assert turn.price is None or turn.price >= scenario.seller_reservation  # the guard held
+    return raw.text, turn
+
+
+def test_haggle_train_all_from_dialogues_to_an_agent_turn(tiny_gguf, tmp_path, monkeypatch):
+    """`haggle train all` on CraigslistBargains seller turns: data -> fit -> merge -> export ->
+    quantize -> verify -> manifest; then the folder plays a turn as a model."""
+    from bot.cli import main
+    from tests.conftest import shared_file
+    from training.manifest import read_manifest
+
+    source = shared_file("craigslist_bargains", "validation.json")
+    small = tmp_path / "cb.json"
+    small.write_text("".join(source.read_text().splitlines(keepends=True)[:12]))
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "adapters" / "seller"
+    rc = main(["train", "all", "--role", "seller", "--split", "validation", "--data", str(small),
+               "--base", str(tiny_gguf), "--max-steps", "2", "--batch-size", "2",
+               "--max-seq-len", "1024", "--no-progress", "--threads", "1",
+               "--set", "eval_fraction=0.25", "--set", 'quant_types=["Q8_0"]',
+               "--set", "verify_prompts=2", "--set", "lora_r=4"])
+    assert rc == 0
+    manifest = read_manifest(root)
+    assert manifest["dataset"]["role"] == "seller" and manifest["dataset"]["examples"]["eval"] > 0
+    assert manifest["data"]["eval"]["path"].endswith("seller.eval.jsonl")
+    assert manifest["fit"]["steps"] == 2 and manifest["fit"]["eval_loss_before"] > 0
+    verdicts = {r["file"]: r for r in manifest["verify"]["results"]}
+    assert verdicts["seller.F16.gguf"]["agreement"] >= 0.99
+    assert all(f["verified"] for f in manifest["files"])
+    play_one_turn(root)
