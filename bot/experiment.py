@@ -940,8 +940,12 @@ def paper_tables(paper: Mapping[str, Any]) -> list[Any]:
                     row = [label, buyer]
                     for seller in sellers:
                         c = cells.get((buyer, seller))
-                        row.append("" if c is None else
-                                   f"{shown(c['metrics'][key])} (n={c['metrics'][key]['n']})")
+                        if c is None:
+                            row.append("")
+                        elif c["metrics"][key]["n"] == 0:
+                            row.append("no deals")
+                        else:
+                            row.append(f"{shown(c['metrics'][key])} (n={c['metrics'][key]['n']})")
                     rows.append(row)
             tables.append(Table(
                 f"Paper: personality pairings, {title}",

@@ -172,6 +172,18 @@ def test_baseline_and_cross_pairings():
     assert len(cross) == 6 * 6 and {p.blocks for p in cross} == {("cross",)}
 
 
+@pytest.mark.parametrize("name, agents, pairings", [("grid_cpu.toml", 8, 12),
+                                                     ("grid_gpu_llama32.toml", 12, 24)])
+def test_the_example_grids_plan(base, name, agents, pairings):
+    from pathlib import Path
+
+    from bot.experiment import load_grid
+
+    plan = plan_experiment(base, load_grid(Path(__file__).parents[1] / "examples" / name))
+    assert (len(plan.agents), len(plan.tournaments)) == (agents, pairings)
+    assert all(t.plan.scenario_set == "agreemate" for t in plan.tournaments)
+
+
 def test_dry_run_prints_the_plan(tmp_path, capsys):
     grid = tmp_path / "grid.toml"
     grid.write_text('[experiment]\nname = "demo"\nscenarios = 3\n\n[models.m]\npath = "embedded"\n\n'
