@@ -64,6 +64,7 @@ rest of config.toml is not used, so a grid file is a complete, shareable descrip
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import tomllib
@@ -967,3 +968,107 @@ def paper_tables(paper: Mapping[str, Any]) -> list[Any]:
             "Role models against each other and against the baseline of the other seat, beside "
             "baseline vs baseline at the same scale. " + note))
     return tables
+
+
+# --------------------------------------------------------------------------- the paper's charts
+
+
+def write_paper_plots(plt: Any, paper: Mapping[str, Any], out: Path) -> list[Path]:
+    """paper_cot.png (each metric, with vs without CoT, per source) and
+    paper_personality.png (buyer x seller personality heatmaps of agreement, fairness and bias,
+    per source); only those the data allow, and only when an experiment of this module is in
+    the report (the published runs alone keep the report's usual charts)."""
+    written: list[Path] = []
+    if not any(source != AGREEMATE_SOURCE for source in paper.get("sources", [])):
+        return written
+    if paper.get("cot"):
+        written.append(_plot_paper_cot(plt, paper, out / "paper_cot.png"))
+    if paper.get("personality"):
+        written.append(_plot_paper_personality(plt, paper, out / "paper_personality.png"))
+    return written
+
+
+def _plot_paper_cot(plt: Any, paper: Mapping[str, Any], path: Path) -> Path:
+    cot = paper["cot"]
+    sources = list(dict.fromkeys(c["source"] for c in cot))
+    fig, axes = plt.subplots(2, 4, figsize=(13, 6.2))
+    width = 0.38
+    colours = {True: "#d95f02", False: "#7570b3"}
+    for ax, key in zip(axes.flat, PAPER_METRICS):
+        for offset, with_cot in ((-width / 2, True), (width / 2, False)):
+            values = []
+            for source in sources:
+                c = next((c for c in cot if c["source"] == source and c["cot"] == with_cot), None)
+                mean = None if c is None else c["metrics"][key]["mean"]
+                values.append(float("nan") if mean is None else mean)
+            xs = [i + offset for i in range(len(sources))]
+            bars = ax.bar(xs, values, width, color=colours[with_cot],
+                          label="with CoT" if with_cot else "without CoT")
+            for bar, value in zip(bars, values):
+                if not math.isnan(value):
+                    text = f"{100 * value:.0f}%" if key == "agreed" else f"{value:.3g}"
+                    ax.annotate(text, (bar.get_x() + bar.get_width() / 2, value),
+                                ha="center", va="bottom" if value >= 0 else "top", fontsize=7,
+                                xytext=(0, 2 if value >= 0 else -2), textcoords="offset points")
+        ax.axhline(0, color="grey", linewidth=0.6)
+        ax.set_xticks(range(len(sources)), sources, fontsize=8)
+        ax.set_title(PAPER_LABELS[key], fontsize=10, loc="left")
+        ax.margins(y=0.18)
+        if key == "agreed":
+            ax.yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{100 * v:.0f}%"))
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", ncol=2, fontsize=9, frameon=False)
+    pairings = ", ".join(f"{c['source']} {'with' if c['cot'] else 'without'}: {c['pairings']}"
+                         for c in cot)
+    fig.suptitle("With vs without chain of thought (scale x CoT pairings; means of the pairings' "
+                 f"means)\npairings: {pairings}", x=0.01, ha="left", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_paper_personality(plt: Any, paper: Mapping[str, Any], path: Path) -> Path:
+    import numpy as np
+
+    groups = paper["personality"]
+    panels = (("agreed", "agreement rate", "Greens", (0.0, 1.0)),
+              ("fairness", "fairness of deals (1 = midway)", "RdYlGn", (-1.0, 1.0)),
+              ("bias", "bias of deals (+1 = buyer's target)", "RdBu", (-1.5, 1.5)))
+    fig, axes = plt.subplots(len(groups), len(panels), squeeze=False,
+                             figsize=(3.9 * len(panels), 3.4 * len(groups) + 0.4))
+    for row, g in zip(axes, groups):
+        cells = {(c["buyer"], c["seller"]): c for c in g["cells"]}
+        label = f"{g['source']} {g['scale'] or ''}{' CoT' if g['cot'] else ''}".strip()
+        for ax, (key, title, cmap, (lo, hi)) in zip(row, panels):
+            grid = np.full((len(g["buyers"]), len(g["sellers"])), np.nan)
+            for i, b in enumerate(g["buyers"]):
+                for j, s in enumerate(g["sellers"]):
+                    c = cells.get((b, s))
+                    if c is not None and c["metrics"][key]["mean"] is not None:
+                        grid[i, j] = c["metrics"][key]["mean"]
+            colours = plt.get_cmap(cmap).with_extremes(bad="#e8e8e8")
+            ax.imshow(np.ma.masked_invalid(grid), cmap=colours, vmin=lo, vmax=hi, aspect="auto")
+            for i, b in enumerate(g["buyers"]):
+                for j, s in enumerate(g["sellers"]):
+                    c = cells.get((b, s))
+                    if c is None:
+                        continue
+                    n = c["metrics"][key]["n"]
+                    text = ("no deals" if n == 0 else
+                            f"{100 * grid[i, j]:.0f}%" if key == "agreed" else f"{grid[i, j]:.2f}")
+                    rgba = colours((grid[i, j] - lo) / (hi - lo)) if n else (1.0, 1.0, 1.0)
+                    dark = 0.299 * rgba[0] + 0.587 * rgba[1] + 0.114 * rgba[2] < 0.5
+                    ax.text(j, i, f"{text}\nn={n}", ha="center", va="center", fontsize=7.5,
+                            color="white" if dark else "black")
+            ax.set_xticks(range(len(g["sellers"])), g["sellers"], fontsize=8)
+            ax.set_yticks(range(len(g["buyers"])), g["buyers"], fontsize=8)
+            ax.set_xlabel("seller personality", fontsize=8)
+            ax.set_ylabel("buyer personality", fontsize=8)
+            ax.set_title(f"{label}\n{title}", fontsize=9, loc="left")
+    fig.suptitle("Personality pairings (rows: buyer, columns: seller; n = negotiations for "
+                 "agreement, deals otherwise)", x=0.01, ha="left", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -607,7 +607,15 @@ def write_plots(data: ReportData, report: Mapping[str, Any], out_dir: str | Path
                    _plot_acts(plt, data, out / "acts_by_agent.png"),
                    _plot_leaderboard(plt, report, out / "leaderboard.png")]
         written += _plot_trajectories(plt, data, report, out)
+        written += _paper_plots(plt, report, out)
     return [p for p in written if p is not None]
+
+
+def _paper_plots(plt: Any, report: Mapping[str, Any], out: Path) -> list[Path]:
+    """paper_cot.png, paper_personality.png: the paper's comparisons (bot/experiment.py)."""
+    from bot.experiment import write_paper_plots
+
+    return write_paper_plots(plt, report.get("paper", {}), out)
 
 
 def _bar_height(n: int) -> float:

@@ -354,3 +354,13 @@ def test_the_paper_cot_table_from_its_published_runs(tmp_path):
     for with_cot, values in published.items():
         for key, value in values.items():
             assert cot[with_cot][key]["mean"] == pytest.approx(value, abs=1.5e-4), (with_cot, key)
+
+
+def test_report_plots_the_paper_charts(reported, tmp_path, capsys):
+    config, db, _ = reported
+    out = tmp_path / "charts"
+    assert main(["report", "--db", str(db), "--config", str(config), "--plot", str(out)]) == 0
+    capsys.readouterr()
+    for name in ("paper_cot.png", "paper_personality.png"):
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, name
