@@ -57,8 +57,9 @@ Pairings:
   against the baseline buyer.
 - ``cross``: every buyer variant against every seller variant.
 
-Everything but the negotiation set-up ([negotiation], [data]) comes from the grid file; the
-rest of config.toml is not used, so a grid file is a complete, shareable description.
+Everything but the negotiation set-up ([negotiation], [data]) and the default database
+([store]) comes from the grid file; the rest of config.toml is not used, so a grid file is a
+complete, shareable description of an experiment.
 """
 
 from __future__ import annotations
@@ -748,8 +749,13 @@ def paper_comparisons(negotiations: Sequence[Any],
         else:
             note = ("The experiments played none of the AgreeMate runs' scenarios: not like for "
                     "like (use scenario_set = \"agreemate\" in the grid).")
+    caps = {src: sorted({r[0].max_turns for r in rows if (r[3] == AGREEMATE_SOURCE) == src})
+            for src in (True, False)}
+    if caps[True] and caps[False] and caps[True] != caps[False]:
+        note += (f" Turn caps differ: the experiments {'/'.join(map(str, caps[False]))}, the "
+                 f"published runs {'/'.join(map(str, caps[True]))}.")
     sources = _source_order(list(dict.fromkeys(r[3] for r in rows)))
-    return {"sources": sources, "note": note,
+    return {"sources": sources, "note": note.strip(),
             "cot": _paper_cot(rows, sources), "scale": _paper_scale(rows),
             "personality": _paper_personality(rows), "roles": _paper_roles(rows)}
 
