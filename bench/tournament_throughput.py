@@ -12,16 +12,17 @@ minute, and the shares of worker time (workers x wall) spent
 - in the model backend (llama.cpp chat calls, measured by wrapping each agent's backend),
 - in the agents' respond() outside the backend (prompt building, parsing, guardrails),
 - writing to the store,
-- in orchestration: everything else (the runner, the queue, the progress bar, a worker idle
-  while the last negotiation of another finishes).
+- idle: a worker with nothing left to take while another finishes its last negotiation
+  (a tail effect: large when a run has about as many negotiations as workers);
+- in orchestration: everything else (the runner, the queue, the progress bar).
 
 With two workers on one event loop, a worker's respond() time includes the slices other
 workers run while it awaits (rule agents hold the loop, so their shares at --workers 2 are
 approximate); LLM agents wait on llama.cpp in a thread, so theirs are exact.
 
-Goal: for LLM agents, store + orchestration <= 5% of wall time. Models are loaded before the
-clock starts (loading is a one-off, not throughput). Without a model (llama-cpp-python or the
-embedded model missing) the LLM rows say why and are skipped.
+Goal: for LLM agents, store + orchestration <= 5% of wall time (idle is shown apart). Models
+are loaded before the clock starts (loading is a one-off, not throughput). Without a model
+(llama-cpp-python or the embedded model missing) the LLM rows say why and are skipped.
 
     .venv/bin/python bench/tournament_throughput.py [--llm-scenarios 2] [--rule-repetitions 10]
 """
@@ -108,7 +109,9 @@ async def measure(cfg, label: str, plan, workers: int) -> dict:
     return {"label": label, "workers": workers, "n": stats.ran, "wall": stats.wall_seconds,
             "per_min": stats.per_minute, "load": load_s, "backend": backend,
             "agent_other": max(0.0, agents - backend), "store": store,
-            "orchestration": max(0.0, 1.0 - agents - store - stats.build_seconds / worker_time),
+            "idle": stats.idle_seconds / worker_time,
+            "orchestration": max(0.0, 1.0 - agents - store - (stats.build_seconds
+                                                              + stats.idle_seconds) / worker_time),
             "errors": stats.errors, "deals": stats.deals}
 
 
@@ -129,13 +132,14 @@ def llm_unavailable(cfg) -> str | None:
 
 def show(rows: list[dict]) -> None:
     header = (f"{'agents':<18}{'workers':>8}{'negot.':>8}{'wall s':>9}{'neg/min':>10}"
-              f"{'backend':>9}{'agent':>9}{'store':>9}{'orch.':>9}{'st+orch':>9}")
+              f"{'backend':>9}{'agent':>9}{'store':>9}{'orch.':>9}{'st+orch':>9}{'idle':>8}")
     print(header)
     print("-" * len(header))
     for r in rows:
         print(f"{r['label']:<18}{r['workers']:>8}{r['n']:>8}{r['wall']:>9.2f}{r['per_min']:>10.1f}"
               f"{r['backend']:>9.2%}{r['agent_other']:>9.2%}{r['store']:>9.2%}"
-              f"{r['orchestration']:>9.2%}{r['store'] + r['orchestration']:>9.2%}")
+              f"{r['orchestration']:>9.2%}{r['store'] + r['orchestration']:>9.2%}"
+              f"{r['idle']:>8.1%}")
 
 
 async def main(args: argparse.Namespace) -> int:

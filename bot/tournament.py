@@ -340,7 +340,8 @@ class RunStats:
 
     ``agent_seconds`` is the sum of Turn.seconds (time inside the agents' respond(): the model
     backend, for LLM agents); ``store_seconds`` the time spent writing to the database;
-    ``build_seconds`` building agents (loading models). Shares are of workers x wall time.
+    ``build_seconds`` building agents (loading models); ``idle_seconds`` workers waiting at the
+    end with nothing left to take while others finish. Shares are of workers x wall time.
     """
 
     name: str
@@ -354,6 +355,7 @@ class RunStats:
     agent_seconds: float = 0.0
     store_seconds: float = 0.0
     build_seconds: float = 0.0
+    idle_seconds: float = 0.0
     finished: bool = False
     error_examples: list[str] = field(default_factory=list)
 
@@ -362,15 +364,15 @@ class RunStats:
         return 60.0 * self.ran / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
     def shares(self) -> dict[str, float]:
-        """Fractions of worker time: agents (backend), store, agent building, the rest
-        (orchestration: the runner, queueing, progress, idle workers at the end)."""
+        """Fractions of worker time: agents (backend), store, agent building, idle at the end,
+        and the rest (orchestration: the runner, the queue, the progress bar)."""
         total = self.workers * self.wall_seconds
         if total <= 0:
-            return {"agents": 0.0, "store": 0.0, "build": 0.0, "orchestration": 0.0}
-        agents, store, build = (self.agent_seconds / total, self.store_seconds / total,
-                                self.build_seconds / total)
-        return {"agents": agents, "store": store, "build": build,
-                "orchestration": max(0.0, 1.0 - agents - store - build)}
+            return {"agents": 0.0, "store": 0.0, "build": 0.0, "idle": 0.0, "orchestration": 0.0}
+        agents, store, build, idle = (self.agent_seconds / total, self.store_seconds / total,
+                                      self.build_seconds / total, self.idle_seconds / total)
+        return {"agents": agents, "store": store, "build": build, "idle": idle,
+                "orchestration": max(0.0, 1.0 - agents - store - build - idle)}
 
 
 def _shown(value: Any) -> str:
@@ -465,7 +467,15 @@ async def _run_matches(cfg: Config, plan: Plan, store: Any, tournament_id: int,
     # the agent's turn completes, which with fast agents is nearly always.
     stopping = asyncio.Event()
 
+    finished_at: list[float] = []
+
     async def worker(k: int) -> None:
+        try:
+            await work(k)
+        finally:
+            finished_at.append(time.perf_counter())
+
+    async def work(k: int) -> None:
         agents: dict[tuple[str, Role], Any] = {}
         repetition = None
         while not stopping.is_set():
@@ -517,6 +527,8 @@ async def _run_matches(cfg: Config, plan: Plan, store: Any, tournament_id: int,
         for task in tasks:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
+        end = time.perf_counter()
+        stats.idle_seconds += sum(end - t for t in finished_at)
         bar.close()
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
