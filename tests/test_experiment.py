@@ -364,3 +364,26 @@ def test_report_plots_the_paper_charts(reported, tmp_path, capsys):
     for name in ("paper_cot.png", "paper_personality.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, name
+
+
+async def test_role_models_table(base, tmp_path):
+    from bot.report import build_report, load_report_data
+
+    endpoint = {"backend": "openai", "url": "http://127.0.0.1:9/v1"}
+    raw = grid_with(models={"ft-b": endpoint, "ft-s": endpoint, "gen": endpoint},
+                    grid={"personality": ["fair"], "cot": [False], "buyer_models": ["ft-b"],
+                          "seller_models": ["ft-s"], "generalist_models": ["gen"]})
+    _, stats = await run(base, raw, tmp_path / "r.db")
+    assert stats.ran == 7 * 2 and stats.errors == 0
+    async with await Store.open(tmp_path / "r.db", create=False) as store:
+        data = await load_report_data(store)
+    roles = build_report(data)["paper"]["roles"]
+    assert [(r["buyer_family"], r["seller_family"]) for r in roles] == [
+        ("baseline", "baseline"), ("baseline", "finetune"), ("baseline", "generalist"),
+        ("finetune", "baseline"), ("finetune", "finetune"), ("generalist", "baseline"),
+        ("generalist", "generalist")]
+    ft = next(r for r in roles if r["buyer_family"] == r["seller_family"] == "finetune")
+    negs = [n for n in data.negotiations if n.tournament == "t/ft-b-fair-buyer+ft-s-fair-seller"]
+    assert ft["n"] == len(negs) == 2
+    assert ft["metrics"]["dialogue_length"]["mean"] == fmean(
+        n.metrics["dialogue_length"] for n in negs)
