@@ -234,6 +234,8 @@ class Config:
 # The owner module must be cheap to import (no torch, discord or llama_cpp at module level).
 EXTRA_SECTIONS: dict[str, str] = {
     "bot": "bot.bot_config:BotConfig.from_table",
+    "tournament": "bot.tournament:TournamentConfig.from_table",
+    "training": "training.config:training_section",
 }
 _CORE_SECTIONS = {"negotiation", "data", "store", "models", "agents"}
 
