@@ -44,6 +44,10 @@ def test_empty_config_gets_defaults(tmp_path):
     ("[agents.x]\nmodel = 'missing'", "agents.x.model: no model named 'missing'"),
     ("[agents.x]\nkind = 'rule'\nconcession = 0", "agents.x.concession"),
     ("[agent.x]\nkind = 'rule'", "unknown section(s) [agent]"),
+    ("[tournament]\nworkers = 0", "tournament.workers: must be >= 1"),
+    ("[tournament]\nscenario_set = 'mars'", "tournament.scenario_set"),
+    ("[training]\nlora_rank = 8", "training.lora_rank"),
+    ("[bot]\ntoken = 'abc'", "bot.token"),
     ("[negotiation\nmax_turns = 3", "not valid TOML"),
 ])
 def test_bad_values_fail_at_load_naming_the_key(tmp_path, text, key):
