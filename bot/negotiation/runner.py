@@ -167,11 +167,14 @@ async def play_turn(negotiation: Negotiation, agent: Agent, *, timeout: float | 
     role = negotiation.next_role
     t0 = time.perf_counter()
     try:
-        turn = await asyncio.wait_for(agent.respond(negotiation.state_for(role)), timeout)
+        # asyncio.timeout, not wait_for: wait_for (3.11) can swallow a cancellation that arrives
+        # just as the turn completes, and a cancelled tournament must stop
+        async with asyncio.timeout(timeout):
+            turn = await agent.respond(negotiation.state_for(role))
         if isinstance(turn, Turn) and turn.seconds == 0.0:
             turn = replace(turn, seconds=time.perf_counter() - t0)
         return negotiation.apply(turn)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         negotiation.end(Outcome.ERROR, f"{role.value} agent {agent.name!r} took longer than {timeout:g}s")
     except TurnError as exc:
         negotiation.end(Outcome.ERROR, f"{role.value} agent {agent.name!r} made an invalid turn: {exc}")
