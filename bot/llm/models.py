@@ -369,7 +369,8 @@ class ModelSpec:
         ):
             local = Path(path).expanduser()
             if not local.is_absolute() and base_dir is not None:
-                local = Path(base_dir) / local
+                # absolute: resolve_model(path, base_dir) must not join a relative base_dir twice
+                local = Path(base_dir).absolute() / local
             values["path"] = str(local)
             if (local / "manifest.json").is_file():  # a trained model folder: the GGUF it names
                 from bot.llm.adapters import resolve_model_folder
