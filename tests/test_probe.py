@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from statistics import fmean
 
 import pytest
 
@@ -168,5 +169,15 @@ def test_mass_is_the_attention_from_prices_to_earlier_verbs(loaded, transcript_f
     assert block.shape == (len(enc.prices), len(enc.verbs))
     i, j = 0, len(enc.verbs) - 1  # the first price comes before the last verb
     assert math.isnan(float(block[i, j]))
+    rows, cols, words = result.word_map(layer, head)  # what the heatmap draws
+    assert [enc.words[g[0]] for g in rows] == ["$60", "$55", "45", "$50"]
+    assert [enc.words[g[0]] for g in cols] == ["sell", "pay", "take", "accept"]
+    for r, row in enumerate(rows):
+        for c, col in enumerate(cols):
+            visible = [[float(att[layer, head, i, j]) for j in col if j < i] for i in row]
+            if any(visible):
+                assert float(words[r, c]) == pytest.approx(fmean(sum(v) for v in visible))
+            else:
+                assert math.isnan(float(words[r, c]))
     png = write_heatmap([result], [(layer, head)], tmp_path / "head.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000

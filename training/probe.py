@@ -141,6 +141,7 @@ class Encoded:
     prices: list[int]             # token positions inside a price
     verbs: list[int]              # token positions inside a verb
     words: dict[int, str]         # position -> the whole price or verb it belongs to
+    spans: dict[int, int]         # position -> which occurrence of a price or verb (its start)
 
     @property
     def tokens(self) -> int:
@@ -148,8 +149,8 @@ class Encoded:
 
 
 def _overlapping(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int, str]]
-                 ) -> tuple[list[int], dict[int, str]]:
-    positions, words = [], {}
+                 ) -> tuple[list[int], dict[int, str], dict[int, int]]:
+    positions, words, starts = [], {}, {}
     for pos, (start, end) in enumerate(offsets):
         if end <= start:  # special tokens have no characters
             continue
@@ -157,8 +158,9 @@ def _overlapping(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, 
             if start < e and end > s:
                 positions.append(pos)
                 words[pos] = word
+                starts[pos] = s
                 break
-    return positions, words
+    return positions, words, starts
 
 
 def encode(tokenizer: Any, transcript: Transcript, verbs: Sequence[str] = DEFAULT_VERBS) -> Encoded:
@@ -169,8 +171,8 @@ def encode(tokenizer: Any, transcript: Transcript, verbs: Sequence[str] = DEFAUL
     offsets = [tuple(int(x) for x in pair) for pair in enc["offset_mapping"][0].tolist()]
     price_spans = [(m.start(), m.end(), m.group(0)) for m in PRICE.finditer(text)]
     verb_spans = [(m.start(), m.end(), m.group(0)) for m in verb_pattern(verbs).finditer(text)]
-    prices, price_words = _overlapping(offsets, price_spans)
-    verb_positions, verb_words = _overlapping(offsets, verb_spans)
+    prices, price_words, price_starts = _overlapping(offsets, price_spans)
+    verb_positions, verb_words, verb_starts = _overlapping(offsets, verb_spans)
     if not prices:
         raise DataError(f"{transcript.source}: the transcript names no price (no number or $ "
                         f"amount), so there is nothing to probe from")
@@ -183,7 +185,7 @@ def encode(tokenizer: Any, transcript: Transcript, verbs: Sequence[str] = DEFAUL
                for start, end in offsets]
     return Encoded(input_ids=enc["input_ids"], pieces=[text[s:e] for s, e in offsets],
                    turn_of=turn_of, prices=prices, verbs=verb_positions,
-                   words={**price_words, **verb_words})
+                   words={**price_words, **verb_words}, spans={**price_starts, **verb_starts})
 
 
 # --------------------------------------------------------------------------- attention
@@ -266,6 +268,30 @@ class ProbeResult:
         block = self.attentions[layer, head][prices][:, verbs].clone()
         block[~(verbs[None, :] < prices[:, None])] = float("nan")
         return block
+
+    def word_map(self, layer: int, head: int) -> tuple[list[list[int]], list[list[int]],
+                                                       torch.Tensor]:
+        """The head's attention per word: price words (rows) x verb words (columns), each cell
+        the mean over the price word's tokens of the attention summed over the verb word's
+        earlier tokens (NaN where none comes earlier). Returns (price word token groups, verb
+        word token groups, [rows, columns])."""
+        def groups(positions: Sequence[int]) -> list[list[int]]:
+            by_span: dict[int, list[int]] = {}
+            for p in positions:
+                by_span.setdefault(self.encoded.spans[p], []).append(p)
+            return list(by_span.values())
+
+        rows, cols = groups(self.encoded.prices), groups(self.encoded.verbs)
+        att = self.head_map(layer, head)  # NaN where the verb token comes later
+        index = {p: k for k, p in enumerate(self.encoded.prices)}
+        vindex = {p: k for k, p in enumerate(self.encoded.verbs)}
+        out = torch.full((len(rows), len(cols)), float("nan"))
+        for i, row in enumerate(rows):
+            for j, col in enumerate(cols):
+                block = att[[index[p] for p in row]][:, [vindex[p] for p in col]]
+                if bool(torch.isfinite(block).any()):
+                    out[i, j] = torch.nan_to_num(block).sum(1).mean()
+        return rows, cols, out
 
     def to_dict(self, n: int = 10) -> dict[str, Any]:
         return {"model": self.model, "transcript": self.transcript.source,
@@ -356,20 +382,16 @@ def format_report(results: Sequence[ProbeResult], n: int = 10) -> str:
 # --------------------------------------------------------------------------- heatmap
 
 
-def _label(enc: Encoded, pos: int) -> str:
-    """``4 ($40, T2)``: the token, the word it is part of, its turn ($ escaped for mathtext)."""
-    piece = enc.pieces[pos].strip() or repr(enc.pieces[pos])
-    word = enc.words.get(pos, piece)
-    turn = enc.turn_of[pos] + 1
-    label = f"{piece} ({word}, T{turn})" if piece != word else f"{word} (T{turn})"
-    return label.replace("$", r"\$")
+def _label(enc: Encoded, group: Sequence[int]) -> str:
+    """``$40 (T2)``: a price or verb and its turn ($ escaped for matplotlib's mathtext)."""
+    return f"{enc.words[group[0]]} (T{enc.turn_of[group[0]] + 1})".replace("$", r"\$")
 
 
 def write_heatmap(results: Sequence[ProbeResult], heads: Sequence[tuple[int, int]],
                   path: str | Path) -> Path:
     """One row of two panels per model: every head's mass (layer x head, the chosen head
-    boxed, the top five numbered) and the chosen head's attention from each price token
-    (rows) to each verb token (columns), values printed in the cells."""
+    boxed, the top five numbered) and the chosen head's attention from each price (rows) to
+    each verb (columns) of the transcript, word by word, values printed in the cells."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -379,22 +401,22 @@ def write_heatmap(results: Sequence[ProbeResult], heads: Sequence[tuple[int, int
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    enc = results[0].encoded
-    n_p, n_v = len(enc.prices), len(enc.verbs)
-    cell = 0.42
-    map_w, map_h = max(4.0, 2.2 + cell * n_v), max(3.0, 1.6 + cell * n_p)
+    maps = [r.word_map(layer, head) for r, (layer, head) in zip(results, heads)]
+    n_p, n_v = len(maps[0][0]), len(maps[0][1])
+    cell = 0.45
+    map_w, map_h = max(4.5, 2.4 + cell * n_v), max(3.2, 1.8 + cell * n_p)
     grid_w = max(3.2, 1.4 + 0.32 * results[0].heads)
     row_h = max(map_h, 1.2 + 0.16 * results[0].layers)
     fig, axes = plt.subplots(len(results), 2, squeeze=False,
-                             figsize=(grid_w + map_w + 2.4, row_h * len(results) + 0.6),
+                             figsize=(grid_w + map_w + 2.4, row_h * len(results) + 0.4),
                              gridspec_kw={"width_ratios": [grid_w, map_w]})
-    for (ax_grid, ax_map), r, (layer, head) in zip(axes, results, heads):
+    for (ax_grid, ax_map), r, (layer, head), (rows, cols, words) in zip(axes, results, heads,
+                                                                        maps):
         masses = r.mass.mass.numpy()
         im = ax_grid.imshow(masses, aspect="auto", cmap="viridis", interpolation="nearest")
         ax_grid.set_xlabel("head")
         ax_grid.set_ylabel("layer")
-        step = max(1, r.layers // 16)
-        ax_grid.set_yticks(range(0, r.layers, step))
+        ax_grid.set_yticks(range(0, r.layers, max(1, r.layers // 16)))
         ax_grid.set_xticks(range(0, r.heads, max(1, r.heads // 12)))
         for rank, (lay, h, *_rest) in enumerate(r.top(5), 1):
             ax_grid.text(h, lay, str(rank), ha="center", va="center", fontsize=7,
@@ -405,31 +427,29 @@ def write_heatmap(results: Sequence[ProbeResult], heads: Sequence[tuple[int, int
         ax_grid.set_title(f"{_short(r.model)}\nmass per head (1-5: top heads, red: shown)",
                           loc="left", fontsize=9)
 
-        block = r.head_map(layer, head).numpy()
-        masked = np.ma.masked_invalid(block)
+        block = words.numpy()
         cmap = matplotlib.colormaps["magma_r"].with_extremes(bad="#e8e8e8")
         vmax = float(np.nanmax(block)) if np.isfinite(block).any() else 1.0
-        im2 = ax_map.imshow(masked, cmap=cmap, vmin=0.0, vmax=max(vmax, 1e-6), aspect="auto",
-                            interpolation="nearest")
-        ax_map.set_xticks(range(n_v), [_label(r.encoded, p) for p in r.encoded.verbs],
-                          rotation=55, ha="right", fontsize=7)
-        ax_map.set_yticks(range(len(r.encoded.prices)),
-                          [_label(r.encoded, p) for p in r.encoded.prices], fontsize=7)
-        if n_p * n_v <= 400:
+        im2 = ax_map.imshow(np.ma.masked_invalid(block), cmap=cmap, vmin=0.0,
+                            vmax=max(vmax, 1e-6), aspect="auto", interpolation="nearest")
+        ax_map.set_xticks(range(len(cols)), [_label(r.encoded, g) for g in cols],
+                          rotation=45, ha="right", fontsize=8)
+        ax_map.set_yticks(range(len(rows)), [_label(r.encoded, g) for g in rows], fontsize=8)
+        if block.size <= 600:
             for i in range(block.shape[0]):
                 for j in range(block.shape[1]):
                     if np.isfinite(block[i, j]):
-                        value = block[i, j]
-                        ax_map.text(j, i, f"{value:.2f}"[1:] if value < 1 else "1", ha="center",
-                                    va="center", fontsize=6,
+                        value = float(block[i, j])
+                        ax_map.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
                                     color="white" if value > 0.6 * vmax else "black")
         fig.colorbar(im2, ax=ax_map, fraction=0.05, pad=0.02, label="attention weight")
-        ax_map.set_xlabel("verb tokens (T = turn)")
-        ax_map.set_ylabel("price tokens")
+        ax_map.set_xlabel("verbs (T = turn)")
+        ax_map.set_ylabel("prices")
         ax_map.set_title(f"layer {layer}, head {head}: attention from prices (rows) to verbs "
-                         f"(columns)\nmass {float(r.mass.mass[layer, head]):.3f}, lift "
-                         f"{float(r.mass.lift[layer, head]):.1f}; grey = verb comes later "
-                         f"(not visible)", loc="left", fontsize=9)
+                         f"(columns); mass {float(r.mass.mass[layer, head]):.3f}, lift "
+                         f"{float(r.mass.lift[layer, head]):.1f}\nper word: mean over the "
+                         f"price's tokens of the attention summed over the verb's tokens; grey ="
+                         f" verb comes later", loc="left", fontsize=8.5)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
