@@ -41,6 +41,20 @@ def records():
     return asyncio.run(play())
 
 
+def check_contract(recs) -> None:
+    """Every negotiation completed; every turn a valid action-utterance pair whose text agrees
+    with its price; no reservation crossed. Shared with the HTTP backend's test."""
+    for rec in recs:
+        assert rec.outcome is not Outcome.ERROR, rec.error
+        assert rec.metrics["reservation_violations"] == 0
+        for i, turn in enumerate(rec.turns):
+            earlier = rec.turns[:i]
+            assert turn.act in REPLY_ACTS and turn.utterance.strip()
+            on_table = [p for p in (standing_price(earlier, turn.role.other), standing_price(earlier, turn.role)) if p]
+            assert utterance_problem(turn, on_table) is None, (turn, rec.scenario.id)
+            assert not violates_reservation(turn, rec.scenario, earlier)
+
+
 def test_ten_negotiations_complete(records):
     recs, _ = records
     assert len(recs) == 10

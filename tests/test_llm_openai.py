@@ -81,6 +81,30 @@ async def test_schema_constrained_chat_through_llama_cpp_server(llama_server):
 
 
 @pytest.mark.llm
+@pytest.mark.slow
+async def test_llm_negotiations_through_the_server(llama_server):
+    """The real-model negotiation contract (tests/test_llm_negotiations.py), with both agents
+    talking to llama.cpp's server over HTTP instead of an in-process model."""
+    from bot.datasets import load_agreemate_scenarios
+    from bot.negotiation.llm_agent import LLMAgent
+    from bot.negotiation.runner import run_negotiation
+    from tests.test_llm_negotiations import check_contract
+
+    backend = OpenAIHTTPBackend(llama_server, name="server", schema_style="json_object", timeout_s=120)
+    sampling = Sampling(temperature=0.7, max_tokens=160, seed=0)
+    try:
+        buyer = LLMAgent("http-buyer", backend, sampling=sampling)
+        seller = LLMAgent("http-seller", backend, sampling=sampling)
+        recs = [await run_negotiation(sc, buyer, seller) for sc in load_agreemate_scenarios()[:2]]
+    finally:
+        await backend.aclose()
+    check_contract(recs)
+    model_turns = [t for r in recs for t in r.turns if not t.fallback]
+    assert len(model_turns) >= sum(len(r.turns) for r in recs) // 2
+    assert all(t.prompt_tokens and t.completion_tokens for t in model_turns)
+
+
+@pytest.mark.llm
 async def test_llama_cpp_server_rejects_the_openai_schema_form(llama_server):
     """Why schema_style exists: this server answers HTTP 500 to the json_schema form."""
     backend = OpenAIHTTPBackend(llama_server, name="server", schema_style="json_schema")
