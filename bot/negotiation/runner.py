@@ -204,4 +204,7 @@ async def run_negotiation(
             result = on_turn(turn, negotiation)
             if asyncio.iscoroutine(result):
                 await result
+        # agents that never suspend (rule agents) would otherwise play a whole negotiation in
+        # one step of the event loop: yield between turns so live streams and bots stay responsive
+        await asyncio.sleep(0)
     return negotiation.record()
