@@ -104,3 +104,12 @@ def test_prompt_leak_detection(scenario):
     assert prompt_leak("Sure, it's in great shape.", text) is None
     assert prompt_leak("You are the seller in a haggle over a classifieds listing", text)
     assert prompt_leak('{"act": "offer"}', text)
+
+
+async def test_parroting_the_other_side_is_re_asked(scenario):
+    history = [Turn(Role.BUYER, Act.INIT_PRICE, 150, "I'm so glad you're thinking of a different way to live, $150?")]
+    backend = FakeBackend([reply("counter-price", 185, "$185, I'm so glad you're thinking of a different way"),
+                           reply("counter-price", 185, "Meet me at $185?")])
+    turn = await LLMAgent("s", backend).respond(state(scenario, turns=history))
+    assert turn.repaired and turn.utterance == "Meet me at $185?"
+    assert "copies the other side" in backend.calls[1].messages[-1]["content"]

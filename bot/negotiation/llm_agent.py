@@ -44,6 +44,7 @@ _LEAK_MARKERS = re.compile(
     r"\"utterance\"|reply with one|as an ai\b|language model|not usable|say something new|"
     r"answer again", re.I)
 _SHINGLE = 6  # a run of this many words copied from the system prompt is a leak
+_PARROT = 6   # ... or, copied from the other side's messages, parroting
 
 
 _normal = words_only  # utterances compare without prices: same words, new price = a repeat
@@ -136,9 +137,12 @@ class LLMAgent:
         if said in _normal(framing) or _copies(said, _normal(framing), 4):
             return "the utterance repeats the conversation's framing, not something a person would say"
         for earlier in state.turns:
-            if _normal(earlier.utterance) == said:
+            before = _normal(earlier.utterance)
+            if before == said:
                 who = "you already said that" if earlier.role is state.role else "that repeats the other side's words"
                 return f"{who}; say something new"
+            if earlier.role is not state.role and _copies(said, before, _PARROT):
+                return "that copies the other side's words; say it in your own words"
         return None
 
     # ---- one turn
