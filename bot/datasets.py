@@ -6,7 +6,7 @@ results are the pure core's types (``Scenario``, ``Role``, ``Act``).
 CraigslistBargains (He et al. 2018)
     ``load_craigslist(ref)`` reads the Hugging Face form of the dataset: JSON lines as written
     by ``datasets``' ``to_json`` (the offline copies in ``shared/data/craigslist_bargains/``),
-    the same records as Parquet (needs ``pyarrow``, not a dependency of haggle), or the
+    the same records as Parquet (needs ``pyarrow``: the [dev] extra has it, the runtime does not), or the
     original CoCoA ``parsed.json`` (a JSON array of ``{"scenario", "events"}``) that the Hub
     loader converts. ``ref`` is a local path or ``hf://datasets/OWNER/REPO/FILE``.
 
