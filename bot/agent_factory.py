@@ -61,7 +61,7 @@ class AgentFactory:
 
             policy = ConcessionPolicy(agent.personality, seed=seed)
         return LLMAgent(name, backend, sampling=sampling, personality=agent.personality, cot=agent.cot,
-                        max_repairs=agent.max_repairs, fallback=rule, max_tokens=agent.max_tokens,
+                        max_repairs=agent.max_repairs, fallback=rule,
                         policy=policy)
 
     async def aclose(self) -> None:

@@ -151,7 +151,7 @@ def play_one_turn(model_folder):
         try:
             raw = await backend.chat(build_messages(scenario, Role.SELLER, state.turns),
                                      schema=reply_schema(acts=allowed_acts(state)))
-            turn = await LLMAgent("seller-ft", backend, max_tokens=48).respond(state)
+            turn = await LLMAgent("seller-ft", backend).respond(state)
         finally:
             await backend.aclose()
         return raw, turn

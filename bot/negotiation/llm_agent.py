@@ -79,8 +79,7 @@ def allowed_acts(state: DialogueState) -> list[Act]:
 class LLMAgent:
     def __init__(self, name: str, backend: Any, *, sampling: Any = None, personality: str = "fair",
                  cot: bool = False, max_repairs: int = 1, timeout: float | None = None,
-                 fallback: RuleAgent | None = None, max_tokens: int = 160,
-                 policy: ConcessionPolicy | None = None) -> None:
+                 fallback: RuleAgent | None = None, policy: ConcessionPolicy | None = None) -> None:
         self.name = name
         self.backend = backend
         self.sampling = sampling
@@ -88,7 +87,8 @@ class LLMAgent:
         self.cot = cot
         self.max_repairs = max_repairs
         self.timeout = timeout
-        self.max_tokens = max_tokens
+        # the reply budget the prompt must leave room for: the sampling's, when it has one
+        self.max_tokens = getattr(sampling, "max_tokens", None) or 160
         self.fallback = fallback or RuleAgent(f"{name}-fallback", seed=0)
         self.policy = policy
         self.stats = {"turns": 0, "repaired": 0, "fallback": 0}
