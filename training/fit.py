@@ -4,10 +4,18 @@
                fit(TrainingConfig(max_steps=100), 'data/train.jsonl', 'adapters/seller')"
 
 (normally run through `haggle train fit`). A plain loop rather than transformers' Trainer: the
-whole procedure is on one page, and resuming is exact. Every input that decides the result is in
-a checkpoint: LoRA weights, optimizer and scheduler state, the torch RNG (LoRA dropout) and a
-fingerprint of the data and hyperparameters; the order of examples is a pure function of the
-seed and the step, so a resumed run takes the very batches an uninterrupted run would have.
+whole procedure is on one page, and resuming is exact. Every input that decides the result is a
+pure function of the seed and the step or is in a checkpoint: the order of examples and the LoRA
+dropout seed of each micro-batch are derived from (seed, step, micro-batch), and a checkpoint
+holds the LoRA weights, optimizer and scheduler state and a fingerprint of the data and
+hyperparameters; a resumed run takes the very batches an uninterrupted run would have.
+
+Several processes (`accelerate launch --num_processes N -m bot.cli train fit ...`, one per GPU)
+train one model with DistributedDataParallel through accelerate: an optimizer step takes
+``batch_size * grad_accum * N`` examples, each process its own contiguous share, and the
+gradients are averaged with weights that make the step equal to one process taking all of them
+with ``grad_accum * N`` micro-batches (tests/test_training_distributed.py checks this on CPU
+with gloo). Only the main process writes checkpoints, the adapter and fit.json.
 
 Layout under ``out_dir``:
     checkpoints/step-000050/   adapter + state.pt (the last ``keep_checkpoints`` are kept)
@@ -23,6 +31,7 @@ import random
 import shutil
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,6 +71,8 @@ class FitResult:
     final_train_loss: float | None
     resumed_from: int | None
     history: list[dict] = field(default_factory=list)
+    processes: int = 1  # data-parallel processes that trained it
+    main_process: bool = True  # False in the other processes of a multi-process launch
 
     @property
     def tokens_per_second(self) -> float:
@@ -69,6 +80,7 @@ class FitResult:
 
     def to_dict(self) -> dict:
         out = asdict(self)
+        out.pop("main_process")
         out["adapter_dir"] = str(self.adapter_dir)
         out["tokens_per_second"] = round(self.tokens_per_second, 2)
         return out
@@ -77,6 +89,12 @@ class FitResult:
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
+
+
+def micro_seed(seed: int, step: int, micro: int) -> int:
+    """The torch seed for micro-batch ``micro`` (counted over all processes) of ``step``: LoRA
+    dropout is then the same whether a step runs in one process or in several, and on resume."""
+    return (seed * 1_000_003 + step * 1_009 + micro) % (2**63 - 1)
 
 
 def split_eval(examples: list, fraction: float, seed: int) -> tuple[list, list]:
@@ -147,25 +165,36 @@ def n_loss_positions(batch: Sequence[Encoded]) -> int:
 
 @torch.no_grad()
 def evaluate(model, examples: Sequence[Encoded], batch_size: int, pad_id: int,
-             device: torch.device) -> float | None:
-    """Mean per-token loss on assistant tokens of ``examples`` (None when there are none)."""
+             device: torch.device, accelerator=None) -> float | None:
+    """Mean per-token loss on assistant tokens of ``examples`` (None when there are none).
+
+    With an ``accelerator`` of several processes each evaluates every N-th example and the sums
+    are added up across processes, so every process gets the same, whole-set number.
+    """
     if not examples:
         return None
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    mine = list(examples[rank::world])
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i:i + batch_size]
+    for i in range(0, len(mine), batch_size):
+        chunk = mine[i:i + batch_size]
         total += loss_sum(model, collate(chunk, pad_id, device)).item()
         count += n_loss_positions(chunk)
     model.train(was_training)
+    if world > 1:
+        sums = accelerator.reduce(torch.tensor([total, count], dtype=torch.float64,
+                                               device=device), reduction="sum")
+        total, count = sums.tolist()
     return total / max(count, 1)
 
 
-def fingerprint(cfg: TrainingConfig, data_hashes: dict[str, str | None]) -> dict:
-    """What a checkpoint must agree on to be resumed."""
+def fingerprint(cfg: TrainingConfig, data_hashes: dict[str, str | None],
+                processes: int = 1) -> dict:
+    """What a checkpoint must agree on to be resumed (the process count sets the batch)."""
     hyper = {k: v for k, v in cfg.to_dict().items() if k not in _NOT_FINGERPRINTED}
-    return {"hyperparameters": hyper, "data": data_hashes}
+    return {"hyperparameters": {**hyper, "processes": processes}, "data": data_hashes}
 
 
 def _checkpoints(out_dir: Path) -> list[Path]:
@@ -185,9 +214,7 @@ def save_checkpoint(model, optimizer, scheduler, out_dir: Path, step: int, state
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp, save_embedding_layers=False)
     torch.save({**state, "step": step, "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "python_rng": random.getstate()}, tmp / "state.pt")
+                "scheduler": scheduler.state_dict()}, tmp / "state.pt")
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     for old in _checkpoints(out_dir)[:-keep]:
@@ -217,17 +244,45 @@ def read_resume_state(out_dir: Path, expected: dict) -> tuple[Path, dict] | None
 
 
 def restore_checkpoint(model, optimizer, scheduler, ckpt: Path, state: dict) -> None:
-    """Put a checkpoint's LoRA weights, optimizer, scheduler and RNG state back in place."""
+    """Put a checkpoint's LoRA weights, optimizer and scheduler state back in place."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     set_peft_model_state_dict(model, load_file(str(ckpt / "adapter_model.safetensors")))
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["torch_rng"])
-    if state.get("cuda_rng") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
-    random.setstate(state["python_rng"])
+
+
+def _on_cpu(device: str | None) -> bool:
+    from bot.errors import ConfigError
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU")
+    return device == "cpu" or not torch.cuda.is_available()
+
+
+def process_state(device: str | None):
+    """accelerate's view of this process (joins a launched process group; see make_accelerator)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=_on_cpu(device))
+
+
+def make_accelerator(device: str | None):
+    """accelerate's Accelerator for ``device`` ("cpu", "cuda" or None: CUDA when present).
+
+    In a plain run it is one process on one device; under `accelerate launch` or torchrun it
+    joins the launched process group (NCCL on GPUs, gloo on CPUs) on this process's device.
+    """
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=_on_cpu(device))
+
+
+def end_process_group() -> None:
+    """Leave a launched process group (a no-op in a plain run); after the fit nothing is shared."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def fit(cfg: TrainingConfig, train_path: str | Path, out_dir: str | Path, *,
@@ -240,6 +295,9 @@ def fit(cfg: TrainingConfig, train_path: str | Path, out_dir: str | Path, *,
     end. With ``resume`` a matching checkpoint in ``out_dir`` is continued from; a checkpoint made
     from other data or hyperparameters is an error rather than silently mixed in. Without it,
     existing checkpoints are deleted and training starts over.
+
+    Run under `accelerate launch --num_processes N` it trains data-parallel (see the module
+    docstring); every process returns the result, and ``main_process`` says which one wrote it.
 
     ``threads`` sets torch's CPU threads (default: torch's choice, one per core). On a machine
     shared with other busy processes, 1 thread can be several times faster than 2: OpenMP
@@ -254,6 +312,9 @@ def fit(cfg: TrainingConfig, train_path: str | Path, out_dir: str | Path, *,
     if threads is not None:
         torch.set_num_threads(threads)
     seed_everything(cfg.seed)
+    accelerator = make_accelerator(device)
+    rank, world, main = (accelerator.process_index, accelerator.num_processes,
+                         accelerator.is_main_process)
 
     train_msgs = read_chat_jsonl(train_path)
     if eval_path is not None:
@@ -263,24 +324,25 @@ def fit(cfg: TrainingConfig, train_path: str | Path, out_dir: str | Path, *,
     data_hashes = {"train": sha256_file(train_path),
                    "eval": sha256_file(eval_path) if eval_path is not None else None}
 
-    expected = fingerprint(cfg, data_hashes)
-    if not resume:  # starting over: stale checkpoints must not be resumed from later
+    expected = fingerprint(cfg, data_hashes, world)
+    if not resume and main:  # starting over: stale checkpoints must not be resumed from later
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    accelerator.wait_for_everyone()
     resume_from = read_resume_state(out_dir, expected) if resume else None
 
-    loaded = load_model(cfg.base, device=device, load_in_4bit=cfg.load_in_4bit)
+    loaded = load_model(cfg.base, device=str(accelerator.device), load_in_4bit=cfg.load_in_4bit)
     tok, dev = loaded.tokenizer, loaded.device
     train, dropped = encode_all(tok, train_msgs, cfg.max_seq_len)
     evals, dropped_eval = encode_all(tok, eval_msgs, cfg.max_seq_len)
     if not train:
         raise DataError(f"{train_path}: no example keeps an assistant token within "
                         f"training.max_seq_len = {cfg.max_seq_len}; raise it")
-    if dropped or dropped_eval:
+    if (dropped or dropped_eval) and main:
         log.warning("dropped %d training and %d eval examples: no assistant token within "
                     "max_seq_len=%d", dropped, dropped_eval, cfg.max_seq_len)
 
-    model = attach_lora(loaded.model, cfg)
-    params = [p for p in model.parameters() if p.requires_grad]
+    peft_model = attach_lora(loaded.model, cfg)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)
     pad_id = tok.pad_token_id
@@ -289,68 +351,85 @@ def fit(cfg: TrainingConfig, train_path: str | Path, out_dir: str | Path, *,
     counters = {"loss_tokens": 0, "input_tokens": 0, "train_seconds": 0.0}
     if resume_from is not None:
         ckpt, state = resume_from
-        restore_checkpoint(model, optimizer, scheduler, ckpt, state)
+        restore_checkpoint(peft_model, optimizer, scheduler, ckpt, state)
         start = resumed_from = state["step"]
         history, counters, eval_before = state["history"], state["counters"], state["eval_before"]
-        log.info("resumed from %s (step %d of %d)", ckpt, start, cfg.max_steps)
+        if main:
+            log.info("resumed from %s (step %d of %d)", ckpt, start, cfg.max_steps)
     else:
-        eval_before = evaluate(model, evals, cfg.batch_size, pad_id, dev)
+        eval_before = evaluate(peft_model, evals, cfg.batch_size, pad_id, dev, accelerator)
+    # DistributedDataParallel around the LoRA model when launched with several processes; the
+    # optimizer and scheduler stay plain torch (accelerate's scheduler wrapper would step N times).
+    model = accelerator.prepare_model(peft_model, device_placement=False)
 
-    per_step = cfg.batch_size * cfg.grad_accum
+    local = cfg.batch_size * cfg.grad_accum  # examples per step in each process
+    per_step = local * world
     order = example_order(len(train), cfg.seed, cfg.max_steps * per_step)
     eval_after = history[-1].get("eval_loss") if history and start == cfg.max_steps else None
     model.train()
     bar = tqdm(total=cfg.max_steps, initial=start, desc="LoRA fit", unit="step",
-               disable=not progress)
+               disable=not (progress and main))
     for step in range(start, cfg.max_steps):
         t0 = time.perf_counter()
         chosen = [train[i] for i in order[step * per_step:(step + 1) * per_step]]
-        micro = [chosen[i:i + cfg.batch_size] for i in range(0, len(chosen), cfg.batch_size)]
+        mine = chosen[rank * local:(rank + 1) * local]
+        micro = [mine[i:i + cfg.batch_size] for i in range(0, len(mine), cfg.batch_size)]
+        # Each process's gradient is averaged over the processes: scaling by their number makes
+        # the step the gradient of the summed loss over all chosen examples / their positions.
         n_positions = max(n_loss_positions(chosen), 1)
         step_loss = 0.0
-        for mb in micro:
-            loss = loss_sum(model, collate(mb, pad_id, dev)) / n_positions
-            loss.backward()
+        for j, mb in enumerate(micro):
+            torch.manual_seed(micro_seed(cfg.seed, step, rank * len(micro) + j))
+            last = j == len(micro) - 1
+            with nullcontext() if last else accelerator.no_sync(model):
+                loss = loss_sum(model, collate(mb, pad_id, dev)) / n_positions
+                accelerator.backward(loss * world)
             step_loss += loss.item()
-            counters["input_tokens"] += sum(len(e.input_ids) for e in mb)
+        if world > 1:  # the logged loss is the whole step's, not this process's share
+            step_loss = accelerator.reduce(torch.tensor(step_loss, dtype=torch.float64,
+                                                        device=dev), reduction="sum").item()
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         counters["loss_tokens"] += n_positions
+        counters["input_tokens"] += sum(len(e.input_ids) for e in chosen)
         counters["train_seconds"] += time.perf_counter() - t0
 
         done = step + 1
         record = {"step": done, "loss": round(step_loss, 6), "lr": scheduler.get_last_lr()[0]}
         if done % cfg.eval_every == 0 or done == cfg.max_steps:
-            record["eval_loss"] = evaluate(model, evals, cfg.batch_size, pad_id, dev)
+            record["eval_loss"] = evaluate(peft_model, evals, cfg.batch_size, pad_id, dev,
+                                           accelerator)
             eval_after = record["eval_loss"]
         history.append(record)
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.4f}")
-        if done % cfg.save_every == 0 or done == cfg.max_steps:
-            save_checkpoint(model, optimizer, scheduler, out_dir, done,
+        if main and (done % cfg.save_every == 0 or done == cfg.max_steps):
+            save_checkpoint(peft_model, optimizer, scheduler, out_dir, done,
                             {"fingerprint": expected, "history": history, "counters": counters,
                              "eval_before": eval_before}, cfg.keep_checkpoints)
     bar.close()
 
     adapter_dir = out_dir / "adapter"
-    tmp = out_dir / ".adapter.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, save_embedding_layers=False)
-    shutil.rmtree(adapter_dir, ignore_errors=True)
-    tmp.rename(adapter_dir)
-
     result = FitResult(
         adapter_dir=adapter_dir, steps=cfg.max_steps, train_examples=len(train),
         eval_examples=len(evals), dropped_examples=dropped + dropped_eval,
         loss_tokens=counters["loss_tokens"], input_tokens=counters["input_tokens"],
         train_seconds=round(counters["train_seconds"], 3), eval_loss_before=eval_before,
         eval_loss_after=eval_after, final_train_loss=history[-1]["loss"] if history else None,
-        resumed_from=resumed_from, history=history)
-    write_json_atomic(out_dir / "fit.json", {**result.to_dict(), "config": cfg.to_dict(),
-                                             "base": str(loaded.path), "data": data_hashes})
+        resumed_from=resumed_from, history=history, processes=world, main_process=main)
+    if main:
+        tmp = out_dir / ".adapter.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        peft_model.save_pretrained(tmp, save_embedding_layers=False)
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+        tmp.rename(adapter_dir)
+        write_json_atomic(out_dir / "fit.json", {**result.to_dict(), "config": cfg.to_dict(),
+                                                 "base": str(loaded.path), "data": data_hashes})
+    accelerator.wait_for_everyone()  # the adapter is on disk before any process moves on
     if eval_after is not None and not math.isfinite(eval_after):
         raise DataError(f"eval loss became {eval_after}: training diverged; lower "
                         "training.learning_rate")
     return result
+

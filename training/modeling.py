@@ -132,6 +132,7 @@ def load_model(ref: str | Path, *, device: str | None = None,
         extra["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
             bnb_4bit_use_double_quant=True)
+        extra["device_map"] = {"": dev}  # this process's GPU (one per process when launched)
     log.info("loading %s (%s) on %s as %s", ref, path, dev, dtype)
     try:
         model = AutoModelForCausalLM.from_pretrained(where, config=config, dtype=dtype, **extra)

@@ -59,6 +59,8 @@ def stage_fit(cfg: TrainingConfig, root: str | Path, train_path: str | Path, *,
     layout = Layout(Path(root))
     result = fit(cfg, train_path, layout.root, eval_path=eval_path, device=device, resume=resume,
                  progress=progress, threads=threads)
+    if not result.main_process:  # one process of several: rank 0 records the run
+        return result
     base_path = resolve_base(cfg.base)
     data = {"train": {"path": str(train_path), "sha256": sha256_file(train_path),
                       "examples": len(read_chat_jsonl(train_path)),

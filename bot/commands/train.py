@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "runs by naming the folder as a model path. See README 'Training'.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="stages: data (chat examples), fit (LoRA), merge, export (GGUF + quantize), "
-               "verify (top-1 agreement), all (the whole chain, writes DIR/manifest.json)")
+               "verify (top-1 agreement), all (the whole chain, writes DIR/manifest.json). "
+               "Several GPUs: accelerate launch --multi_gpu --num_processes N -m bot.cli train "
+               "fit|all ... (data-parallel; see README 'Training')")
     p.add_argument("stage", choices=STAGES, help="which stage to run")
     p.add_argument("--role", choices=ROLES, required=True,
                    help="buyer: buyer turns; seller: seller turns; generalist: both + Deal or No Deal")
@@ -298,6 +300,8 @@ def stage_fit(train_cfg, args: argparse.Namespace):
                                 eval_path=eval_path if eval_path.is_file() else None,
                                 resume=not args.fresh, progress=not args.no_progress,
                                 device=args.device, threads=args.threads)
+    if not result.main_process:
+        return result
     report = report_path_for(train_path)
     if report.is_file():  # where the examples came from, and what was left out
         update_manifest(root, dataset=json.loads(report.read_text(encoding="utf-8")))
@@ -323,10 +327,17 @@ def print_verdicts(verdicts) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bot.errors import ConfigError
+    from training.launch import launched_processes
+
     cfg, train_cfg = load_settings(args)
     if args.threads is not None and args.threads < 1:
-        from bot.errors import ConfigError
         raise ConfigError(f"--threads {args.threads}: expected 1 or more")
+    processes = launched_processes()
+    if processes > 1 and args.stage not in ("fit", "all"):
+        raise ConfigError(f"`haggle train {args.stage}` runs in one process; of the stages only "
+                          f"fit and all train across the {processes} processes that accelerate "
+                          f"launch started: run `haggle train {args.stage} ...` without it")
     if args.stage == "data":
         stage_data(cfg, train_cfg, args)
         return 0
@@ -334,13 +345,22 @@ def run(args: argparse.Namespace) -> int:
     from training import pipeline
 
     root = model_dir(args)
-    if args.stage == "all":
-        if not args.examples:
-            stage_data(cfg, train_cfg, args)
-        stage_fit(train_cfg, args)
-    elif args.stage == "fit":
-        stage_fit(train_cfg, args)
-        return 0
+    if args.stage in ("fit", "all"):
+        if args.stage == "all" and not args.examples:
+            if processes > 1:  # rank 0 writes the examples, the others wait and read them
+                from training.fit import process_state
+                state = process_state(args.device)
+                if state.is_main_process:
+                    stage_data(cfg, train_cfg, args)
+                state.wait_for_everyone()
+            else:
+                stage_data(cfg, train_cfg, args)
+        result = stage_fit(train_cfg, args)
+        if processes > 1:
+            from training.fit import end_process_group
+            end_process_group()
+        if args.stage == "fit" or not result.main_process:
+            return 0  # merge, export and verify run once, in rank 0
     if args.stage in ("merge", "all"):
         print(f"merge: {pipeline.stage_merge(train_cfg, root)}")
         if args.stage == "merge":
