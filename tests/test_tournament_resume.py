@@ -3,7 +3,7 @@ negotiations: none lost, none duplicated, every one with all its turns.
 
 The tournament runs as a real `haggle tournament` subprocess with a test-only config of rule
 agents. Rule agents finish a negotiation in about a millisecond, so the plan is made large
-enough (3 pairings x the 30 shipped AgreeMate scenarios x 6 repetitions = 540 negotiations,
+enough (3 pairings x the 30 shipped AgreeMate scenarios x 16 repetitions = 1,440 negotiations,
 a few seconds) to be caught mid-run: the test watches the database and kills the process once
 some negotiations are stored. No sleep or hook in the product code is involved.
 """
@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PLANNED = 3 * 30 * 6
+REPETITIONS = 16  # a run long enough that the signal lands mid-run on a busy machine too
+PLANNED = 3 * 30 * REPETITIONS
 CONFIG = """
 [agents.rule]
 kind = "rule"
@@ -41,7 +42,7 @@ def _command(tmp_path: Path) -> list[str]:
     config.write_text(CONFIG)
     return [sys.executable, "-m", "bot.cli", "tournament", "--config", str(config),
             "--agents", "rule,rule-buyer,rule-seller", "--scenario-set", "agreemate",
-            "--repetitions", "6", "--workers", "2", "--db", str(tmp_path / "t.db"),
+            "--repetitions", str(REPETITIONS), "--workers", "2", "--db", str(tmp_path / "t.db"),
             "--no-progress"]
 
 
