@@ -71,3 +71,18 @@ def test_configs_are_frozen():
     cfg = parse_config({}, None)
     with pytest.raises(AttributeError):
         cfg.negotiation.max_turns = 3  # type: ignore[misc]
+
+
+def test_trained_vs_base_example_compares_sellers_that_differ_only_in_the_model():
+    import dataclasses
+
+    cfg = load_config(REPO / "examples" / "train_vs_base.toml")
+    base, trained = cfg.agents["seller"], cfg.agents["seller-ft"]
+    assert (base.model, trained.model) == ("default", "seller-ft")
+    assert dataclasses.replace(base, name="seller-ft", model="seller-ft") == trained
+    trained_model = Path(cfg.models["seller-ft"].path).resolve()  # the folder, or its best file
+    assert (REPO / "adapters" / "seller").resolve() in (trained_model, trained_model.parent)
+    shipped = load_config(REPO / "config.toml")  # the same data as the repo's own config
+    assert cfg.resolve_path(cfg.data.craigslist_test).resolve() == \
+        shipped.resolve_path(shipped.data.craigslist_test).resolve()
+    assert cfg.resolve_path(cfg.store.path).parent.resolve() == (REPO / "runs").resolve()
