@@ -113,8 +113,9 @@ def attach_lora(model, cfg: TrainingConfig):
     """Wrap ``model`` in a peft LoRA model on ``cfg.target_modules``."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    if cfg.load_in_4bit:
-        model = prepare_model_for_kbit_training(model)
+    if cfg.load_in_4bit:  # turns on gradient checkpointing; the non-reentrant kind works in DDP
+        model = prepare_model_for_kbit_training(
+            model, gradient_checkpointing_kwargs={"use_reentrant": False})
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
     try:
