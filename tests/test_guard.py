@@ -39,6 +39,23 @@ def test_proposals_beyond_reservation_are_clamped(scenario, role, price, clamped
     assert utterance_problem(t) is None
 
 
+@pytest.mark.parametrize("role, price, clamped", [
+    (Role.BUYER, 201, 200), (Role.SELLER, 139.5, 140), (Role.SELLER, 200.75, 200)])
+def test_proposals_a_hair_beyond_reservation_are_clamped_too(scenario, role, price, clamped):
+    # Within the text tolerance of the bound (0.5%), still across it: a buyer with a $199
+    # ceiling once offered and paid $200 because the guard took $200 for "the same price".
+    t = guard_turn(Turn(role, Act.COUNTER_PRICE, price, f"${price:g} is my offer"), scenario, [])
+    assert t.price == clamped and "clamped" in t.guard
+    assert t.utterance == f"${clamped:g} is my offer"
+    assert not violates_reservation(t, scenario, [])
+
+
+def test_accept_takes_the_standing_price_to_the_cent(scenario):
+    history = [Turn(Role.SELLER, Act.INIT_PRICE, 180.5, "")]
+    t = guard_turn(Turn(Role.BUYER, Act.ACCEPT, 180, "ok"), scenario, history)
+    assert t.act is Act.ACCEPT and t.price == 180.5
+
+
 @pytest.mark.parametrize("price", [160, 170])
 def test_proposal_no_better_than_standing_offer_becomes_accept(scenario, price):
     history = [Turn(Role.SELLER, Act.INIT_PRICE, 190, ""), Turn(Role.BUYER, Act.COUNTER_PRICE, 170, "")]

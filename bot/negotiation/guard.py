@@ -112,7 +112,7 @@ def guard_turn(turn: Turn, scenario: Scenario, history: Sequence[Turn]) -> Turn:
             turn = replace(turn, act=Act.COUNTER_PRICE, price=price, utterance=_refusal(role, price))
             notes.append(f"accept of {money(theirs)} beyond the reservation refused")
         else:
-            if turn.price is None or not _same_price(turn.price, theirs):
+            if turn.price != theirs:  # an accept takes the offer as it stands, to the cent
                 turn = replace(turn, price=theirs)
             stated = stated_prices(turn.utterance, role)
             if any(not _same_price(p, theirs) for p in stated):
@@ -120,7 +120,9 @@ def guard_turn(turn: Turn, scenario: Scenario, history: Sequence[Turn]) -> Turn:
                 notes.append("accept text restated to the accepted price")
     elif turn.price is not None and not turn.act.terminal:
         bounded = _bounded(scenario, role, turn.price)
-        if not _same_price(bounded, turn.price):
+        # Exact, not PRICE_TOLERANCE: $200 against a $199 ceiling is the same price in text
+        # but a violation in the deal.
+        if bounded != turn.price:
             notes.append(f"price {money(turn.price)} clamped to {money(bounded)}")
             turn = replace(turn, price=bounded,
                            utterance=rewrite_prices(turn.utterance, stated_prices(turn.utterance, role), bounded))
