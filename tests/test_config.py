@@ -80,6 +80,9 @@ def test_trained_vs_base_example_compares_sellers_that_differ_only_in_the_model(
     base, trained = cfg.agents["seller"], cfg.agents["seller-ft"]
     assert (base.model, trained.model) == ("default", "seller-ft")
     assert dataclasses.replace(base, name="seller-ft", model="seller-ft") == trained
+    hybrid, hybrid_trained = cfg.agents["hybrid-seller"], cfg.agents["hybrid-seller-ft"]
+    assert hybrid.policy == "hybrid"
+    assert dataclasses.replace(hybrid, name="hybrid-seller-ft", model="seller-ft") == hybrid_trained
     trained_model = Path(cfg.models["seller-ft"].path).resolve()  # the folder, or its best file
     assert (REPO / "adapters" / "seller").resolve() in (trained_model, trained_model.parent)
     shipped = load_config(REPO / "config.toml")  # the same data as the repo's own config
