@@ -32,10 +32,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bot.agreemate import load_agreemate_scenarios  # noqa: E402
 from bot.llm.base import Sampling
 from bot.llm.llamacpp import LlamaCppBackend
-
-from bot.datasets import load_agreemate_scenarios  # noqa: E402
 from bot.negotiation.prompts import build_messages, reply_schema  # noqa: E402
 from bot.negotiation.turns import Act, Role, Turn  # noqa: E402
 

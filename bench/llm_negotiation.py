@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.agent_factory import AgentFactory  # noqa: E402
+from bot.agreemate import load_agreemate_scenarios  # noqa: E402
 from bot.config import load_config  # noqa: E402
-from bot.datasets import load_agreemate_scenarios  # noqa: E402
 from bot.negotiation.runner import run_negotiation  # noqa: E402
 
 

@@ -18,11 +18,12 @@ def load_scenario_set(cfg: Config, name: str) -> list[Scenario]:
     read the files ``[data]`` names (local paths or hf:// references).
     """
     from bot import datasets
+    from bot.agreemate import load_agreemate_scenarios
 
     fractions = dict(seller_bottom_fraction=cfg.negotiation.seller_bottom_fraction,
                      buyer_ceiling_fraction=cfg.negotiation.buyer_ceiling_fraction)
     if name == "agreemate":
-        return datasets.load_agreemate_scenarios(**fractions)
+        return load_agreemate_scenarios(**fractions)
     if name in ("craigslist-test", "craigslist-validation"):
         ref = cfg.data.craigslist_test if name == "craigslist-test" else cfg.data.craigslist_validation
         if not ref:

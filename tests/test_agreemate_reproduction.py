@@ -36,7 +36,7 @@ from itertools import pairwise
 
 import pytest
 
-from bot.datasets import load_agreemate_csv
+from bot.agreemate import load_agreemate_csv
 from bot.negotiation.metrics import compute_metrics
 from tests.conftest import shared_file
 

@@ -9,17 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from bot.datasets import (
+from bot.agreemate import (
     AGREEMATE_SCENARIOS_RESOURCE,
     agreemate_scenarios_document,
     build_agreemate_scenarios,
     load_agreemate_csv,
     load_agreemate_scenarios,
-    load_craigslist,
-    load_scenarios,
     parse_agreemate_name,
-    read_craigslist,
 )
+from bot.datasets import load_craigslist, load_scenarios, read_craigslist
 from bot.errors import DataError
 from bot.hub import HubError
 from bot.negotiation.turns import Act, Role
@@ -435,7 +433,7 @@ def test_malformed_agreemate_rows_are_skipped_with_line_numbers(tmp_path, caplog
             agreemate_row(8, fairness="high"),
         ],
     )
-    with caplog.at_level(logging.WARNING, logger="bot.datasets"):
+    with caplog.at_level(logging.WARNING, logger="bot.agreemate"):
         f = load_agreemate_csv(path)
     assert [r.scenario_id for r in f.rows] == ["s1", "s1"]
     good, garbled = f.rows

@@ -19,7 +19,8 @@ import pytest
 from bot.cli import main
 from bot.config import parse_config
 from bot.errors import ConfigError, StoreError
-from bot.experiment import expand_grid, parse_grid, plan_experiment, progress_of, run_experiment
+from bot.experiment import plan_experiment, progress_of, run_experiment
+from bot.grid import expand_grid, parse_grid
 from bot.llm.fake import FakeBackend
 from bot.store import Store
 from tests.conftest import shared_file
@@ -31,13 +32,13 @@ PATIENCE = {"aggressive": 4, "fair": 3, "passive": 2}     # own turns before acc
 def scripted_model(messages):
     """A negotiator that follows its system prompt: opens at its target, concedes a personality-
     sized step of the gap to the listing price each turn, and accepts after a while."""
-    from bot.negotiation.prompts import PERSONALITIES
+    from bot.negotiation.prompts import PERSONALITY_PROMPTS
 
     system = messages[0]["content"]
     role = "buyer" if system.startswith("You are the buyer") else "seller"
     listing = float(re.search(r"Listing price: \$([\d,.]+?)\.?\n", system).group(1).replace(",", ""))
     target = float(re.search(r"as close to \$([\d,.]+)", system).group(1).replace(",", ""))
-    personality = next(p for p, text in PERSONALITIES.items() if text in system)
+    personality = next(p for p, text in PERSONALITY_PROMPTS.items() if text in system)
     mine = sum(1 for m in messages if m["role"] == "assistant")
     extra = {"thought": "stay near my target"} if '"thought"' in system else {}
     if mine >= PATIENCE[personality]:
@@ -177,7 +178,7 @@ def test_baseline_and_cross_pairings():
 def test_the_example_grids_plan(base, name, agents, pairings):
     from pathlib import Path
 
-    from bot.experiment import load_grid
+    from bot.grid import load_grid
 
     plan = plan_experiment(base, load_grid(Path(__file__).parents[1] / "examples" / name))
     assert (len(plan.agents), len(plan.tournaments)) == (agents, pairings)
@@ -247,7 +248,7 @@ def reported(tmp_path_factory):
     asyncio.run(run(base, GRID, db))
 
     async def import_and_load():
-        from bot.experiment import import_reference_runs
+        from bot.agreemate import import_reference_runs
         from bot.report import load_report_data
 
         async with await Store.open(db) as store:
@@ -332,8 +333,8 @@ def test_report_renders_the_paper_tables_beside_agreemate(reported, capsys):
 def test_the_paper_cot_table_from_its_published_runs(tmp_path):
     """The paper's CoT table was computed on the `_updated` files: imported alone, they give
     its aggressiveness, bias, dialogue length and fairness (it prints 4 decimals)."""
+    from bot.agreemate import import_agreemate
     from bot.report import build_report, load_report_data
-    from bot.tournament import import_agreemate
 
     folder = shared_file("agreemate_results")
     files = [f for f in sorted(folder.glob("baseline-*_updated.csv"))]

@@ -124,6 +124,18 @@ def test_all_published_runs_import_and_export_with_their_metrics(tmp_path, capsy
                             ).fetchone()[0] == 90
 
 
+def test_write_scenarios_rebuilds_the_shipped_scenario_set(tmp_path, capsys):
+    """The one AgreeMate command also rebuilds bot/data/agreemate_scenarios.json."""
+    from tests.conftest import REPO
+
+    out = tmp_path / "scenarios.json"
+    assert main(["import-agreemate", str(shared_file("agreemate_results")),
+                 "--write-scenarios", str(out)]) == 0
+    assert "wrote 30 scenarios from 90 file(s)" in capsys.readouterr().out
+    assert out.read_text() == (REPO / "bot" / "data" / "agreemate_scenarios.json").read_text()
+    assert not (tmp_path / "haggle.db").exists()
+
+
 def test_reference_tournaments_carry_agent_metadata_and_turns(tmp_path):
     folder = shared_file("agreemate_results")
     db = tmp_path / "ref.db"

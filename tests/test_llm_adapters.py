@@ -97,6 +97,20 @@ def test_folders_that_are_not_trained_models(tmp_path):
         resolve_model_folder(tmp_path)
 
 
+@pytest.mark.parametrize("schema", [2, None, "1"])
+def test_a_manifest_of_an_unknown_schema_is_refused_by_bot_and_training(tmp_path, schema):
+    from training.manifest import read_manifest as training_read_manifest
+
+    folder = make_folder(tmp_path, [("Q8_0", True)])  # valid, then its schema changed
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["schema"] = schema
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    for read in (resolve_model_folder, training_read_manifest):
+        with pytest.raises(ModelError, match=rf"manifest schema {schema!r}; this haggle reads "
+                                             r"schema 1"):
+            read(folder)
+
+
 def test_config_names_the_folder_and_chooses_a_quant(tmp_path):
     make_folder(tmp_path, [("F16", True), ("Q4_K_M", True), ("Q8_0", True)])
     raw = {"models": {"seller-ft": {"path": "seller"},

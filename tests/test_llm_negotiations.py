@@ -11,8 +11,8 @@ import asyncio
 import pytest
 
 from bot.agent_factory import AgentFactory
+from bot.agreemate import load_agreemate_scenarios
 from bot.config import load_config
-from bot.datasets import load_agreemate_scenarios
 from bot.negotiation.guard import utterance_problem, violates_reservation
 from bot.negotiation.prompts import REPLY_ACTS
 from bot.negotiation.runner import run_negotiation

@@ -85,7 +85,7 @@ async def test_schema_constrained_chat_through_llama_cpp_server(llama_server):
 async def test_llm_negotiations_through_the_server(llama_server):
     """The real-model negotiation contract (tests/test_llm_negotiations.py), with both agents
     talking to llama.cpp's server over HTTP instead of an in-process model."""
-    from bot.datasets import load_agreemate_scenarios
+    from bot.agreemate import load_agreemate_scenarios
     from bot.negotiation.llm_agent import LLMAgent
     from bot.negotiation.runner import run_negotiation
     from tests.test_llm_negotiations import check_contract

@@ -13,14 +13,21 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from bot.agreemate import import_agreemate
 from bot.cli import main
 from bot.config import parse_config
 from bot.negotiation.metrics import METRIC_KEYS
 from bot.negotiation.turns import Act
-from bot.report import (ACT_COLOURS, bradley_terry, build_report, leaderboard, render,
-                        wilson_interval)
+from bot.report import (
+    ACT_COLOURS,
+    bradley_terry,
+    build_report,
+    leaderboard,
+    render,
+    wilson_interval,
+)
 from bot.store import Store
-from bot.tournament import import_agreemate, plan_tournament, run_tournament
+from bot.tournament import plan_tournament, run_tournament
 from tests.conftest import shared_file
 
 AGENTS = {"rule": {"kind": "rule", "role": "generalist"},

@@ -16,11 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bot.errors import DataError
-from bot.llm.models import file_sha256 as sha256_file  # streamed, cached per (path, size, mtime)
-
-MANIFEST = "manifest.json"
-SCHEMA = 1
+from bot.files import file_sha256 as sha256_file  # streamed, cached per (path, size, mtime)
+from bot.llm.adapters import MANIFEST, SCHEMA, read_manifest_file
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> Path:
@@ -42,17 +39,12 @@ def write_json_atomic(path: str | Path, obj: Any) -> Path:
 
 
 def read_manifest(model_dir: str | Path) -> dict[str, Any]:
-    """The manifest of ``model_dir``, or an empty skeleton when there is none yet."""
+    """The manifest of ``model_dir`` (bot.llm.adapters' reader: the schema version is checked),
+    or an empty skeleton when there is none yet."""
     path = Path(model_dir) / MANIFEST
     if not path.is_file():
         return {"schema": SCHEMA}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path} is not valid JSON ({exc.msg}); fix or delete it") from exc
-    if data.get("schema") != SCHEMA:
-        raise DataError(f"{path} has schema {data.get('schema')!r}, expected {SCHEMA}")
-    return data
+    return read_manifest_file(path)
 
 
 def update_manifest(model_dir: str | Path, **sections: Any) -> dict[str, Any]:

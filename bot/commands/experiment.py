@@ -40,16 +40,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 async def _experiment(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from bot.agreemate import import_reference_runs
     from bot.commands._common import resolve_config
     from bot.errors import ConfigError
-    from bot.experiment import (
-        describe,
-        import_reference_runs,
-        load_grid,
-        plan_experiment,
-        progress_of,
-        run_experiment,
-    )
+    from bot.experiment import describe, plan_experiment, progress_of, run_experiment
+    from bot.grid import load_grid
     from bot.store import Store
 
     if args.workers is not None and args.workers < 1:

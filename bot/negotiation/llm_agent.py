@@ -30,6 +30,7 @@ from typing import Any
 from bot.errors import ContextOverflow, ModelError, TurnError
 from bot.negotiation.agents import DialogueState, RuleAgent, template_utterance, words_only
 from bot.negotiation.guard import guard_turn, stated_prices, utterance_problem
+from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality
 from bot.negotiation.policy import ConcessionPolicy
 from bot.negotiation.prompts import (PRICED_REPLY_ACTS, REPLY_ACTS, build_messages, directive,
                                      money, narration_schema, opening_message, parse_narration,
@@ -77,7 +78,8 @@ def allowed_acts(state: DialogueState) -> list[Act]:
 
 
 class LLMAgent:
-    def __init__(self, name: str, backend: Any, *, sampling: Any = None, personality: str = "fair",
+    def __init__(self, name: str, backend: Any, *, sampling: Any = None,
+                 personality: Personality = DEFAULT_PERSONALITY,
                  cot: bool = False, max_repairs: int = 1, timeout: float | None = None,
                  fallback: RuleAgent | None = None, policy: ConcessionPolicy | None = None) -> None:
         self.name = name

@@ -19,6 +19,7 @@ import random
 from dataclasses import dataclass
 
 from bot.negotiation.agents import DialogueState, round_price, rounding_step
+from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality
 from bot.negotiation.turns import Act, Role
 
 
@@ -34,7 +35,7 @@ class PolicyParams:
     chatter: float      # chance of an opening small-talk turn (a question about the item)
 
 
-PERSONALITY_PARAMS: dict[str, PolicyParams] = {
+PERSONALITY_PARAMS: dict[Personality, PolicyParams] = {
     "aggressive": PolicyParams(opening=0.15, start=0.1, end=0.4, beta=0.5, limit=0.7,
                                accept_gap=0.01, walk_away=True, chatter=0.3),
     "fair": PolicyParams(opening=0.0, start=0.25, end=0.5, beta=1.0, limit=1.0,
@@ -51,7 +52,8 @@ class Plan:
 
 
 class ConcessionPolicy:
-    def __init__(self, params: PolicyParams | str = "fair", *, seed: int | None = 0) -> None:
+    def __init__(self, params: PolicyParams | Personality = DEFAULT_PERSONALITY, *,
+                 seed: int | None = 0) -> None:
         self.params = PERSONALITY_PARAMS[params] if isinstance(params, str) else params
         self.seed = seed
 
