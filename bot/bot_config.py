@@ -18,16 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bot.config import Config, from_table
+from bot.config import Config, from_table, require
 from bot.errors import ConfigError
-
-PERSONALITIES = ("aggressive", "fair", "passive")
-
-
-def _require(ok: bool, where: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{where}: {message}")
-
 
 @dataclass(frozen=True)
 class DailyConfig:
@@ -43,9 +35,9 @@ class DailyConfig:
     def check(self, where: str) -> None:
         from bot.scenarios import SCENARIO_SETS
 
-        _require(self.scenario_set in SCENARIO_SETS, f"{where}.scenario_set",
+        require(self.scenario_set in SCENARIO_SETS, f"{where}.scenario_set",
                  f"must be one of {', '.join(SCENARIO_SETS)}, got {self.scenario_set!r}")
-        _require(0 <= self.day_starts_utc_hour <= 23, f"{where}.day_starts_utc_hour",
+        require(0 <= self.day_starts_utc_hour <= 23, f"{where}.day_starts_utc_hour",
                  f"must be in [0, 23], got {self.day_starts_utc_hour}")
 
 
@@ -71,28 +63,28 @@ class BotConfig:
     def check(self, where: str) -> None:
         from bot.scenarios import SCENARIO_SETS
 
-        _require(bool(self.token_env.strip()), f"{where}.token_env",
+        require(bool(self.token_env.strip()), f"{where}.token_env",
                  "must name an environment variable, e.g. \"DISCORD_TOKEN\"")
-        _require(all(i > 0 for i in self.owner_ids), f"{where}.owner_ids",
+        require(all(i > 0 for i in self.owner_ids), f"{where}.owner_ids",
                  "must be Discord user ids (positive integers)")
-        _require(self.scenario_set in SCENARIO_SETS, f"{where}.scenario_set",
+        require(self.scenario_set in SCENARIO_SETS, f"{where}.scenario_set",
                  f"must be one of {', '.join(SCENARIO_SETS)}, got {self.scenario_set!r}")
-        _require(self.inactivity_timeout_s >= 30, f"{where}.inactivity_timeout_s",
+        require(self.inactivity_timeout_s >= 30, f"{where}.inactivity_timeout_s",
                  f"must be >= 30 seconds, got {self.inactivity_timeout_s}")
-        _require(1 <= self.model_slots <= 64, f"{where}.model_slots",
+        require(1 <= self.model_slots <= 64, f"{where}.model_slots",
                  f"must be in [1, 64], got {self.model_slots}")
-        _require(0 <= self.queue_size <= 10_000, f"{where}.queue_size",
+        require(0 <= self.queue_size <= 10_000, f"{where}.queue_size",
                  f"must be in [0, 10000], got {self.queue_size}")
         for key in ("haggle_cooldown_s", "command_cooldown_s"):
-            _require(getattr(self, key) >= 0, f"{where}.{key}",
+            require(getattr(self, key) >= 0, f"{where}.{key}",
                      f"must be >= 0 seconds (0 = no cooldown), got {getattr(self, key)}")
-        _require(100 <= self.max_message_chars <= 4000, f"{where}.max_message_chars",
+        require(100 <= self.max_message_chars <= 4000, f"{where}.max_message_chars",
                  f"must be in [100, 4000], got {self.max_message_chars}")
-        _require(self.max_tournament_negotiations >= 1, f"{where}.max_tournament_negotiations",
+        require(self.max_tournament_negotiations >= 1, f"{where}.max_tournament_negotiations",
                  f"must be >= 1, got {self.max_tournament_negotiations}")
-        _require(1 <= self.max_tournament_workers <= 16, f"{where}.max_tournament_workers",
+        require(1 <= self.max_tournament_workers <= 16, f"{where}.max_tournament_workers",
                  f"must be in [1, 16], got {self.max_tournament_workers}")
-        _require(self.stream_edit_interval_s >= 1.0, f"{where}.stream_edit_interval_s",
+        require(self.stream_edit_interval_s >= 1.0, f"{where}.stream_edit_interval_s",
                  f"must be >= 1 second (Discord rate-limits faster edits), got "
                  f"{self.stream_edit_interval_s}")
 
@@ -121,6 +113,6 @@ def check_agents(cfg: Config, settings: BotConfig) -> None:
         except ConfigError as exc:
             raise ConfigError(f"bot.daily.agent: {exc}") from None
         bot_seat = "seller" if settings.daily.human_role == "buyer" else "buyer"
-        _require(bot_seat in agent.roles, "bot.daily.agent",
+        require(bot_seat in agent.roles, "bot.daily.agent",
                  f"agent {agent.name!r} is a {agent.role} agent and cannot play the {bot_seat} "
                  f"people face when they are the {settings.daily.human_role}")

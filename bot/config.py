@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from bot.errors import ConfigError
+from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality
 
 ENV_CONFIG = "HAGGLE_CONFIG"
 DEFAULT_CONFIG_NAME = "config.toml"
@@ -103,7 +104,8 @@ def from_table(cls: type, table: Mapping[str, Any], where: str, **fixed: Any) ->
     return obj
 
 
-def _require(ok: bool, where: str, message: str) -> None:
+def require(ok: bool, where: str, message: str) -> None:
+    """A range check of a ``check(where)`` method: a ConfigError naming the key unless ``ok``."""
     if not ok:
         raise ConfigError(f"{where}: {message}")
 
@@ -119,11 +121,11 @@ class NegotiationConfig:
     turn_timeout_s: float = 120.0
 
     def check(self, where: str) -> None:
-        _require(self.max_turns >= 2, f"{where}.max_turns", f"must be >= 2, got {self.max_turns}")
+        require(self.max_turns >= 2, f"{where}.max_turns", f"must be >= 2, got {self.max_turns}")
         for key in ("seller_bottom_fraction", "buyer_ceiling_fraction"):
             v = getattr(self, key)
-            _require(0 < v <= 2, f"{where}.{key}", f"must be in (0, 2], got {v}")
-        _require(self.turn_timeout_s > 0, f"{where}.turn_timeout_s",
+            require(0 < v <= 2, f"{where}.{key}", f"must be in (0, 2], got {v}")
+        require(self.turn_timeout_s > 0, f"{where}.turn_timeout_s",
                  f"must be > 0 seconds, got {self.turn_timeout_s}")
 
 
@@ -146,7 +148,7 @@ class AgentConfig:
     kind: Literal["llm", "rule"] = "llm"
     role: Literal["buyer", "seller", "generalist"] = "generalist"
     model: str = "default"
-    personality: Literal["aggressive", "fair", "passive"] = "fair"
+    personality: Personality = DEFAULT_PERSONALITY
     cot: bool = False
     policy: Literal["llm", "hybrid"] = "llm"
     # sampling (llm agents)
@@ -164,20 +166,20 @@ class AgentConfig:
     chatter: float = 0.2
 
     def check(self, where: str) -> None:
-        _require(self.temperature >= 0, f"{where}.temperature", f"must be >= 0, got {self.temperature}")
-        _require(0 < self.top_p <= 1, f"{where}.top_p", f"must be in (0, 1], got {self.top_p}")
-        _require(self.top_k >= 0, f"{where}.top_k", f"must be >= 0, got {self.top_k}")
-        _require(self.repeat_penalty > 0, f"{where}.repeat_penalty",
+        require(self.temperature >= 0, f"{where}.temperature", f"must be >= 0, got {self.temperature}")
+        require(0 < self.top_p <= 1, f"{where}.top_p", f"must be in (0, 1], got {self.top_p}")
+        require(self.top_k >= 0, f"{where}.top_k", f"must be >= 0, got {self.top_k}")
+        require(self.repeat_penalty > 0, f"{where}.repeat_penalty",
                  f"must be > 0, got {self.repeat_penalty}")
-        _require(16 <= self.max_tokens <= 4096, f"{where}.max_tokens",
+        require(16 <= self.max_tokens <= 4096, f"{where}.max_tokens",
                  f"must be in [16, 4096], got {self.max_tokens}")
-        _require(0 <= self.max_repairs <= 5, f"{where}.max_repairs",
+        require(0 <= self.max_repairs <= 5, f"{where}.max_repairs",
                  f"must be in [0, 5], got {self.max_repairs}")
-        _require(0 < self.concession <= 1, f"{where}.concession",
+        require(0 < self.concession <= 1, f"{where}.concession",
                  f"must be in (0, 1], got {self.concession}")
-        _require(0 <= self.accept_gap < 1, f"{where}.accept_gap",
+        require(0 <= self.accept_gap < 1, f"{where}.accept_gap",
                  f"must be in [0, 1), got {self.accept_gap}")
-        _require(0 <= self.chatter <= 1, f"{where}.chatter", f"must be in [0, 1], got {self.chatter}")
+        require(0 <= self.chatter <= 1, f"{where}.chatter", f"must be in [0, 1], got {self.chatter}")
 
     @property
     def roles(self) -> tuple[str, ...]:

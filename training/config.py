@@ -1,7 +1,8 @@
 """The [training] table of config.toml as a frozen dataclass, validated at load.
 
 Light on purpose: the CLI validates a config before it imports torch, so this module imports
-nothing heavier than the standard library. Every bad value is a ``ConfigError`` that names the
+nothing heavier than bot.config, whose engine (``from_table``) checks the types and rejects
+unknown keys as for every other section. Every bad value is a ``ConfigError`` that names the
 key as ``training.KEY`` and says what is allowed.
 
 Defaults follow the AgreeMate paper where it says something (LoRA r=32, alpha=16 on the
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bot.errors import ConfigError
+from bot.config import from_table, require
 
 # Quantization types `llama_cpp.llama_model_quantize` produces from an F16 GGUF without an
 # importance matrix (the IQ2/IQ3/IQ1 types need one). Each name is llama.cpp's LLAMA_FTYPE_MOSTLY_<NAME>.
@@ -79,50 +80,45 @@ class TrainingConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_table(cls, table: Mapping[str, Any] | None) -> TrainingConfig:
-        """Build from the parsed [training] table; unknown keys and bad values are ConfigErrors."""
-        table = dict(table or {})
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(table) - set(known))
-        if unknown:
-            raise ConfigError(
-                f"unknown key(s) in [training]: {', '.join('training.' + k for k in unknown)}; "
-                f"known keys: {', '.join(sorted(known))}"
-            )
-        values = {}
-        for name, value in table.items():
-            values[name] = _coerce(name, value, known[name])
-        cfg = cls(**values)
-        cfg.validate()
-        return cfg
+    def from_table(cls, table: Mapping[str, Any] | None,
+                   where: str = "training") -> TrainingConfig:
+        """Build from the parsed [training] table with bot.config's engine: unknown keys, wrong
+        types and impossible values are ConfigErrors naming the key (``training.lora_r``)."""
+        return from_table(cls, dict(table or {}), where)
 
-    def validate(self) -> None:
-        """Range checks that need more than a type; raises ConfigError naming the key."""
-        _check(self.base.strip() != "", "base", self.base, "a model reference, e.g. \"embedded\"")
-        _check(self.lora_r >= 1, "lora_r", self.lora_r, "an integer >= 1")
-        _check(self.lora_alpha >= 1, "lora_alpha", self.lora_alpha, "an integer >= 1")
-        _check(0.0 <= self.lora_dropout < 1.0, "lora_dropout", self.lora_dropout, "in [0, 1)")
-        _check(len(self.target_modules) > 0 and all(m.strip() for m in self.target_modules),
-               "target_modules", self.target_modules, "a non-empty list of module names")
-        _check(0.0 < self.learning_rate < 1.0, "learning_rate", self.learning_rate, "in (0, 1)")
-        _check(self.weight_decay >= 0.0, "weight_decay", self.weight_decay, ">= 0")
-        _check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, ">= 0")
-        _check(self.max_grad_norm > 0.0, "max_grad_norm", self.max_grad_norm, "> 0")
-        for key in ("batch_size", "grad_accum", "max_steps", "eval_every", "save_every",
-                    "keep_checkpoints", "verify_prompts"):
-            _check(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
-        _check(self.max_seq_len >= 16, "max_seq_len", self.max_seq_len, "an integer >= 16")
-        _check(0.0 <= self.eval_fraction < 1.0, "eval_fraction", self.eval_fraction, "in [0, 1)")
-        _check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+    def check(self, where: str) -> None:
+        """Range checks that need more than a type (``from_table`` calls it)."""
+        require(self.base.strip() != "", f"{where}.base",
+                "must be a model reference, e.g. \"embedded\"")
+        for key in ("lora_r", "lora_alpha", "batch_size", "grad_accum", "max_steps",
+                    "eval_every", "save_every", "keep_checkpoints", "verify_prompts"):
+            require(getattr(self, key) >= 1, f"{where}.{key}",
+                    f"must be >= 1, got {getattr(self, key)}")
+        for key in ("lora_dropout", "eval_fraction"):
+            require(0.0 <= getattr(self, key) < 1.0, f"{where}.{key}",
+                    f"must be in [0, 1), got {getattr(self, key)}")
+        require(len(self.target_modules) > 0 and all(m.strip() for m in self.target_modules),
+                f"{where}.target_modules", "must be a non-empty list of module names")
+        require(0.0 < self.learning_rate < 1.0, f"{where}.learning_rate",
+                f"must be in (0, 1), got {self.learning_rate}")
+        for key in ("weight_decay", "warmup_steps", "seed"):
+            require(getattr(self, key) >= 0, f"{where}.{key}",
+                    f"must be >= 0, got {getattr(self, key)}")
+        require(self.max_grad_norm > 0.0, f"{where}.max_grad_norm",
+                f"must be > 0, got {self.max_grad_norm}")
+        require(self.max_seq_len >= 16, f"{where}.max_seq_len",
+                f"must be >= 16, got {self.max_seq_len}")
         for key in ("verify_min_agreement_f16", "verify_min_agreement_quantized"):
-            _check(0.0 <= getattr(self, key) <= 1.0, key, getattr(self, key), "in [0, 1]")
+            require(0.0 <= getattr(self, key) <= 1.0, f"{where}.{key}",
+                    f"must be in [0, 1], got {getattr(self, key)}")
+        require("F16" not in self.quant_types, f"{where}.quant_types",
+                f"F16 is always written; list only the quantized types to add, from "
+                f"{', '.join(QUANT_TYPES)}")
         bad = [q for q in self.quant_types if q not in QUANT_TYPES]
-        if "F16" in self.quant_types:
-            raise ConfigError("training.quant_types: F16 is always written; list only the "
-                              f"quantized types to add, from {', '.join(QUANT_TYPES)}")
-        _check(not bad, "quant_types", self.quant_types, f"a list from {', '.join(QUANT_TYPES)}")
-        _check(len(set(self.quant_types)) == len(self.quant_types), "quant_types",
-               self.quant_types, "a list without duplicates")
+        require(not bad, f"{where}.quant_types",
+                f"unknown type(s) {', '.join(bad)}; choose from {', '.join(QUANT_TYPES)}")
+        require(len(set(self.quant_types)) == len(self.quant_types), f"{where}.quant_types",
+                f"lists a type twice: {list(self.quant_types)}")
 
 
 def training_section(table: Mapping[str, Any] | None, where: str = "training",
@@ -138,40 +134,7 @@ def training_section(table: Mapping[str, Any] | None, where: str = "training",
             and not base.startswith("hf://") and base_dir is not None
             and not Path(base).expanduser().is_absolute()):
         table["base"] = str(Path(base_dir) / Path(base).expanduser())
-    return TrainingConfig.from_table(table)  # errors name the key as training.KEY
-
-
-def _check(ok: bool, key: str, value: Any, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"training.{key} = {value!r} is invalid: expected {expected}")
-
-
-def _coerce(name: str, value: Any, fld: dataclasses.Field) -> Any:
-    """Check one TOML value against the field's declared type (ints are accepted for floats)."""
-    kind = fld.type if isinstance(fld.type, str) else getattr(fld.type, "__name__", str(fld.type))
-    where = f"training.{name}"
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} = {value!r}: expected true or false")
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} = {value!r}: expected an integer")
-        return value
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} = {value!r}: expected a number")
-        return float(value)
-    if kind == "str":
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} = {value!r}: expected a string")
-        return value
-    if kind == "tuple[str, ...]":
-        if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
-                isinstance(v, str) for v in value):
-            raise ConfigError(f"{where} = {value!r}: expected a list of strings")
-        return tuple(value)
-    raise AssertionError(f"no coercion for field {name} of type {kind}")  # a bug, not user input
+    return TrainingConfig.from_table(table, where)  # errors name the key as training.KEY
 
 
 __all__ = ["QUANT_TYPES", "TrainingConfig", "training_section"]

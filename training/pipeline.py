@@ -1,6 +1,8 @@
-"""The training stages over one role-model folder, each recording itself in manifest.json.
+"""The training stages, data -> fit -> merge -> export -> verify, as `haggle train` runs them.
 
-This is what `haggle train fit|merge|export|verify|all` calls. A role-model folder
+``stage_data`` writes a role's chat examples (and their .eval.jsonl and .report.json siblings)
+from CraigslistBargains (and Deal or No Deal for the generalist). The model stages work over
+one role-model folder, each recording itself in its manifest.json. A role-model folder
 (adapters/<name>/) holds:
 
     manifest.json             committed: base, data, hyperparameters, losses, files, verdicts
@@ -9,21 +11,147 @@ This is what `haggle train fit|merge|export|verify|all` calls. A role-model fold
     merged/                   the merged HF checkpoint
     <name>.F16.gguf           the export, and <name>.<TYPE>.gguf for each quant type
 
-Stages can run one by one (each reads what the previous one left) or all at once.
+Stages run one by one (each reads what the previous one left); `haggle train all` runs them in
+order (bot/commands/train.py, which also spreads the fit over the processes accelerate starts).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from bot.errors import ModelError
+from bot.errors import ConfigError, DataError, ModelError
+from bot.files import file_sha256
 from training.config import TrainingConfig
-from training.manifest import file_entry, read_manifest, sha256_file, update_manifest, versions
+from training.manifest import file_entry, read_manifest, update_manifest, versions
+
+if TYPE_CHECKING:
+    from bot.config import Config
 
 log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def craigslist_ref(cfg: Config, split: str, data: str | None = None) -> str:
+    """The CraigslistBargains file of ``split``: ``data`` (a path or hf:// reference) when
+    given, else [data] craigslist_<split> (relative to the config file)."""
+    ref = data or getattr(cfg.data, f"craigslist_{split}")
+    if not ref:
+        raise ConfigError(
+            f"no CraigslistBargains {split} split is configured: set [data] "
+            f"craigslist_{split} (the train split is on the Hugging Face Hub only: "
+            "hf://datasets/OWNER/REPO/train.json, see README 'Training'), pass --data FILE, or "
+            "use --split validation (offline)")
+    if data or ref.startswith("hf://"):
+        return ref
+    return str(cfg.resolve_path(ref))
+
+
+def deal_file(cfg: Config, split: str, deal: str | None = None) -> Path:
+    """The Deal or No Deal file of ``split``: ``deal`` (a folder or file) when given, else
+    [data] deal_or_no_deal."""
+    from bot import hub
+    from training.data import DEAL_FILES
+
+    ref = deal or cfg.data.deal_or_no_deal
+    if hub.is_hub_ref(ref):
+        return hub.resolve(ref)
+    path = Path(ref) if deal else cfg.resolve_path(ref)
+    return path / DEAL_FILES[split] if path.is_dir() else path
+
+
+def _token_lengths(examples: list[dict], base: str) -> list[int] | None:
+    """Token counts of the rendered examples with the base model's tokenizer (None without
+    transformers: the examples do not depend on it)."""
+    try:
+        from training.examples import render
+        from training.modeling import load_tokenizer, resolve_base
+    except ImportError as exc:
+        log.warning("token lengths not measured (%s); install the [train] extra", exc)
+        return None
+    tokenizer = load_tokenizer(resolve_base(base))
+    return [len(tokenizer(render(tokenizer, e["messages"]), add_special_tokens=False)["input_ids"])
+            for e in examples]
+
+
+def _display(path: Path) -> str:
+    """A path relative to the working directory when inside it (reports stay portable)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def stage_data(cfg: Config, train_cfg: TrainingConfig, role: str, split: str,
+               out: str | Path, *, data: str | None = None, deal: str | None = None,
+               max_turns: int | None = None) -> dict[str, Any]:
+    """Build, split and write ``role``'s examples to ``out`` (held-out ones to its .eval.jsonl
+    sibling); returns the report, also written as its .report.json sibling."""
+    from bot.datasets import read_craigslist
+    from training.data import (
+        Report,
+        build_examples,
+        eval_path_for,
+        read_deal_file,
+        report_path_for,
+        split_examples,
+        token_stats,
+        write_jsonl,
+    )
+
+    max_turns = max_turns or cfg.negotiation.max_turns
+    ref = craigslist_ref(cfg, split, data)
+    fractions = {"seller_bottom_fraction": cfg.negotiation.seller_bottom_fraction,
+                 "buyer_ceiling_fraction": cfg.negotiation.buyer_ceiling_fraction}
+    cb = read_craigslist(ref, **fractions)
+    report = Report(role=role, split=split)
+    configured = data or getattr(cfg.data, f"craigslist_{split}")
+    report.sources.append({"dataset": "CraigslistBargains", "split": split, "ref": configured,
+                           "path": str(cb.path.resolve()), "sha256": file_sha256(cb.path),
+                           "dialogues": len(cb.dialogues),
+                           "skipped_records": len(cb.skipped)})
+    deals = []
+    if role == "generalist":
+        deal_path = deal_file(cfg, split, deal)
+        deals, bad = read_deal_file(deal_path)
+        report.sources.append({"dataset": "Deal or No Deal", "split": split,
+                               "ref": deal or cfg.data.deal_or_no_deal,
+                               "path": str(deal_path.resolve()), "sha256": file_sha256(deal_path),
+                               "dialogue_lines": len(deals), "skipped_lines": len(bad)})
+    examples, report = build_examples(role, split, craigslist=cb.dialogues,
+                                      craigslist_source=f"craigslist:{split}", deal=deals,
+                                      deal_source=f"deal_or_no_deal:{split}",
+                                      max_turns=max_turns, report=report)
+    train, held = split_examples(examples, train_cfg.eval_fraction, train_cfg.seed)
+    if not train:
+        raise DataError(f"all {len(examples)} {role} examples fell in the eval split; "
+                        "lower training.eval_fraction or use more data")
+    out = Path(out)
+    eval_out = eval_path_for(out)
+    write_jsonl(out, train)
+    if held:
+        write_jsonl(eval_out, held)
+    else:  # too few dialogues to hold any out: the fit holds out examples itself
+        eval_out.unlink(missing_ok=True)
+    report.examples = {"train": len(train), "eval": len(held),
+                       "train_dialogues": len({e["id"] for e in train}),
+                       "eval_dialogues": len({e["id"] for e in held})}
+    lengths = _token_lengths(examples, train_cfg.base)
+    if lengths:
+        report.tokens = {"tokenizer": train_cfg.base, **token_stats(lengths, train_cfg.max_seq_len)}
+    result = {**report.to_dict(), "max_turns": max_turns, "files": {
+        "train": _display(out), "eval": _display(eval_out) if held else None}}
+    report_path_for(out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+# --------------------------------------------------------------------------- the model stages
 
 
 @dataclass(frozen=True)
@@ -62,11 +190,11 @@ def stage_fit(cfg: TrainingConfig, root: str | Path, train_path: str | Path, *,
     if not result.main_process:  # one process of several: rank 0 records the run
         return result
     base_path = resolve_base(cfg.base)
-    data = {"train": {"path": str(train_path), "sha256": sha256_file(train_path),
+    data = {"train": {"path": str(train_path), "sha256": file_sha256(train_path),
                       "examples": len(read_chat_jsonl(train_path)),
                       "trained_on": result.train_examples}}
     if eval_path is not None:
-        data["eval"] = {"path": str(eval_path), "sha256": sha256_file(eval_path),
+        data["eval"] = {"path": str(eval_path), "sha256": file_sha256(eval_path),
                         "examples": result.eval_examples}
     else:
         data["eval"] = {"held_out_of_train": result.eval_examples,
@@ -74,7 +202,7 @@ def stage_fit(cfg: TrainingConfig, root: str | Path, train_path: str | Path, *,
     update_manifest(
         layout.root, name=layout.name,
         base={"ref": cfg.base, "file": base_path.name,
-              "sha256": sha256_file(base_path) if base_path.is_file() else None},
+              "sha256": file_sha256(base_path) if base_path.is_file() else None},
         data=data, hyperparameters=cfg.to_dict(),
         fit={k: v for k, v in result.to_dict().items() if k not in ("history", "adapter_dir")},
         versions=versions())
@@ -143,17 +271,6 @@ def stage_verify(cfg: TrainingConfig, root: str | Path, *,
         "prompts": len(prompts) if prompts else "built-in",
         "results": [{**v.to_dict(), "file": Path(v.file).name} for v in verdicts]})
     return verdicts
-
-
-def run_all(cfg: TrainingConfig, root: str | Path, train_path: str | Path, *,
-            eval_path: str | Path | None = None, progress: bool = True,
-            device: str | None = None, threads: int | None = None) -> list:
-    """fit -> merge -> export -> verify; returns the verdicts (manifest.json has everything)."""
-    stage_fit(cfg, root, train_path, eval_path=eval_path, progress=progress, device=device,
-              threads=threads)
-    stage_merge(cfg, root)
-    stage_export(cfg, root)
-    return stage_verify(cfg, root, eval_path=eval_path)
 
 
 def failed(verdicts: Sequence) -> list:

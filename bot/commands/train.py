@@ -8,7 +8,7 @@
     haggle train all    --role seller --split validation --max-steps 300 --threads 1
 
 Everything lands in one folder per model, ``--out DIR`` (default adapters/<role>/), recorded in
-its manifest.json (see training/pipeline.py); ``data`` alone writes ``--out FILE`` (default
+its manifest.json (the stages are training/pipeline.py's); ``data`` alone writes ``--out FILE`` (default
 DIR/data/<role>.jsonl) and its .eval.jsonl and .report.json siblings. Hyperparameters come
 from the [training] table of the config file (training/config.py), then from the flags.
 Torch, transformers and peft are imported only when a stage needs them (training/).
@@ -145,116 +145,15 @@ def examples_path(args: argparse.Namespace) -> Path:
     return model_dir(args) / "data" / f"{args.role}.jsonl"
 
 
-def _display(path: Path) -> str:
-    """A path relative to the working directory when inside it (manifests stay portable)."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
 # --------------------------------------------------------------------------- data
 
 
-def _craigslist_ref(cfg, args: argparse.Namespace) -> str:
-    from bot.errors import ConfigError
-
-    ref = args.data or getattr(cfg.data, f"craigslist_{args.split}")
-    if not ref:
-        raise ConfigError(
-            f"no CraigslistBargains {args.split} split is configured: set [data] "
-            f"craigslist_{args.split} (the train split is on the Hugging Face Hub only: "
-            "hf://datasets/OWNER/REPO/train.json, see README 'Training'), pass --data FILE, or "
-            "use --split validation (offline)")
-    if args.data or ref.startswith("hf://"):
-        return ref
-    return str(cfg.resolve_path(ref))
-
-
-def _deal_file(cfg, args: argparse.Namespace) -> Path:
-    from bot import hub
-    from training.data import DEAL_FILES
-
-    ref = args.deal or cfg.data.deal_or_no_deal
-    if hub.is_hub_ref(ref):
-        return hub.resolve(ref)
-    path = Path(ref) if args.deal else cfg.resolve_path(ref)
-    return path / DEAL_FILES[args.split] if path.is_dir() else path
-
-
-def _token_lengths(examples: list[dict], base: str) -> dict[str, Any] | None:
-    """Token counts of the rendered examples with the base model's tokenizer (None without
-    transformers: the examples do not depend on it)."""
-    try:
-        from training.examples import render
-        from training.modeling import load_tokenizer, resolve_base
-    except ImportError as exc:
-        log.warning("token lengths not measured (%s); install the [train] extra", exc)
-        return None
-    tokenizer = load_tokenizer(resolve_base(base))
-    return [len(tokenizer(render(tokenizer, e["messages"]), add_special_tokens=False)["input_ids"])
-            for e in examples]
-
-
 def stage_data(cfg, train_cfg, args: argparse.Namespace) -> dict[str, Any]:
-    """Build, split and write the role's examples; returns the report (also written as JSON)."""
-    from bot.datasets import read_craigslist
-    from bot.llm.models import file_sha256
-    from training.data import (
-        Report,
-        build_examples,
-        eval_path_for,
-        read_deal_file,
-        report_path_for,
-        split_examples,
-        token_stats,
-        write_jsonl,
-    )
+    """The data stage (training.pipeline.stage_data) with the flags' files; prints the report."""
+    from training import pipeline
 
-    max_turns = args.max_turns or cfg.negotiation.max_turns
-    ref = _craigslist_ref(cfg, args)
-    fractions = {"seller_bottom_fraction": cfg.negotiation.seller_bottom_fraction,
-                 "buyer_ceiling_fraction": cfg.negotiation.buyer_ceiling_fraction}
-    cb = read_craigslist(ref, **fractions)
-    report = Report(role=args.role, split=args.split)
-    configured = args.data or getattr(cfg.data, f"craigslist_{args.split}")
-    report.sources.append({"dataset": "CraigslistBargains", "split": args.split, "ref": configured,
-                           "path": str(cb.path.resolve()), "sha256": file_sha256(cb.path),
-                           "dialogues": len(cb.dialogues),
-                           "skipped_records": len(cb.skipped)})
-    deal = []
-    if args.role == "generalist":
-        deal_path = _deal_file(cfg, args)
-        deal, bad = read_deal_file(deal_path)
-        report.sources.append({"dataset": "Deal or No Deal", "split": args.split,
-                               "ref": args.deal or cfg.data.deal_or_no_deal,
-                               "path": str(deal_path.resolve()), "sha256": file_sha256(deal_path),
-                               "dialogue_lines": len(deal), "skipped_lines": len(bad)})
-    examples, report = build_examples(args.role, args.split, craigslist=cb.dialogues,
-                                      craigslist_source=f"craigslist:{args.split}", deal=deal,
-                                      deal_source=f"deal_or_no_deal:{args.split}",
-                                      max_turns=max_turns, report=report)
-    train, held = split_examples(examples, train_cfg.eval_fraction, train_cfg.seed)
-    if not train:
-        from bot.errors import DataError
-        raise DataError(f"all {len(examples)} {args.role} examples fell in the eval split; "
-                        "lower training.eval_fraction or use more data")
-    out = examples_path(args)
-    eval_out = eval_path_for(out)
-    write_jsonl(out, train)
-    if held:
-        write_jsonl(eval_out, held)
-    else:  # too few dialogues to hold any out: the fit holds out examples itself
-        eval_out.unlink(missing_ok=True)
-    report.examples = {"train": len(train), "eval": len(held),
-                       "train_dialogues": len({e["id"] for e in train}),
-                       "eval_dialogues": len({e["id"] for e in held})}
-    lengths = _token_lengths(examples, train_cfg.base)
-    if lengths:
-        report.tokens = {"tokenizer": train_cfg.base, **token_stats(lengths, train_cfg.max_seq_len)}
-    result = {**report.to_dict(), "max_turns": max_turns, "files": {
-        "train": _display(out), "eval": _display(eval_out) if held else None}}
-    report_path_for(out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    result = pipeline.stage_data(cfg, train_cfg, args.role, args.split, examples_path(args),
+                                 data=args.data, deal=args.deal, max_turns=args.max_turns)
     _print_data(result)
     return result
 
