@@ -53,6 +53,18 @@ def test_eof_ends_the_game_cleanly():
     assert "No deal (abandoned)" in proc.stdout
 
 
+def test_play_refuses_an_absurd_price():
+    """$50,000 for a $200 item is a typo in the terminal too (the rule lives in the core)."""
+    proc = haggle("play", "--role", "buyer", "--agent", "rule", "--json", "--scenario-set",
+                  "agreemate", "--scenario", "e5cd53dc", "--seed", "0",
+                  stdin="I will pay $50,000 for it\n")
+    assert "$50,000 for something listed at $200? That looks like a typo" in proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["scenario"]["listing_price"] == 200.0
+    assert all(t["price"] != 50000.0 for t in record["turns"])
+    assert not any(t["role"] == "buyer" for t in record["turns"])  # the typo made no move
+
+
 def test_rule_match_prints_transcript_and_metrics():
     out = haggle("match", "--buyer", "rule-buyer", "--seller", "rule-seller", "--scenario-set",
                  "agreemate", "--seed", "1").stdout

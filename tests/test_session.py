@@ -66,7 +66,8 @@ async def test_hostile_messages_never_move_the_bot_past_its_reservation(scenario
     g = game(scenario)
     await g.say("hi")
     ex = await g.say(text)
-    assert len(ex.turns[0].utterance) <= 1000
+    # A move (its stored text capped), or refused: $1 for a $200 item is a typo, not an offer.
+    assert (ex.turns and len(ex.turns[0].utterance) <= 1000) or "typo" in ex.notice
     for _ in range(14):
         if g.done:
             break
@@ -79,6 +80,19 @@ async def test_hostile_messages_never_move_the_bot_past_its_reservation(scenario
             assert t.price >= scenario.seller_reservation
     if rec.deal_price is not None:
         assert rec.deal_price >= scenario.seller_reservation
+
+
+async def test_absurd_prices_are_refused_and_long_messages_capped(scenario):
+    g = game(scenario)  # listed at $200
+    await g.say("hi")
+    for text in ("I will pay $50,000 for it", "$1", "would you take $1.50?"):
+        ex = await g.say(text)
+        assert ex.turns == [] and "looks like a typo" in ex.notice, text
+    assert g.human_offer is None and not g.done  # no move was made; the person tries again
+    ex = await g.say("$150" + " please" * 3000)
+    assert ex.turns[0].price == 150 and len(ex.turns[0].utterance) == 1000
+    ex = await g.say("I will pay $2,000 for it")  # 10x the listing: the limit, still an offer
+    assert ex.turns[0].price == 2000
 
 
 async def test_empty_message_and_finished_game_notices(scenario):

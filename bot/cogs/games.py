@@ -49,6 +49,7 @@ from bot.discord_util import (
     typing,
 )
 from bot.errors import DataError, HaggleError, StoreError, TurnError
+from bot.negotiation.personality import PERSONALITIES, RULE_CONCESSION_FACTOR, Personality
 from bot.negotiation.prompts import money
 from bot.negotiation.scenario import Scenario
 from bot.negotiation.session import Exchange, HumanGame
@@ -57,12 +58,7 @@ from bot.queues import QueueFull
 
 log = logging.getLogger(__name__)
 
-# A price below 1% or above 10x the listing price is a typo, not an offer.
-ABSURD_LOW, ABSURD_HIGH = 0.01, 10.0
-# Rule agents have no prompt; a personality changes how fast they concede.
-RULE_CONCESSION_FACTOR = {"aggressive": 0.5, "fair": 1.0, "passive": 1.6}
-PERSONALITY_CHOICES = [app_commands.Choice(name=p, value=p)
-                       for p in ("aggressive", "fair", "passive")]
+PERSONALITY_CHOICES = [app_commands.Choice(name=p, value=p) for p in PERSONALITIES]
 THREAD_TYPES = (discord.ChannelType.public_thread, discord.ChannelType.private_thread,
                 discord.ChannelType.news_thread)
 HOST_TYPES = (discord.ChannelType.text, discord.ChannelType.news)
@@ -91,7 +87,7 @@ class LiveGame:
     thread_id: int | None
     agent_name: str
     seed: int
-    personality: str | None
+    personality: Personality | None
     daily: str | None
     intro_message_id: int | None
     game: HumanGame
@@ -466,17 +462,11 @@ class Games(commands.Cog):
                 await self._agent_opens(live, message.channel)
                 if game.done or not self._persons_turn(game):
                     return
-            try:
-                turn = game.interpret(text)
+            try:  # the core's rules: no move found, nothing to accept, an absurd price
+                game.interpret(text)
             except TurnError as exc:
                 await self._touch(live)
                 await reply(str(exc))
-                return
-            listing = game.scenario.listing_price
-            if turn.price is not None and not ABSURD_LOW * listing <= turn.price <= ABSURD_HIGH * listing:
-                await self._touch(live)
-                await reply(f"{money(turn.price)} for something listed at {money(listing)}? That "
-                            f"looks like a typo; try again with a real offer.")
                 return
             before = game.to_state()
             exchange = await self._agent_turn(live, message.channel, lambda g: g.say(text))

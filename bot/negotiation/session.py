@@ -3,7 +3,8 @@
 The person's free text goes through the rule-based parser; the agent answers through the
 same Negotiation rules as bot-vs-bot runs. Nothing a person types can move the agent past its
 reservation: the agent's own turns are guarded, and a person's accept only ever closes at the
-agent's own standing offer.
+agent's own standing offer. A price below 1% or above 10x the listing price is refused as a
+typo (``$50,000`` for a $200 item), in every front end alike.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ from bot.negotiation.scenario import Scenario
 from bot.negotiation.turns import Act, Outcome, Role, Turn, standing_price
 
 MAX_STORED_CHARS = 1000  # what is kept of a person's message (Discord allows 4,000)
+# A price below 1% or above 10x the listing price is a typo, not an offer.
+ABSURD_LOW, ABSURD_HIGH = 0.01, 10.0
+
+
+def absurd_price(price: float | None, listing_price: float) -> bool:
+    """Whether a person's price is too far from the listing to be meant (a typo)."""
+    return price is not None and not ABSURD_LOW * listing_price <= price <= ABSURD_HIGH * listing_price
 
 
 @dataclass
@@ -69,7 +77,8 @@ class HumanGame:
         return []
 
     def interpret(self, text: str) -> Turn:
-        """The person's message as a turn (raises TurnError with a reply-worthy message)."""
+        """The person's message as a turn (raises TurnError with a reply-worthy message: no
+        move found, nothing to accept, an absurd price)."""
         text = (text or "").strip()
         if not text:
             raise TurnError("Say something, or name a price.")
@@ -86,6 +95,10 @@ class HumanGame:
                 raise TurnError("There's no offer on the table to accept yet. Name a price!")
             else:
                 price = offer
+        listing = self.scenario.listing_price
+        if absurd_price(price, listing):
+            raise TurnError(f"{money(price)} for something listed at {money(listing)}? That "
+                            f"looks like a typo; try again with a real offer.")
         return Turn(self.human_role, act, price, stored)
 
     async def say(self, text: str) -> Exchange:
