@@ -40,6 +40,7 @@ from bot.errors import StoreError
 log = logging.getLogger(__name__)
 
 DEFAULT_BUSY_TIMEOUT_S = 10.0
+_VARIABLES_PER_QUERY = 900  # below SQLite's oldest limit of 999 bound variables per statement
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
@@ -172,6 +173,20 @@ def pairing_key(buyer: str, seller: str) -> str:
     return f"{buyer} vs {seller}"
 
 
+def _sql_statements(script: str) -> list[str]:
+    """A migration script split into its statements (``executescript`` would commit first)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending)
+            pending = ""
+    if pending.strip() and not all(
+            part.strip().startswith("--") for part in pending.strip().splitlines()):
+        raise RuntimeError(f"migration ends in an unfinished statement: {pending.strip()[:80]!r}")
+    return statements
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -291,38 +306,54 @@ class Store:
     async def _setup(self) -> None:
         conn = self._conn
         conn.row_factory = sqlite3.Row
-        # The first statement that reads the file: a file that is not SQLite fails here,
-        # before anything is written to it.
-        version = (await (await conn.execute("PRAGMA user_version")).fetchone())[0]
+        # The first statements that read the file: a file that is not SQLite fails here,
+        # before anything is written to it. One read transaction, so the version and the
+        # tables are of one moment even while another process migrates the file.
+        await conn.execute("BEGIN")
+        try:
+            version = await self._user_version()
+            tables = [] if version else await conn.execute_fetchall(
+                "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' LIMIT 5")
+        finally:
+            await self._rollback()
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path} has schema version {version}, newer than this haggle understands "
                 f"(version {SCHEMA_VERSION}): it was written by a newer haggle. Upgrade haggle "
                 f"to use it; this version leaves it untouched")
-        if version == 0:
-            rows = await conn.execute_fetchall(
-                "SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' LIMIT 5")
-            if rows:
-                names = ", ".join(r[0] for r in rows)
-                raise StoreError(
-                    f"{self.path} is a SQLite database of another program (it holds {names} and "
-                    f"no haggle schema version); pass --db with another path")
-        mode = (await (await conn.execute("PRAGMA journal_mode = WAL")).fetchone())[0]
+        if tables:
+            names = ", ".join(r[0] for r in tables)
+            raise StoreError(
+                f"{self.path} is a SQLite database of another program (it holds {names} and "
+                f"no haggle schema version); pass --db with another path")
+        # execute_fetchall, never a half-read cursor: an unfinished read keeps a read lock, and
+        # SQLite refuses a lock upgrade under it at once (deadlock avoidance), not after the
+        # busy timeout, when another process is writing.
+        mode = (await conn.execute_fetchall("PRAGMA journal_mode = WAL"))[0][0]
         if str(mode).lower() != "wal":
             log.warning("%s: could not switch to WAL mode (journal mode is %s)", self.path, mode)
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("PRAGMA foreign_keys = ON")
+        if version == SCHEMA_VERSION:
+            return
+        # Another process may be migrating the same file right now: take the write lock first,
+        # then read the version again, so what it already applied is never applied twice.
+        # Each migration and its version bump land in one transaction, whole or not at all.
         for migration in MIGRATIONS[version:]:
-            log.info("%s: applying migration %s", self.path, migration.name)
-            # executescript commits any open transaction first, so the BEGIN and the version
-            # bump go in the same script: the migration lands whole or not at all.
             try:
-                await conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{migration.sql}\n"
-                    f"PRAGMA user_version = {migration.version};\nCOMMIT;")
+                await conn.execute("BEGIN IMMEDIATE")
+                if await self._user_version() < migration.version:
+                    log.info("%s: applying migration %s", self.path, migration.name)
+                    for statement in _sql_statements(migration.sql):
+                        await conn.execute(statement)
+                    await conn.execute(f"PRAGMA user_version = {migration.version}")
+                await conn.execute("COMMIT")
             except BaseException:
                 await self._rollback()
                 raise
+
+    async def _user_version(self) -> int:
+        return (await self._conn.execute_fetchall("PRAGMA user_version"))[0][0]
 
     async def _rollback(self) -> None:
         try:
@@ -735,12 +766,15 @@ class Store:
     async def player_names(self, player_ids: Iterable[int]) -> dict[int, str]:
         """Discord id -> the display name stored with the person's latest game."""
         ids = sorted(set(player_ids))
-        if not ids:
-            return {}
-        rows = await self._fetchall(
-            f"SELECT discord_id, name FROM players WHERE discord_id IN ({','.join('?' * len(ids))})",
-            ids)
-        return {r[0]: r[1] for r in rows}
+        names: dict[int, str] = {}
+        # In chunks: SQLite binds at most 32,766 variables per statement (999 before 3.32).
+        for start in range(0, len(ids), _VARIABLES_PER_QUERY):
+            chunk = ids[start:start + _VARIABLES_PER_QUERY]
+            rows = await self._fetchall(
+                f"SELECT discord_id, name FROM players WHERE discord_id IN "
+                f"({','.join('?' * len(chunk))})", chunk)
+            names.update((r[0], r[1]) for r in rows)
+        return names
 
     @_translated("marking a daily game")
     async def mark_daily(self, game_id: int, day: str) -> None:
