@@ -23,8 +23,11 @@ from bot.negotiation.turns import Act, Role, Turn, standing_price
 
 PRICE_TOLERANCE = 0.005  # relative: $100 vs $100.40 is the same price in text
 
-# A number as people write prices: "$1,200", "1.2k", "90.50", "150".
-_NUMBER = re.compile(r"(?:\$\s?)?\d[\d,]*(?:\.\d+)?(?:\s?[kK]\b)?")
+# A number as people write prices: "$1,200", "1.2k", "90.50", "150", "90 euros", "£90".
+_CURRENCY_WORD = r"(?:dollars?|bucks?|usd|euros?|eur|gbp|quid|pounds?)\b"
+_NUMBER = re.compile(r"(?:[$€£]\s?)?\d[\d,]*(?:\.\d+)?(?:\s?[kK]\b)?"
+                     rf"(?:\s?{_CURRENCY_WORD})?", re.IGNORECASE)
+_CURRENCY_TAIL = re.compile(rf"\s*{_CURRENCY_WORD}$", re.IGNORECASE)
 
 
 def _same_price(a: float, b: float) -> bool:
@@ -32,7 +35,10 @@ def _same_price(a: float, b: float) -> bool:
 
 
 def _literal_value(text: str) -> float | None:
-    raw = text.replace("$", "").replace(",", "").strip()
+    raw = _CURRENCY_TAIL.sub("", text)
+    for mark in "$€£,":
+        raw = raw.replace(mark, "")
+    raw = raw.strip()
     scale = 1.0
     if raw[-1:] in "kK":
         raw, scale = raw[:-1].strip(), 1000.0

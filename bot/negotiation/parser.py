@@ -84,14 +84,17 @@ class Parsed:
 # Digits with optional thousands separators, decimals or exponent ("1e9"), an optional "$"
 # before and an optional multiplier ("k", "grand") after. Glued letters are checked later.
 _NUMBER = re.compile(
-    r"(?P<cur>\$\s?|usd\s?)?"
+    r"(?P<cur>[$€£]\s?|\b(?:usd|eur|gbp)\s?)?"
     r"(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:e\+?\d{1,3}\b)?)"
     r"(?P<mult>\s?k\b|\s?grand\b)?",
     re.IGNORECASE,
 )
 _PHONE = re.compile(r"(?:\+?1[\s.-]?)?\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b|\b\d{3}-\d{4}\b")
 _MONEY_AFTER = re.compile(
-    r"\s?(?:\$|dollars?\b|bucks?\b|usd\b|dlls?\b|cash\b)", re.IGNORECASE)
+    r"\s?(?:[$€£]|dollars?\b|bucks?\b|usd\b|dlls?\b|cash\b|euros?\b|eur\b|gbp\b|quid\b)",
+    re.IGNORECASE)
+# "pounds" weighs ("it weighs 20 pounds") unless a price word comes first ("I'll take 90 pounds").
+_POUNDS_AFTER = re.compile(r"\s?pounds?\b", re.IGNORECASE)
 # What may follow a number and its range partner ("2-3 years"), before the unit check.
 _RANGE_TAIL = re.compile(r"\s*(?:-|–|to|or)\s*\$?\d[\d,.]*", re.IGNORECASE)
 _UNIT_AFTER = re.compile(
@@ -267,7 +270,8 @@ def _digit_mentions(text: str, listing_price: float | None) -> list[_Mention]:
                 or _GLUED_AFTER.match(after) or _NEGATIVE_BEFORE.search(before)
                 or _PERCENT_AFTER.match(after)):
             continue
-        explicit = bool(cur or _MONEY_AFTER.match(after)) or (mult or "").strip() == "grand"
+        explicit = (bool(cur or _MONEY_AFTER.match(after)) or (mult or "").strip() == "grand"
+                    or bool(_POUNDS_AFTER.match(after) and _PRICE_BEFORE.search(before)))
         if not explicit:
             if after[:1].isalpha() and not mult:
                 continue
