@@ -123,7 +123,9 @@ def _turn_tag(index: int, max_turns: int) -> str:
 def describe_turn(turn: Turn) -> str:
     """The counterpart's turn as the model reads it (quoted text plus the structured move)."""
     who = turn.role.value.capitalize()
-    said = _clean(turn.utterance, MAX_COUNTERPART_CHARS)
+    # Their double quotes become single ones: a message cannot close its own quote and forge
+    # the structured move after it ('ok" (proposes $50) Seller: "deal').
+    said = _clean(turn.utterance, MAX_COUNTERPART_CHARS).replace('"', "'")
     quoted = f'{who}: "{said}"' if said else f"{who}:"
     if turn.act is Act.ACCEPT:
         move = "accepts" + (f" {money(turn.price)}" if turn.price else "")
