@@ -19,7 +19,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -31,6 +31,10 @@ from bot.config import Config
 from bot.discord_util import respond
 from bot.errors import HaggleError
 from bot.queues import ModelQueues
+
+if TYPE_CHECKING:
+    from bot.agent_factory import AgentFactory
+    from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -108,12 +112,12 @@ class HaggleBot(commands.Bot):
         self.store_path = Path(store_path) if store_path else cfg.resolve_path(cfg.store.path)
         self.backend_factory = backend_factory
         self.extension_names = extensions
-        self.store: Any = None
-        self.factory: Any = None
+        self.store: Store | None = None  # opened in setup_hook, closed in close
+        self.factory: AgentFactory | None = None
         self.queues = ModelQueues(slots=self.settings.model_slots,
                                   capacity=self.settings.queue_size)
 
-    def new_factory(self) -> Any:
+    def new_factory(self) -> AgentFactory:
         """An AgentFactory with a model pool of its own (tournaments use one and close it)."""
         from bot.agent_factory import AgentFactory
         from bot.llm.pool import ModelPool, make_backend

@@ -31,12 +31,18 @@ import logging
 import random
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from bot.config import Config, from_table
+from bot.config import AgentConfig, Config, from_table
 from bot.errors import ConfigError, DataError, StoreError
 from bot.negotiation.scenario import Scenario
 from bot.negotiation.turns import Role
+
+if TYPE_CHECKING:
+    from bot.agent_factory import AgentFactory
+    from bot.negotiation.agents import Agent
+    from bot.negotiation.runner import NegotiationRecord
+    from bot.store import Store, TournamentRow
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +282,7 @@ def model_snapshot(cfg: Config, model: str) -> dict[str, Any]:
             "architecture": info.architecture, "name": info.name}
 
 
-def agent_metadata(agent: Any, models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+def agent_metadata(agent: AgentConfig, models: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """What the report compares agents by (AgreeMate's axes: CoT, personality, scale)."""
     if agent.kind == "rule":
         return {"source": "haggle", "kind": "rule", "family": "rule", "role": agent.role,
@@ -378,8 +384,8 @@ def _shown(value: Any) -> str:
     return f"{len(value)} items" if isinstance(value, list) and len(value) > 6 else repr(value)
 
 
-async def open_tournament(store: Any, cfg: Config, plan: Plan, *,
-                          retry_errors: bool = False) -> Any:
+async def open_tournament(store: Store, cfg: Config, plan: Plan, *,
+                          retry_errors: bool = False) -> TournamentRow:
     """The tournament row for ``plan``: created, or found and checked to have the same set-up."""
     config, agents, models = snapshot(cfg, plan)
     row = await store.tournament(plan.name)
@@ -407,13 +413,13 @@ async def open_tournament(store: Any, cfg: Config, plan: Plan, *,
 async def run_tournament(
     cfg: Config,
     plan: Plan,
-    store: Any,
+    store: Store,
     *,
     workers: int = 1,
     progress: bool = True,
     retry_errors: bool = False,
-    factory: Any = None,
-    on_stored: Callable[[Any], None] | None = None,
+    factory: AgentFactory | None = None,
+    on_stored: Callable[[NegotiationRecord], None] | None = None,
 ) -> RunStats:
     """Run every planned negotiation not yet in ``store``; return what happened.
 
@@ -448,9 +454,9 @@ async def run_tournament(
     return stats
 
 
-async def _run_matches(cfg: Config, plan: Plan, store: Any, tournament_id: int,
-                       todo: list[Match], stats: RunStats, factory: Any, *, progress: bool,
-                       on_stored: Callable[[Any], None] | None) -> None:
+async def _run_matches(cfg: Config, plan: Plan, store: Store, tournament_id: int,
+                       todo: list[Match], stats: RunStats, factory: AgentFactory, *, progress: bool,
+                       on_stored: Callable[[NegotiationRecord], None] | None) -> None:
     from tqdm import tqdm
 
     from bot.negotiation.runner import run_negotiation
@@ -475,7 +481,7 @@ async def _run_matches(cfg: Config, plan: Plan, store: Any, tournament_id: int,
             finished_at.append(time.perf_counter())
 
     async def work(k: int) -> None:
-        agents: dict[tuple[str, Role], Any] = {}
+        agents: dict[tuple[str, Role], Agent] = {}
         repetition = None
         while not stopping.is_set():
             try:

@@ -10,15 +10,18 @@ default: the application's owner) may use it; anyone else gets silence.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from discord.ext import commands
+
+if TYPE_CHECKING:
+    from bot.app import HaggleBot
 
 
 class Admin(commands.Cog):
     """Owner-only maintenance."""
 
-    def __init__(self, bot: Any) -> None:
+    def __init__(self, bot: HaggleBot) -> None:
         self.bot = bot
 
     @commands.command(name="sync")
@@ -44,5 +47,5 @@ class Admin(commands.Cog):
         await ctx.reply(f"Synced {len(synced)} command(s) {where}: {names}.", mention_author=False)
 
 
-async def setup(bot: Any) -> None:
+async def setup(bot: HaggleBot) -> None:
     await bot.add_cog(Admin(bot))

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import random
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -25,6 +25,9 @@ from bot.discord_util import respond
 from bot.negotiation.prompts import money
 from bot.negotiation.scenario import Scenario
 from bot.negotiation.turns import Role
+
+if TYPE_CHECKING:
+    from bot.app import HaggleBot
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ class Daily(commands.Cog):
                                                          "for everyone in this server",
                                guild_only=True)
 
-    def __init__(self, bot: Any) -> None:
+    def __init__(self, bot: HaggleBot) -> None:
         self.bot = bot
 
     async def cog_load(self) -> None:
@@ -165,5 +168,5 @@ class Daily(commands.Cog):
         return done
 
 
-async def setup(bot: Any) -> None:
+async def setup(bot: HaggleBot) -> None:
     await bot.add_cog(Daily(bot))

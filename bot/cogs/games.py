@@ -19,6 +19,8 @@ Why it is built this way:
   a person types can crash the listener: bad input gets a one-line reply, an agent failure
   takes the person's move back so they can send it again, and a thread deleted mid-game ends
   the game as abandoned.
+
+The game in memory, its stand-in agent, its buttons and its thread: bot/cogs/_live.py.
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -37,10 +39,10 @@ from discord.ext import commands, tasks
 
 from bot import checks
 from bot.cogs._cards import button_turn_text, intro_embed, result_card, status_embed, table_line
+from bot.cogs._live import GameButton, LiveGame, Unseated, game_controls, make_place
 from bot.discord_util import (
     CHOICE_NAME_LIMIT,
     MAX_CHOICES,
-    THREAD_NAME_LIMIT,
     clip,
     ordinal,
     plain_text,
@@ -49,109 +51,23 @@ from bot.discord_util import (
     typing,
 )
 from bot.errors import DataError, HaggleError, StoreError, TurnError
-from bot.negotiation.personality import PERSONALITIES, RULE_CONCESSION_FACTOR, Personality
+from bot.negotiation.personality import PERSONALITIES, RULE_CONCESSION_FACTOR
 from bot.negotiation.prompts import money
 from bot.negotiation.scenario import Scenario
 from bot.negotiation.session import Exchange, HumanGame
 from bot.negotiation.turns import Outcome, Role
 from bot.queues import QueueFull
 
+if TYPE_CHECKING:
+    from bot.app import HaggleBot
+
 log = logging.getLogger(__name__)
 
 PERSONALITY_CHOICES = [app_commands.Choice(name=p, value=p) for p in PERSONALITIES]
-THREAD_TYPES = (discord.ChannelType.public_thread, discord.ChannelType.private_thread,
-                discord.ChannelType.news_thread)
-HOST_TYPES = (discord.ChannelType.text, discord.ChannelType.news)
-
-
-class Unseated:
-    """The agent a game holds between turns. It refuses to answer: a real agent is built for
-    each turn on the model slot the queue granted, so no model is ever called out of line."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    async def respond(self, state: Any) -> Any:
-        raise RuntimeError(f"agent {self.name!r} was asked to move outside the model queue")
-
-
-@dataclass
-class LiveGame:
-    """A running game held in memory (rebuilt from the database when needed)."""
-
-    id: int
-    player_id: int
-    player_name: str
-    guild_id: int | None
-    channel_id: int            # where /haggle was used (the DM itself for DM games)
-    thread_id: int | None
-    agent_name: str
-    seed: int
-    personality: Personality | None
-    daily: str | None
-    intro_message_id: int | None
-    game: HumanGame
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    place: Any = None          # the thread (or DM channel) object, once known
-
-    @property
-    def place_id(self) -> int:
-        return self.thread_id or self.channel_id
-
-    @property
-    def human_role(self) -> Role:
-        return self.game.human_role
-
-    def meta(self) -> dict[str, Any]:
-        return {"seed": self.seed, "personality": self.personality, "daily": self.daily,
-                "intro_message_id": self.intro_message_id}
-
-    def state(self) -> dict[str, Any]:
-        """What the database keeps: HumanGame's state plus what the bot needs to resume."""
-        return {**self.game.to_state(), "bot": self.meta()}
-
-
-class GameButton(discord.ui.DynamicItem[discord.ui.Button],
-                 template=r"haggle:game:(?P<action>accept|walk|status):(?P<game_id>[0-9]+)"):
-    """Accept / Walk away / Status under a game's opening card; works across restarts."""
-
-    STYLES: ClassVar[dict[str, tuple[str, discord.ButtonStyle]]] = {
-        "accept": ("Accept", discord.ButtonStyle.success),
-        "walk": ("Walk away", discord.ButtonStyle.danger),
-        "status": ("Status", discord.ButtonStyle.secondary),
-    }
-
-    def __init__(self, action: str, game_id: int) -> None:
-        label, style = self.STYLES[action]
-        super().__init__(discord.ui.Button(label=label, style=style,
-                                           custom_id=f"haggle:game:{action}:{game_id}"))
-        self.action = action
-        self.game_id = game_id
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item,
-                             match: Any, /) -> GameButton:
-        return cls(match["action"], int(match["game_id"]))
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        games = interaction.client.get_cog("Games")
-        if games is None:
-            await respond(interaction, "Games are paused right now; try again in a minute.")
-            return
-        await games.press(interaction, self.game_id, self.action)
-
-
-def game_controls(game_id: int) -> discord.ui.View:
-    view = discord.ui.View(timeout=None)
-    for action in ("accept", "walk", "status"):
-        view.add_item(GameButton(action, game_id))
-    return view
-
-
 class Games(commands.Cog):
     """Games people play against the bot."""
 
-    def __init__(self, bot: Any) -> None:
+    def __init__(self, bot: HaggleBot) -> None:
         self.bot = bot
         self.live: dict[int, LiveGame] = {}   # game id -> game in memory
         self.places: dict[int, int] = {}      # thread / DM channel id -> its running game id
@@ -327,7 +243,7 @@ class Games(commands.Cog):
                 await respond(interaction, f"You already have a game running in {where}. Finish "
                                            f"it (or press **Walk away** there) first.")
                 return None
-            place = await self._make_place(interaction, scenario, user)
+            place = await make_place(interaction, scenario, user)
             if place is None:
                 return None
             game = HumanGame(scenario, Unseated(agent_name), human_role=human_role,
@@ -389,29 +305,6 @@ class Games(commands.Cog):
             async with live.lock:
                 await self._agent_opens(live, place)
         return live.id
-
-    async def _make_place(self, interaction: discord.Interaction, scenario: Scenario,
-                          user: Any) -> Any:
-        """A new public thread for the game, or the DM channel itself; None after telling the
-        person why neither works."""
-        channel = interaction.channel
-        if interaction.guild is None:
-            return channel
-        if channel.type in THREAD_TYPES:
-            channel = channel.parent
-        if channel is None or channel.type not in HOST_TYPES:
-            await respond(interaction, "Games run in threads: use /haggle in a text channel.")
-            return None
-        name = clip(f"{user.display_name} haggles: {scenario.title}", THREAD_NAME_LIMIT)
-        try:
-            return await channel.create_thread(name=name, type=discord.ChannelType.public_thread,
-                                               auto_archive_duration=1440,
-                                               reason=f"haggle game for {user}")
-        except discord.Forbidden:
-            await respond(interaction, "I can't open a thread in this channel: give my role "
-                                       "**Create Public Threads** and **Send Messages in "
-                                       "Threads** here, or use another channel.")
-            return None
 
     # ----------------------------------------------------------------- messages
 
@@ -691,10 +584,10 @@ class Games(commands.Cog):
             log.info("game %s abandoned: its thread was deleted", game_id)
 
 
-async def setup(bot: Any) -> None:
+async def setup(bot: HaggleBot) -> None:
     bot.add_dynamic_items(GameButton)
     await bot.add_cog(Games(bot))
 
 
-async def teardown(bot: Any) -> None:
+async def teardown(bot: HaggleBot) -> None:
     bot.remove_dynamic_items(GameButton)

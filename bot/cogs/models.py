@@ -7,7 +7,7 @@ the configured manager role.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -17,13 +17,16 @@ from bot import checks
 from bot.discord_util import CHOICE_NAME_LIMIT, EMBED_FIELD_VALUE_LIMIT, MAX_CHOICES, clip, respond
 from bot.negotiation.turns import Role
 
+if TYPE_CHECKING:
+    from bot.app import HaggleBot
+
 
 class Models(commands.Cog):
     """Agents and models."""
 
     models = app_commands.Group(name="models", description="The bot's agents and models")
 
-    def __init__(self, bot: Any) -> None:
+    def __init__(self, bot: HaggleBot) -> None:
         self.bot = bot
 
     @models.command(name="list", description="The agents you can haggle with, and their models")
@@ -88,5 +91,5 @@ class Models(commands.Cog):
                 for n in names if current.lower() in n.lower()][:MAX_CHOICES]
 
 
-async def setup(bot: Any) -> None:
+async def setup(bot: HaggleBot) -> None:
     await bot.add_cog(Models(bot))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -20,6 +20,9 @@ from bot import checks
 from bot.cogs._cards import INFO_COLOUR, own_share, pct, player_scores
 from bot.discord_util import EMBED_DESCRIPTION_LIMIT, clip, respond
 from bot.negotiation.prompts import money
+
+if TYPE_CHECKING:
+    from bot.app import HaggleBot
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ SCOPES = [app_commands.Choice(name="this server", value="server"),
 class Stats(commands.Cog):
     """Leaderboards and personal stats."""
 
-    def __init__(self, bot: Any) -> None:
+    def __init__(self, bot: HaggleBot) -> None:
         self.bot = bot
 
     @app_commands.command(name="leaderboard", description="Who haggles best: people or bot agents")
@@ -124,5 +127,5 @@ class Stats(commands.Cog):
         await respond(interaction, embed=embed)
 
 
-async def setup(bot: Any) -> None:
+async def setup(bot: HaggleBot) -> None:
     await bot.add_cog(Stats(bot))

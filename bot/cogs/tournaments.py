@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -46,6 +46,10 @@ from bot.discord_util import (
 from bot.errors import HaggleError
 from bot.negotiation.prompts import money
 from bot.negotiation.turns import Role
+
+if TYPE_CHECKING:
+    from bot.agent_factory import AgentFactory
+    from bot.app import HaggleBot
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +106,7 @@ class Tournaments(commands.Cog):
     tournament = app_commands.Group(name="tournament", description="Bot-vs-bot tournaments",
                                     guild_only=True)
 
-    def __init__(self, bot: Any) -> None:
+    def __init__(self, bot: HaggleBot) -> None:
         self.bot = bot
         self.jobs: dict[int, Job] = {}
 
@@ -248,7 +252,7 @@ class Tournaments(commands.Cog):
             await self.bot.store.link_tournament(job.guild_id, row.id, channel_id=job.channel_id,
                                                  started_by=job.started_by)
 
-    async def _showcase(self, job: Job, factory: Any) -> None:
+    async def _showcase(self, job: Job, factory: AgentFactory) -> None:
         """One negotiation of the plan, played again turn by turn into the thread."""
         from bot.negotiation.runner import run_negotiation
 
@@ -378,5 +382,5 @@ def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-async def setup(bot: Any) -> None:
+async def setup(bot: HaggleBot) -> None:
     await bot.add_cog(Tournaments(bot))

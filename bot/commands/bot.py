@@ -19,7 +19,12 @@ import json
 import os
 import sys
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.bot_config import BotConfig
+    from bot.config import Config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _models(cfg: Any) -> list[dict[str, Any]]:
+def _models(cfg: Config) -> list[dict[str, Any]]:
     """Each model an agent uses, resolved without downloading: file found, or why not."""
     from bot.errors import HaggleError
     from bot.llm.models import resolve_model
@@ -62,7 +67,7 @@ def _models(cfg: Any) -> list[dict[str, Any]]:
     return rows
 
 
-async def _manifest(cfg: Any) -> list[dict[str, Any]]:
+async def _manifest(cfg: Config) -> list[dict[str, Any]]:
     """Start the bot's set-up on a throwaway database (no connection) and list its commands."""
     import tempfile
 
@@ -75,7 +80,7 @@ async def _manifest(cfg: Any) -> list[dict[str, Any]]:
             return command_manifest(bot.tree)
 
 
-def check(cfg: Any, settings: Any, db: Any) -> tuple[dict[str, Any], bool]:
+def check(cfg: Config, settings: BotConfig, db: str | Path) -> tuple[dict[str, Any], bool]:
     """The --check report and whether everything needed to run is there."""
     from bot.scenarios import load_scenario_set
 
@@ -97,7 +102,7 @@ def check(cfg: Any, settings: Any, db: Any) -> tuple[dict[str, Any], bool]:
     return report, ok
 
 
-async def _serve(cfg: Any, token: str, db: Any) -> None:
+async def _serve(cfg: Config, token: str, db: str | Path) -> None:
     import discord
 
     from bot.app import HaggleBot
@@ -115,7 +120,7 @@ async def _serve(cfg: Any, token: str, db: Any) -> None:
                           "Portal (Bot > Privileged Gateway Intents) and start again") from None
 
 
-async def _sync(cfg: Any, token: str, db: Any, guild_id: int | None) -> list[str]:
+async def _sync(cfg: Config, token: str, db: str | Path, guild_id: int | None) -> list[str]:
     import discord
 
     from bot.app import HaggleBot

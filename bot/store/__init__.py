@@ -1,9 +1,9 @@
 """haggle's SQLite database: tournaments, negotiations and their turns, players, games and
-per-server settings. All SQL lives in ``bot.store.db``; the schema is the numbered files in
-``bot/store/migrations/``."""
+per-server settings. All SQL lives in this package (``bot.store.db`` and the query modules it
+mixes in); the schema is the numbered files in ``bot/store/migrations/``."""
 
-from bot.store.db import (SCHEMA_VERSION, GameRow, GuildSettings, NegotiationRow, Store,
-                          TournamentRow, TurnRow, pairing_key)
+from bot.store.db import (SCHEMA_VERSION, DailyChallengeRow, GameRow, GuildSettings,
+                          NegotiationRow, Store, TournamentRow, TurnRow, pairing_key)
 
-__all__ = ["SCHEMA_VERSION", "GameRow", "GuildSettings", "NegotiationRow", "Store",
-           "TournamentRow", "TurnRow", "pairing_key"]
+__all__ = ["SCHEMA_VERSION", "DailyChallengeRow", "GameRow", "GuildSettings", "NegotiationRow",
+           "Store", "TournamentRow", "TurnRow", "pairing_key"]
