@@ -6,7 +6,7 @@ counts side by side.
         --batch 2 --seq 1024 --threads 1,2 --only run        # a real run's settings
 
 Each (shape, threads) runs in its own subprocess, so its peak RSS (getrusage ru_maxrss) is its own:
-  wide:  batch 4 x grad_accum 1   (DESIGN.md's measured setup: batch 4 x 256), synthetic dialogues
+  wide:  batch 4 x grad_accum 1   (the first measured setup: batch 4 x 256), synthetic dialogues
   accum: batch 1 x grad_accum 4   (the same tokens per optimizer step, a quarter of the activations)
   run:   --batch x --accum on the chat examples of --examples (what `haggle train fit` will see:
          real lengths, truncated at --seq), shown when --examples is given

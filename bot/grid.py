@@ -70,7 +70,6 @@ from bot.llm.models import ModelSpec
 from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality
 
 SEATS = ("buyer", "seller")
-PAIRING_MODES = ("paper", "baseline", "cross")
 # What the grid sets on every agent itself; the [agent] table may not set these.
 GRID_OWNED = ("name", "kind", "role", "model", "personality", "cot", "policy")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

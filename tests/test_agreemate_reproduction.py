@@ -16,8 +16,8 @@ rows differ, each for a reason checked exactly below, never by loosening the tol
 
 1. ``probing_ratio`` on 4 rows (2 runs, each also in its ``_updated`` copy): their code
    counts ``actions.count("inquire")``, so a turn labelled with the dataset's spelling
-   ``inquiry`` was not counted; DESIGN.md counts it as inquire. Their value is exactly ours
-   minus (#"inquiry" turns) / L.
+   ``inquiry`` was not counted; our metrics (bot/negotiation/metrics.py) count it as
+   inquire. Their value is exactly ours minus (#"inquiry" turns) / L.
 2. ``fairness``, ``bias``, ``aggressiveness`` and ``bias_cond_dialogue_length`` on 5 rows of
    ``finetune-3B-buyer+finetune-3B-seller.csv``: Accepted, ``accepted_price`` empty and no
    price named in the whole dialogue, yet the metrics are filled in (fairness 0, bias -1,
@@ -131,7 +131,7 @@ def _priced(row) -> list[float]:
 
 def test_their_concession_rate_and_relative_efficiency_are_other_formulas(files):
     """Why those two columns are not reproduced: per file, they hold one of two formulas,
-    neither of them DESIGN.md's (sum of |price steps| / L and fairness / L)."""
+    neither of them ours (bot/negotiation/metrics.py: sum of |price steps| / L and fairness / L)."""
     concession_kinds: Counter[str] = Counter()
     efficiency_kinds: Counter[str] = Counter()
     for f in files:

@@ -64,11 +64,6 @@ class TrainingConfig:
     verify_min_agreement_quantized: float = 0.75
     verify_prompts: int = 8
 
-    @property
-    def tokens_per_step(self) -> int:
-        """Upper bound of tokens one optimizer step sees (examples x max_seq_len)."""
-        return self.batch_size * self.grad_accum * self.max_seq_len
-
     def min_agreement(self, file_type: str) -> float:
         """The agreement threshold for a GGUF of ``file_type`` ("F16", "Q8_0", ...)."""
         if file_type in ("F16", "BF16"):

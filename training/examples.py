@@ -35,10 +35,6 @@ class Encoded:
     input_ids: list[int]
     labels: list[int]  # IGNORE where no loss is taken
 
-    @property
-    def n_loss_tokens(self) -> int:
-        return sum(1 for x in self.labels if x != IGNORE)
-
 
 def read_chat_jsonl(path: str | Path) -> list[list[dict[str, str]]]:
     """Read and check a JSONL file of chat examples; errors name the file and line."""

@@ -38,10 +38,6 @@ class Loaded:
     path: Path  # the GGUF file or the HF checkpoint directory
     device: torch.device
 
-    @property
-    def is_gguf(self) -> bool:
-        return self.path.is_file()
-
 
 def resolve_base(ref: str | Path) -> Path:
     """A local GGUF file or HF checkpoint dir for a base reference.

@@ -1,7 +1,8 @@
 """The metric suite: per-negotiation metrics and their aggregates.
 
 Definitions follow AgreeMate (arXiv 2412.18690) with its typo fixed and no hidden clamping
-(DESIGN.md, "Metrics"); p = deal price, s = seller target, b = buyer target, L = turns:
+(the definitions below are this project's); p = deal price, s = seller target, b = buyer
+target, L = turns:
 
 - agreed: a deal was reached (``deal_price`` is not None).
 - dialogue_length: L, every turn, the closing accept included.

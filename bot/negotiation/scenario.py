@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from bot.errors import ScenarioError
@@ -110,13 +110,6 @@ class Scenario:
         if Role.parse(role) is Role.SELLER:
             return price >= self.seller_reservation - 1e-9
         return price <= self.buyer_reservation + 1e-9
-
-    def with_reservations(self, *, seller_bottom_fraction: float, buyer_ceiling_fraction: float) -> "Scenario":
-        return replace(
-            self,
-            seller_reservation=min(seller_bottom_fraction * self.listing_price, self.seller_target),
-            buyer_reservation=max(buyer_ceiling_fraction * self.listing_price, self.buyer_target),
-        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

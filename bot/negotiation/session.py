@@ -27,7 +27,8 @@ ABSURD_LOW, ABSURD_HIGH = 0.01, 10.0
 
 def absurd_price(price: float | None, listing_price: float) -> bool:
     """Whether a person's price is too far from the listing to be meant (a typo)."""
-    return price is not None and not ABSURD_LOW * listing_price <= price <= ABSURD_HIGH * listing_price
+    return price is not None and not (ABSURD_LOW * listing_price <= price
+                                      <= ABSURD_HIGH * listing_price)
 
 
 @dataclass

@@ -21,15 +21,6 @@ class GameQueries:
 
     # ----------------------------------------------------------------- players and games
 
-    @translated("storing a player")
-    async def upsert_player(self, discord_id: int, name: str) -> None:
-        stamp = now()
-        async with self._transaction() as conn:
-            await conn.execute(
-                "INSERT INTO players (discord_id, name, created_at, updated_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (discord_id) DO UPDATE SET name = excluded.name,"
-                " updated_at = excluded.updated_at", (discord_id, name, stamp, stamp))
-
     @translated("creating a game")
     async def create_game(self, *, player_id: int, player_name: str, channel_id: int,
                           scenario: Mapping[str, Any], agent: str, human_role: str,
@@ -195,12 +186,6 @@ class GameQueries:
                 params.append(value)
         rows = await self._fetchall(sql + " ORDER BY id", params)
         return [self._game(r) for r in rows]
-
-    @translated("reading games")
-    async def game_daily(self, game_id: int) -> str | None:
-        """The day of the daily challenge game ``game_id`` belongs to, or None."""
-        row = await self._fetchone("SELECT daily FROM games WHERE id = ?", (game_id,))
-        return None if row is None else row[0]
 
     @translated("reading players")
     async def player_names(self, player_ids: Iterable[int]) -> dict[int, str]:
