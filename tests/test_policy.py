@@ -132,3 +132,18 @@ async def test_hybrid_prompt_is_append_only(scenario):
         # everything but the last (directive-bearing) user message is a prefix of the next prompt
         assert after[: len(before) - 1] == before[:-1]
         assert after[len(before) - 1]["content"].startswith(before[-1]["content"])
+
+
+def test_every_personality_has_a_prompt_a_policy_and_a_rule_factor():
+    """One personality type (bot/negotiation/personality.py) behind every table keyed by it."""
+    import typing
+
+    from bot.config import AgentConfig
+    from bot.negotiation.personality import PERSONALITIES, RULE_CONCESSION_FACTOR
+    from bot.negotiation.prompts import PERSONALITY_PROMPTS
+
+    assert PERSONALITIES == ("aggressive", "fair", "passive")
+    for table in (PERSONALITY_PROMPTS, PERSONALITY_PARAMS, RULE_CONCESSION_FACTOR):
+        assert tuple(table) == PERSONALITIES
+    hint = typing.get_type_hints(AgentConfig)["personality"]
+    assert typing.get_args(hint) == PERSONALITIES
