@@ -21,6 +21,7 @@ from typing import Any, Literal
 from bot.config import Config, from_table, require
 from bot.errors import ConfigError
 
+
 @dataclass(frozen=True)
 class DailyConfig:
     """``[bot.daily]``: the daily challenge (everyone in a server haggles for the same item

@@ -31,6 +31,9 @@ from training.manifest import file_entry, read_manifest, update_manifest, versio
 
 if TYPE_CHECKING:
     from bot.config import Config
+    from training.export import ExportedFile
+    from training.fit import FitResult
+    from training.verify import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +181,7 @@ class Layout:
 
 def stage_fit(cfg: TrainingConfig, root: str | Path, train_path: str | Path, *,
               eval_path: str | Path | None = None, resume: bool = True, progress: bool = True,
-              device: str | None = None, threads: int | None = None):
+              device: str | None = None, threads: int | None = None) -> FitResult:
     """LoRA-fit the base on ``train_path``; records base, data, hyperparameters and losses."""
     from training.examples import read_chat_jsonl
     from training.fit import fit
@@ -221,7 +224,7 @@ def stage_merge(cfg: TrainingConfig, root: str | Path, *, with_adapter: bool = T
 
 
 def stage_export(cfg: TrainingConfig, root: str | Path, *,
-                 template_gguf: str | Path | None = None) -> list:
+                 template_gguf: str | Path | None = None) -> list[ExportedFile]:
     """Write the F16 GGUF and each ``cfg.quant_types`` file; records names, sizes, sha256."""
     from training.export import export
 
@@ -234,7 +237,7 @@ def stage_export(cfg: TrainingConfig, root: str | Path, *,
 
 
 def stage_verify(cfg: TrainingConfig, root: str | Path, *,
-                 eval_path: str | Path | None = None) -> list:
+                 eval_path: str | Path | None = None) -> list[Verdict]:
     """Verify every file the manifest lists; a failing file stays on disk, marked failed.
 
     Prompts: the first ``cfg.verify_prompts`` examples of ``eval_path`` (default: the eval file
@@ -273,6 +276,6 @@ def stage_verify(cfg: TrainingConfig, root: str | Path, *,
     return verdicts
 
 
-def failed(verdicts: Sequence) -> list:
+def failed(verdicts: Sequence[Verdict]) -> list[Verdict]:
     """The verdicts that did not pass (the CLI exits non-zero when there are any)."""
     return [v for v in verdicts if not v.passed]

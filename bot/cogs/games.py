@@ -60,6 +60,7 @@ from bot.queues import QueueFull
 
 if TYPE_CHECKING:
     from bot.app import HaggleBot
+    from bot.negotiation.agents import Agent
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class Games(commands.Cog):
                 return turns
         return self.bot.cfg.negotiation.max_turns
 
-    def build_agent(self, live: LiveGame, seat: str | None) -> Any:
+    def build_agent(self, live: LiveGame, seat: str | None) -> Agent:
         """The game's agent for one turn, on the model slot ``seat`` (None for rule agents)."""
         cfg = self.bot.cfg
         spec = cfg.agent(live.agent_name)

@@ -21,8 +21,15 @@ import json
 import logging
 import sys
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.config import Config
+    from training.config import TrainingConfig
+    from training.fit import FitResult
+    from training.verify import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +102,7 @@ def _toml_value(text: str) -> Any:
         return text
 
 
-def load_settings(args: argparse.Namespace):
+def load_settings(args: argparse.Namespace) -> tuple[Config, TrainingConfig]:
     """(bot Config, TrainingConfig): the config file's sections, [training] with the flags on top.
 
     [training] is read here from the TOML file and the rest validated by bot.config without it,
@@ -148,7 +155,8 @@ def examples_path(args: argparse.Namespace) -> Path:
 # --------------------------------------------------------------------------- data
 
 
-def stage_data(cfg, train_cfg, args: argparse.Namespace) -> dict[str, Any]:
+def stage_data(cfg: Config, train_cfg: TrainingConfig,
+               args: argparse.Namespace) -> dict[str, Any]:
     """The data stage (training.pipeline.stage_data) with the flags' files; prints the report."""
     from training import pipeline
 
@@ -187,7 +195,7 @@ def _print_data(r: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- model stages
 
 
-def stage_fit(train_cfg, args: argparse.Namespace):
+def stage_fit(train_cfg: TrainingConfig, args: argparse.Namespace) -> FitResult:
     from training import pipeline
     from training.data import eval_path_for, report_path_for
     from training.manifest import update_manifest
@@ -216,7 +224,7 @@ def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
-def print_verdicts(verdicts) -> None:
+def print_verdicts(verdicts: Sequence[Verdict]) -> None:
     print(f"{'file':<32}{'type':>8}{'agreement':>11}{'positions':>11}{'needed':>8}  verdict")
     for v in verdicts:
         name = Path(v.file).name
