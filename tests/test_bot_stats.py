@@ -142,3 +142,17 @@ async def test_owner_sync_command_copies_and_syncs_to_the_server(world, monkeypa
     assert synced[-1] is None and "globally" in replies[-1]
     await admin.sync.callback(admin, ctx, "clear")
     assert replies[-1].startswith("Synced 0 command(s) here")
+
+
+async def test_the_people_leaderboard_loads_no_game(world, monkeypatch):
+    # Ranked inside SQLite: however many games a server has, none is loaded and parsed on the
+    # event loop for the board.
+    await deal(world, world.person("tough"), [100, 110])
+    from bot.store import Store
+
+    def no_loading(row):
+        raise AssertionError("the leaderboard loaded a whole game")
+    monkeypatch.setattr(Store, "_game", staticmethod(no_loading))
+    interaction = world.interaction(world.person("asker"))
+    await invoke(world.bot.get_cog("Stats").leaderboard, interaction, scope="global")
+    assert interaction.sent[-1]["embed"].description.startswith("**1.** tough:")

@@ -6,7 +6,7 @@ the extension list: it has no ``setup``).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,43 +173,6 @@ def own_share(row: Any) -> float | None:
     """The person's surplus share in a finished game (None without a deal)."""
     metrics = row.metrics or {}
     return metrics.get(f"{row.human_role}_surplus_share") if row.deal_price is not None else None
-
-
-@dataclass
-class PlayerScore:
-    player_id: int
-    name: str
-    games: int = 0
-    deals: int = 0
-    share_total: float = 0.0
-    best: float | None = None
-
-    @property
-    def mean_share(self) -> float | None:
-        return self.share_total / self.deals if self.deals else None
-
-
-def player_scores(rows: Iterable[Any], names: Mapping[int, str]) -> list[PlayerScore]:
-    """People ranked by their mean surplus share over their deals, then by number of deals.
-
-    A game counts once the person made a move in it; games the bot broke (outcome error)
-    count for nobody.
-    """
-    scores: dict[int, PlayerScore] = {}
-    for row in rows:
-        moved = any(t.get("role") == row.human_role for t in (row.state or {}).get("turns", ()))
-        if row.outcome == Outcome.ERROR.value or not moved:
-            continue
-        score = scores.setdefault(row.player_id, PlayerScore(
-            row.player_id, names.get(row.player_id, str(row.player_id))))
-        score.games += 1
-        share = own_share(row)
-        if share is not None:
-            score.deals += 1
-            score.share_total += share
-            score.best = share if score.best is None else max(score.best, share)
-    return sorted(scores.values(), key=lambda s: (s.mean_share is None, -(s.mean_share or 0.0),
-                                                  -s.deals, s.name.lower()))
 
 
 @dataclass

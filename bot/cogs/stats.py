@@ -17,7 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import checks
-from bot.cogs._cards import INFO_COLOUR, own_share, pct, player_scores
+from bot.cogs._cards import INFO_COLOUR, own_share, pct
 from bot.discord_util import EMBED_DESCRIPTION_LIMIT, clip, respond
 from bot.negotiation.prompts import money
 
@@ -58,12 +58,10 @@ class Stats(commands.Cog):
         await respond(interaction, embed=embed, ephemeral=False)
 
     async def people_embed(self, guild_id: int | None, where: str) -> discord.Embed:
-        store = self.bot.store
-        rows = await store.finished_games(guild_id=guild_id)
-        names = await store.player_names(r.player_id for r in rows)
-        scores = player_scores(rows, names)
+        # Ranked inside SQLite: no game is loaded or parsed on the event loop, however many.
+        scores = await self.bot.store.player_standings(guild_id=guild_id, limit=TOP)
         lines = []
-        for rank, s in enumerate(scores[:TOP], 1):
+        for rank, s in enumerate(scores, 1):
             lines.append(f"**{rank}.** {s.name}: {pct(s.mean_share)} of the zone kept, "
                          f"{s.deals}/{s.games} deals")
         embed = discord.Embed(title=f"Best hagglers, {where}", colour=INFO_COLOUR,
@@ -104,8 +102,7 @@ class Stats(commands.Cog):
         await interaction.response.defer(ephemeral=True, thinking=True)
         who = member or interaction.user
         guild_id = interaction.guild_id if scope == "server" else None
-        rows = await self.bot.store.finished_games(guild_id=guild_id, player_id=who.id)
-        scores = player_scores(rows, {who.id: who.display_name})
+        scores = await self.bot.store.player_standings(guild_id=guild_id, player_id=who.id)
         embed = discord.Embed(title=f"{who.display_name}'s haggling record", colour=INFO_COLOUR)
         if not scores:
             embed.description = "No finished games yet" + (
@@ -118,7 +115,8 @@ class Stats(commands.Cog):
         embed.add_field(name="Surplus kept", value=f"{pct(s.mean_share)} on average, best "
                                                    f"{pct(s.best)}")
         recent = []
-        for row in rows[-5:][::-1]:
+        for row in await self.bot.store.finished_games(guild_id=guild_id, player_id=who.id,
+                                                       latest=5):
             title = row.scenario.get("title", row.scenario_id)
             result = (f"deal at {money(row.deal_price)} ({pct(own_share(row))})"
                       if row.deal_price is not None else row.outcome.replace("_", " "))

@@ -4,6 +4,7 @@ mixes in); the schema is the numbered files in ``bot/store/migrations/``."""
 
 from bot.store.db import (SCHEMA_VERSION, DailyChallengeRow, GameRow, GuildSettings,
                           NegotiationRow, Store, TournamentRow, TurnRow, pairing_key)
+from bot.store.rows import PlayerStanding
 
 __all__ = ["SCHEMA_VERSION", "DailyChallengeRow", "GameRow", "GuildSettings", "NegotiationRow",
-           "Store", "TournamentRow", "TurnRow", "pairing_key"]
+           "PlayerStanding", "Store", "TournamentRow", "TurnRow", "pairing_key"]

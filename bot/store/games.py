@@ -11,7 +11,8 @@ from typing import Any
 
 from bot.errors import StoreError
 from bot.store.errors import translated
-from bot.store.rows import DailyChallengeRow, GameRow, GuildSettings, now, to_json
+from bot.store.rows import (DailyChallengeRow, GameRow, GuildSettings, PlayerStanding, now,
+                            to_json)
 
 _VARIABLES_PER_QUERY = 900  # below SQLite's oldest limit of 999 bound variables per statement
 
@@ -174,9 +175,10 @@ class GameQueries:
 
     @translated("reading games")
     async def finished_games(self, *, guild_id: int | None = None, player_id: int | None = None,
-                             daily: str | None = None) -> list[GameRow]:
-        """Finished games, oldest first: of one server (None: every server and DM), of one
-        person, of one day's daily challenge; filters combine."""
+                             daily: str | None = None, latest: int | None = None) -> list[GameRow]:
+        """Finished games, oldest first (``latest``: only the newest N, newest first): of one
+        server (None: every server and DM), of one person, of one day's daily challenge;
+        filters combine."""
         sql = "SELECT * FROM games WHERE status = 'finished'"
         params: list[Any] = []
         for column, value in (("guild_id", guild_id), ("player_id", player_id),
@@ -184,8 +186,49 @@ class GameQueries:
             if value is not None:
                 sql += f" AND {column} = ?"  # column names are the fixed literals above
                 params.append(value)
-        rows = await self._fetchall(sql + " ORDER BY id", params)
+        if latest is None:
+            sql += " ORDER BY id"
+        else:
+            sql += " ORDER BY id DESC LIMIT ?"
+            params.append(latest)
+        rows = await self._fetchall(sql, params)
         return [self._game(r) for r in rows]
+
+    @translated("reading the leaderboard")
+    async def player_standings(self, *, guild_id: int | None = None,
+                               player_id: int | None = None,
+                               limit: int | None = None) -> list[PlayerStanding]:
+        """People ranked by their mean surplus share over their deals, then by deals, computed
+        by SQLite (no game is loaded or parsed here): of one server (None: everywhere), of one
+        person. A game counts once the person made a move in it; games that ended in an error
+        count for nobody."""
+        where, params = ["g.status = 'finished'", "g.outcome IS NOT 'error'"], []
+        for column, value in (("g.guild_id", guild_id), ("g.player_id", player_id)):
+            if value is not None:
+                where.append(f"{column} = ?")  # column names are the fixed literals above
+                params.append(value)
+        sql = f"""
+            WITH scored AS (
+                SELECT g.player_id,
+                       CASE WHEN g.deal_price IS NOT NULL THEN json_extract(
+                           g.metrics, '$.' || g.human_role || '_surplus_share') END AS share
+                FROM games AS g
+                WHERE {' AND '.join(where)} AND EXISTS (
+                    SELECT 1 FROM json_each(g.state, '$.turns') AS t
+                    WHERE json_extract(t.value, '$.role') = g.human_role))
+            SELECT s.player_id, coalesce(p.name, CAST(s.player_id AS TEXT)) AS name,
+                   count(*) AS games, count(s.share) AS deals,
+                   coalesce(sum(s.share), 0.0) AS share_total, max(s.share) AS best
+            FROM scored AS s LEFT JOIN players AS p ON p.discord_id = s.player_id
+            GROUP BY s.player_id
+            ORDER BY count(s.share) = 0, coalesce(sum(s.share) / count(s.share), 0) DESC,
+                     count(s.share) DESC, lower(name)"""
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        rows = await self._fetchall(sql, params)
+        return [PlayerStanding(r["player_id"], r["name"], r["games"], r["deals"],
+                               r["share_total"], r["best"]) for r in rows]
 
     @translated("reading players")
     async def player_names(self, player_ids: Iterable[int]) -> dict[int, str]:

@@ -91,6 +91,21 @@ class GameRow:
 
 
 @dataclass(frozen=True)
+class PlayerStanding:
+    """A person's record over finished games (Store.player_standings)."""
+    player_id: int
+    name: str
+    games: int
+    deals: int
+    share_total: float
+    best: float | None
+
+    @property
+    def mean_share(self) -> float | None:
+        return self.share_total / self.deals if self.deals else None
+
+
+@dataclass(frozen=True)
 class GuildSettings:
     guild_id: int
     default_agent: str | None = None
