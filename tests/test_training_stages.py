@@ -62,6 +62,8 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_would_be(tiny, tmp_
                          eval_fraction=0.2)
     out = tmp_path / "run"
     first = fit(cfg, data, out, progress=False)
+    recorded = json.loads((out / "fit.json").read_text())
+    assert (recorded["device"], recorded["dtype"]) == ("cpu", "float32")  # where it trained
     weights = load_file(str(out / "adapter" / "adapter_model.safetensors"))
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002",
                                                                         "step-000004"]

@@ -70,6 +70,8 @@ class FitResult:
     eval_loss_after: float | None
     final_train_loss: float | None
     resumed_from: int | None
+    device: str  # where it trained ("cpu", "cuda:0")
+    dtype: str  # the base model's dtype there ("float32", "bfloat16")
     history: list[dict] = field(default_factory=list)
     processes: int = 1  # data-parallel processes that trained it
     main_process: bool = True  # False in the other processes of a multi-process launch
@@ -415,7 +417,9 @@ def fit(cfg: TrainingConfig, train_path: str | Path, out_dir: str | Path, *,
         loss_tokens=counters["loss_tokens"], input_tokens=counters["input_tokens"],
         train_seconds=round(counters["train_seconds"], 3), eval_loss_before=eval_before,
         eval_loss_after=eval_after, final_train_loss=history[-1]["loss"] if history else None,
-        resumed_from=resumed_from, history=history, processes=world, main_process=main)
+        resumed_from=resumed_from, device=str(dev),
+        dtype=str(loaded.model.dtype).removeprefix("torch."), history=history,
+        processes=world, main_process=main)
     if main:
         tmp = out_dir / ".adapter.tmp"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -7,7 +7,8 @@ llama tensor layout (names, Q/K rotary permutation); anything else fails here, b
 of training, with a message that says so.
 
 Device and precision: fp32 on CPU (bf16 matmuls are slow there and fp32 keeps the merged
-weights exact), bf16 on CUDA. 4-bit QLoRA needs CUDA, bitsandbytes and an HF checkpoint base.
+weights exact), bf16 on CUDA GPUs that compute in it natively (fp32 on older ones; see
+``pick_device``). 4-bit QLoRA needs CUDA, bitsandbytes and an HF checkpoint base.
 """
 
 from __future__ import annotations
@@ -62,14 +63,26 @@ def check_llama_family(config, path: Path) -> None:
                          "Llama, SmolLM2 and Mistral GGUFs are 'llama')")
 
 
+BF16_MIN_CAPABILITY = (8, 0)  # Ampere: the first NVIDIA GPUs with bf16 tensor cores
+
+
 def pick_device(device: str | None = None) -> tuple[torch.device, torch.dtype]:
-    """The device to train on and its dtype: CUDA with bf16 when present, else CPU with fp32."""
+    """The device to train on and its dtype: CUDA when present, else CPU with fp32.
+
+    On CUDA the base is loaded in bf16 where the GPU computes in it natively (compute capability
+    8.0 and up: A100, H100, RTX 30xx and later); older GPUs (V100, T4) get fp32, since torch only
+    emulates bf16 there and fp16 without loss scaling is not stable for training. The LoRA
+    weights themselves stay fp32 either way (peft's autocast_adapter_dtype).
+    """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' was asked for but torch sees no CUDA GPU")
-    return dev, (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    if dev.type != "cuda":
+        return dev, torch.float32
+    native_bf16 = torch.cuda.get_device_capability(dev) >= BF16_MIN_CAPABILITY
+    return dev, (torch.bfloat16 if native_bf16 else torch.float32)
 
 
 def _from_pretrained_args(path: Path) -> tuple[str, dict]:
