@@ -77,7 +77,8 @@ def test_check_trimmed_names_a_missing_cmake_file(tmp_path):
     root = fake_sdist(tmp_path / "sdist")
     prepare.trim_tree(root)
     (root / prepare.LLAMA / "ggml/src/ggml-cuda/CMakeLists.txt").unlink()
-    assert prepare.check_trimmed(root) == [f"missing {prepare.LLAMA}/ggml/src/ggml-cuda/CMakeLists.txt"]
+    missing = f"missing {prepare.LLAMA}/ggml/src/ggml-cuda/CMakeLists.txt"
+    assert prepare.check_trimmed(root) == [missing]
 
 
 def test_trimmed_archive_round_trips(tmp_path):
@@ -141,7 +142,7 @@ def test_parse_offload_reads_llama_cpp_load_log():
              "load_tensors:        CUDA0 model buffer size =    12.28 MiB"]
     assert steps.parse_offload(lines) == (3, 3)
     assert steps.parse_offload(["load_tensors:   CPU_Mapped model buffer size = 12.28 MiB"]) is None
-    assert steps.buffer_lines(lines) == ["load_tensors:        CUDA0 model buffer size =    12.28 MiB"]
+    assert steps.buffer_lines(lines) == [lines[-1]]
     assert steps.offload_problem((3, 3), True) is None
     assert "only 2 of 3" in steps.offload_problem((2, 3), True)
     assert "CPU-only" in steps.offload_problem(None, False)
@@ -220,3 +221,13 @@ def test_find_cuda_libs_takes_cublas_from_pytorchs_wheel_when_the_toolkit_lacks_
     assert check.cuda_major("Build cuda_13.0.r13.0/compiler.36424714_0") == 13
     assert check.cuda_major("Cuda compilation tools, release 12.4, V12.4.131") == 12
     assert check.cuda_major(None) is None
+
+
+def test_gpu_mode_without_a_build_skips_the_llama_steps_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.setattr(check, "WORK", tmp_path / "work")
+    args = check.parse_args(["--steps", "logits,negotiation", "--out", str(tmp_path / "out")])
+    data = check.Check(args).run(args.step_list)
+    assert [(s["step"], s["status"]) for s in data["steps"]] == [("logits", "skipped"),
+                                                                 ("negotiation", "skipped")]
+    assert "CUDA build" in data["steps"][0]["reason"]
+    assert json.loads((tmp_path / "out" / "gpu_report.json").read_text())["mode"] == "gpu"

@@ -246,8 +246,8 @@ class Check:
     @staticmethod
     def _commit() -> str | None:
         try:
-            return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, check=False,
-                                  text=True, timeout=10).stdout.strip() or None
+            return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                                  check=False, text=True, timeout=10).stdout.strip() or None
         except (OSError, subprocess.TimeoutExpired):
             return None
 
@@ -306,7 +306,7 @@ class Check:
                           env=self.env())
         found = json.loads(result.read_text()) if result.is_file() else {}
         missing = [t for t in ("nvcc", "cmake", "ninja") if tools[t] is None]
-        status = "ok" if rc == 0 and (self.cpu or not missing) else "failed"
+        status = "ok" if rc == 0 and found.get("ok") and (self.cpu or not missing) else "failed"
         self.report.record("probe", status, time.perf_counter() - t0, tools=tools,
                            system_python=sys.version.split()[0], cpus=os.cpu_count(),
                            missing_tools=missing, **found)
@@ -340,6 +340,14 @@ class Check:
     def _stamp(self) -> dict:
         return {"archive_sha256": sha256(CARRY / ARCHIVE), "cmake_args": self.cmake_args}
 
+    def built(self) -> bool:
+        """A build of the carried archive with these CMake arguments is installed (this run or
+        an earlier one on the same warm machine)."""
+        stamp_file = WORK / "build.stamp.json"
+        return (stamp_file.is_file() and (CARRY / ARCHIVE).is_file()
+                and json.loads(stamp_file.read_text()) == self._stamp()
+                and Path(self.python).is_file())
+
     def step_build(self, timeout: float) -> None:
         t0 = time.perf_counter()
         if self.cpu and not self.args.build:
@@ -352,7 +360,8 @@ class Check:
         archive = CARRY / ARCHIVE
         if not archive.is_file():
             self.report.record("build", "error", 0, reason=f"{archive} is missing: run "
-                               "bench/gpu/prepare.py where PyPI is reachable, carry build/gpu-carry")
+                               "bench/gpu/prepare.py where PyPI is reachable, carry "
+                               "build/gpu-carry")
             return
         stamp_file, stamp = WORK / "build.stamp.json", self._stamp()
         python = self.python if not self.cpu else str(WORK / "cpu-venv" / "bin" / "python")
@@ -395,7 +404,8 @@ class Check:
         status = "ok" if rc == 0 else ("timeout" if rc is None else "error")
         self.report.record("build", status, time.perf_counter() - t0, rc=rc,
                            cmake_args=cmake_args, cuda_libs=cuda and cuda["found"],
-                           compile_seconds=round(seconds, 1), jobs=env["CMAKE_BUILD_PARALLEL_LEVEL"],
+                           compile_seconds=round(seconds, 1),
+                           jobs=env["CMAKE_BUILD_PARALLEL_LEVEL"],
                            log_tail=tail(log, 12 if rc == 0 else 40),
                            note=None if rc is not None else "rerun the same command: the build "
                            "resumes in build/gpu-work/cmake while the machine is warm")
@@ -403,7 +413,7 @@ class Check:
     # ---- steps run in the checking interpreter (bench/gpu/steps.py)
 
     def step_check(self, name: str, timeout: float) -> None:
-        if name in NEEDS_LLAMA and not self.cpu and not self.report.ok("build"):
+        if name in NEEDS_LLAMA and not self.cpu and not self.built():
             self.report.record(name, "skipped", 0, reason="needs the CUDA build of "
                                "llama-cpp-python, which did not complete")
             return

@@ -62,7 +62,8 @@ def reply_shape_problem(text: str) -> str | None:
     price = obj["price"]
     if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float))):
         return f"price {price!r} is neither a number nor null"
-    if not isinstance(obj["utterance"], str) or not 1 <= len(obj["utterance"]) <= MAX_UTTERANCE_CHARS:
+    utterance = obj["utterance"]
+    if not isinstance(utterance, str) or not 1 <= len(utterance) <= MAX_UTTERANCE_CHARS:
         return "utterance is not a string of 1 to MAX_UTTERANCE_CHARS characters"
     return None
 
@@ -70,8 +71,8 @@ def reply_shape_problem(text: str) -> str | None:
 def offload_problem(offload: tuple[int, int] | None, supported: bool) -> str | None:
     """Why not every layer is on the GPU (None: all are)."""
     if not supported:
-        return "needs CUDA: this llama-cpp-python build is CPU-only (llama_supports_gpu_offload() " \
-               "is false), so no layer was offloaded"
+        return ("needs CUDA: this llama-cpp-python build is CPU-only "
+                "(llama_supports_gpu_offload() is false), so no layer was offloaded")
     if offload is None:
         return "the load log has no 'offloaded N/M layers to GPU' line"
     if offload[0] != offload[1] or offload[0] == 0:
@@ -424,7 +425,7 @@ def step_train_verify(args) -> dict:
 
 
 def step_train_accelerate(args) -> dict:
-    """`accelerate launch --num_processes 1` runs the same fit; its losses beside the plain run's."""
+    """`accelerate launch --num_processes 1` runs the same fit; losses beside the plain run's."""
     out = Path(args.work) / "train" / "accelerate"
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
