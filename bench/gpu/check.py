@@ -226,6 +226,22 @@ def find_cuda_libs(site_dirs: list[str], nvcc: str | None = None, major: int | N
     return {"cmake_args": args, "ld_library_path": ld, "found": found}
 
 
+def put_nvcc_on_path() -> str | None:
+    """nvcc's path; a toolkit at /usr/local/cuda whose bin/ is not on PATH is put there."""
+    if shutil.which("nvcc") is None:
+        for root in ("/usr/local/cuda", *sorted(glob_dirs("/usr/local/cuda-*"), reverse=True)):
+            if (Path(root) / "bin" / "nvcc").is_file():
+                os.environ["PATH"] = f"{root}/bin{os.pathsep}{os.environ.get('PATH', '')}"
+                break
+    return shutil.which("nvcc")
+
+
+def glob_dirs(pattern: str) -> list[str]:
+    import glob
+
+    return [p for p in glob.glob(pattern) if Path(p).is_dir()]
+
+
 class Check:
     """One run of the steps, in GPU mode (venv + CUDA build) or CPU mode (this interpreter)."""
 
@@ -238,6 +254,8 @@ class Check:
         self.venv = WORK / "venv"
         self.python = sys.executable if self.cpu else str(self.venv / "bin" / "python")
         self.cmake_args = args.cmake_args or (COMMON_CMAKE if self.cpu else CUDA_CMAKE)
+        if not self.cpu:
+            put_nvcc_on_path()  # before any step: the build and the probe both look for it
         self.report = Report(self.out / "gpu_report.json", {
             "mode": "cpu" if self.cpu else "gpu", "repo_commit": self._commit(),
             "budget_s": args.budget, "cmake_args": self.cmake_args, "python": self.python,
