@@ -260,6 +260,7 @@ async def _negotiate(args) -> dict:
     from bot.errors import TurnError
     from bot.llm.base import Sampling
     from bot.llm.llamacpp import LlamaCppBackend, gpu_offload_supported
+    from bot.llm.models import ModelSpec
     from bot.negotiation.guard import violates_reservation
     from bot.negotiation.llm_agent import LLMAgent
     from bot.negotiation.prompts import parse_reply
@@ -271,8 +272,10 @@ async def _negotiate(args) -> dict:
                         buyer_target=200.0, seller_target=300.0, buyer_reservation=260.0,
                         seller_reservation=210.0, description="A road bike in good condition.")
     log = capture_native_log()
-    backends = [Metered(LlamaCppBackend(model, name=f"gpu-{role}", n_ctx=2048, n_gpu_layers=-1,
-                                        seed=7, timeout_s=60)) for role in ("buyer", "seller")]
+    # as a [models.NAME] table with n_gpu_layers = -1 configures it, one instance per seat
+    specs = [ModelSpec(name=f"gpu-{role}", path=str(model), n_ctx=2048, n_gpu_layers=-1, seed=7,
+                       timeout_s=60.0) for role in ("buyer", "seller")]
+    backends = [Metered(LlamaCppBackend.from_spec(spec)) for spec in specs]
     sampling = Sampling(temperature=0.7, max_tokens=200, seed=7)
     try:
         for b in backends:
