@@ -189,3 +189,8 @@ def command_manifest(tree: app_commands.CommandTree) -> list[dict[str, Any]]:
         entry["guild_only"] = not payload.get("dm_permission", True)
         out.append(entry)
     return out
+
+
+def make_bot(cfg: Config, **kwargs: Any) -> HaggleBot:
+    """The bot for ``cfg``: a HaggleBot (one gateway connection)."""
+    return HaggleBot(cfg, **kwargs)

@@ -25,3 +25,15 @@ def scenario() -> Scenario:
     """A $200 item: seller target 200 (bottom line 140), buyer target 150 (ceiling 200)."""
     return Scenario.build(id="bike", title="Road bike", listing_price=200, buyer_target=150,
                           description="Aluminium frame, new tyres.", category="bike")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001 - pytest's hook
+    """The loopback Discord's summary over every end-to-end flow of this run (if any ran)."""
+    import sys
+
+    tally_module = sys.modules.get("tests.loopback_discord.tally")
+    if tally_module is None or not tally_module.TALLY.worlds:
+        return
+    terminalreporter.section("loopback Discord")
+    for line in tally_module.TALLY.lines():
+        terminalreporter.write_line(line)
