@@ -15,15 +15,74 @@ async def test_login_and_sync_register_every_command(world):
     assert ("GET", "/users/@me") in world.discord.requests
 
 
-async def test_haggle_as_buyer_to_a_deal_by_typing(world):
-    ix = await world.invoke(world.alice, world.general, "haggle", role="buyer", item=LONGBOARD,
-                            agent="rule-seller")
+async def open_game(world, user, role="buyer", agent="rule-seller"):
+    ix = await world.invoke(user, world.general, "haggle", role=role, item=LONGBOARD, agent=agent)
     assert ix.ephemeral and ix.response_type == 5  # deferred privately first
     thread = world.thread_of(ix)
+    await world.drive.next_bot_message(thread, after=0)
+    return ix, thread
+
+
+async def test_haggle_as_buyer_to_a_deal_by_typing(world):
+    ix, thread = await open_game(world, world.alice)
     assert thread.type == 11 and thread.parent_id == world.general.id
     intro = world.drive.bot_messages(thread)[0]
-    assert "Long board" in text_of(intro)
+    assert "Long board" in text_of(intro) and intro["components"]
     reply = await world.say(world.alice, thread, "would you take $120?")
     assert "yours $120" in reply["content"]
-    reply = await world.say(world.alice, thread, "ok, deal at $200")
-    assert "Deal" in text_of(world.drive.bot_messages(thread)[-1]) or "deal" in text_of(reply).lower()
+    await world.say(world.alice, thread, "I accept your offer")
+    await world.discord.wait_for(lambda: "Deal at" in text_of(world.drive.bot_messages(thread)[-1]))
+    card = world.drive.bot_messages(thread)[-1]
+    assert "secret bottom line" in text_of(card)
+    await world.discord.wait_for(lambda: not world.drive.bot_messages(thread)[0]["components"])
+    (row,) = await world.bot.store.finished_games()
+    assert row.outcome == "deal" and row.player_id == world.alice.id
+
+
+async def test_haggle_as_seller_to_a_deal_by_typing(world):
+    ix, thread = await open_game(world, world.bob, role="seller", agent="rule-buyer")
+    await world.discord.wait_for(lambda: len(world.drive.bot_messages(thread)) >= 2)
+    opening = world.drive.bot_messages(thread)[1]  # the buyer speaks first
+    assert "buyer's offer" in opening["content"] or "no offer" in opening["content"]
+    reply = await world.say(world.bob, thread, "I'd let it go for $190")
+    assert "yours $190" in reply["content"]
+    await world.say(world.bob, thread, "deal, I accept")
+    await world.discord.wait_for(lambda: "Deal at" in text_of(world.drive.bot_messages(thread)[-1]))
+    (row,) = await world.bot.store.finished_games()
+    assert row.outcome == "deal" and row.human_role == "seller"
+
+
+async def test_accept_status_and_someone_elses_click(world):
+    ix, thread = await open_game(world, world.alice)
+    await world.say(world.alice, thread, "would you take $150?")
+    intro = world.drive.bot_messages(thread)[0]
+    status = await world.drive.click(world.alice, intro, world.drive.button(intro, "haggle:game:status"))
+    assert status.ephemeral and "Status" in text_of(status.replies[-1])
+    other = await world.drive.click(world.bob, intro, world.drive.button(intro, "haggle:game:accept"))
+    assert "alice's game" in other.texts[-1] and other.ephemeral
+    accept = await world.drive.click(world.alice, intro, world.drive.button(intro, "haggle:game:accept"))
+    assert accept.response_type == 6  # deferred update: the thread shows the result
+    await world.discord.wait_for(lambda: "Deal at" in text_of(world.drive.bot_messages(thread)[-1]))
+    (row,) = await world.bot.store.finished_games()
+    assert row.outcome == "deal"
+
+
+async def test_walk_away(world):
+    ix, thread = await open_game(world, world.alice)
+    intro = world.drive.bot_messages(thread)[0]
+    await world.drive.click(world.alice, intro, world.drive.button(intro, "haggle:game:walk"))
+    await world.discord.wait_for(lambda: "No deal" in text_of(world.drive.bot_messages(thread)[-1]))
+    assert any("walks away" in m["content"] for m in world.drive.bot_messages(thread))
+
+
+async def test_a_restart_mid_game_then_the_next_message_and_click(world):
+    ix, thread = await open_game(world, world.alice)
+    reply = await world.say(world.alice, thread, "would you take $120?")
+    assert "yours $120" in reply["content"]
+    await world.restart()  # a new HaggleBot on the same database file
+    assert world.discord.gateway.live_sessions()[-1].identifies == 1
+    reply = await world.say(world.alice, thread, "how about $130?")
+    assert "yours $130" in reply["content"]
+    intro = world.drive.bot_messages(thread)[0]
+    await world.drive.click(world.alice, intro, world.drive.button(intro, "haggle:game:accept"))
+    await world.discord.wait_for(lambda: "Deal at" in text_of(world.drive.bot_messages(thread)[-1]))

@@ -138,7 +138,7 @@ class Gateway:
             return
         session = Session(id=secrets.token_hex(16), shard=(shard[0], shard[1]), intents=intents)
         self.sessions[session.id] = session
-        conn.session, session.socket = conn, conn
+        conn.session, session.socket = session, conn
         guilds = [g for g in d.guilds.values() if session.wants(g.id)]
         ready = {"v": 10, "user": d.bot_user.payload(), "session_id": session.id,
                  "resume_gateway_url": d.gateway_url, "session_type": "normal",
@@ -161,7 +161,7 @@ class Gateway:
         session.resumes += 1
         if session.socket is not None and session.socket is not conn:
             await session.socket.ws.close(code=4000)
-        conn.session, session.socket = conn, conn
+        conn.session, session.socket = session, conn
         seq = int(data.get("seq") or 0)
         for event in [e for e in session.buffer if e["s"] > seq]:
             await conn.send(event)
