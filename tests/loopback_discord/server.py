@@ -302,3 +302,10 @@ class LoopbackDiscord:
     @property
     def unexpected_errors(self) -> list[Refusal]:
         return [r for r in self.errors if not r.expected]
+
+    # ----------------------------------------------------------------- what moderators do
+
+    async def archive(self, thread: st.Channel) -> None:
+        """A moderator archives ``thread`` (THREAD_UPDATE: discord.py drops it from its cache)."""
+        thread.archived = True
+        await self.gateway.dispatch("THREAD_UPDATE", thread.payload(), guild_id=thread.guild_id)

@@ -114,6 +114,8 @@ class Channel:
         else:
             out.update(position=0, permission_overwrites=[], nsfw=False, topic=None,
                        rate_limit_per_user=0)
+            if self.type == VOICE:
+                out.update(bitrate=64000, user_limit=0, rtc_region=None, video_quality_mode=1)
             if self.type == FORUM:
                 out.update(available_tags=[], default_reaction_emoji=None, default_sort_order=None,
                            default_forum_layout=0)

@@ -71,6 +71,13 @@ class HaggleWorld:
             general = d.add_channel(guild, "general")
             alice = d.add_member(guild, d.add_user("alice"))
             bob = d.add_member(guild, d.add_user("bob"))
+            if cfg is None and "models" not in config:
+                # A tiny stand-in file: the fake backend never reads it, and hashing it for a
+                # tournament's set-up snapshot is instant (the embedded model takes seconds).
+                from tests.llm_fixtures import write_tiny_gguf
+
+                model = write_tiny_gguf(tmp_path / "fake-model.gguf")
+                config["models"] = {"fake": {"path": str(model)}}
             world = cls(d, Driver(d), guild, general, owner, alice, bob, tmp_path / "haggle.db",
                         cfg or haggle_config(owner_id=owner.id, **config),
                         backend_factory=backend_factory)
