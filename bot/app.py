@@ -48,11 +48,18 @@ EXTENSIONS = (
 )
 
 
+STALE_COMMANDS = ("This command changed since it was registered with Discord (the bot was "
+                  "upgraded). The bot's owner needs to sync the commands: `@haggle sync` here, "
+                  "or `haggle bot --sync` on the bot's machine.")
+
+
 def explain(error: Exception) -> str | None:
     """What to tell the person about ``error``; None when it is a bug (log it, apologise)."""
     original = getattr(error, "original", None) or error.__cause__ or error
     if isinstance(original, HaggleError):
         return str(original)
+    if isinstance(error, (app_commands.CommandSignatureMismatch, app_commands.CommandNotFound)):
+        return STALE_COMMANDS
     if isinstance(error, app_commands.TransformerError):
         return f"I couldn't read {error.value!r} for that option; pick one of the suggestions."
     if isinstance(error, app_commands.CommandOnCooldown):

@@ -6,7 +6,13 @@
 - ``LiveMessage`` streams a growing text (a live negotiation) into messages the way llmcord
   streams replies: edits are throttled to at most one API call per interval (Discord rate-limits
   message edits hard), and the text continues in a new message past 2,000 characters.
-- ``respond`` answers an interaction whether or not it was already acknowledged (deferred).
+- ``respond`` answers an interaction whether or not it was already acknowledged (deferred),
+  and keeps a private answer private: Discord's first follow-up after a deferral replaces the
+  "thinking…" message and keeps the deferral's visibility whatever its own flags say, so after a
+  public ``defer`` a private answer first deletes the thinking message (then it is a follow-up
+  of its own, shown only to the person).
+- ``open_thread`` opens a thread of the type the channel takes (announcement channels take
+  announcement threads) and turns Discord's active-thread cap into a clear ``ThreadLimit``.
 """
 
 from __future__ import annotations
@@ -80,13 +86,76 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
+# Interaction.extras key: the visibility of a deferral whose "thinking…" message still stands.
+_THINKING = "haggle.thinking_ephemeral"
+# Discord's error code when a server has as many active threads as it may (1,000).
+MAX_ACTIVE_THREADS_CODE = 160006
+THREAD_LIMIT_TEXT = ("This server has reached Discord's limit of active threads, so I can't open "
+                     "a new one. Finished games archive their threads; try again later, or ask a "
+                     "moderator to archive some old threads.")
+
+
+class ThreadLimit(Exception):
+    """Discord refused a new thread: the server has the most active threads it may have."""
+
+    def __str__(self) -> str:
+        return THREAD_LIMIT_TEXT
+
+
+async def defer(interaction: discord.Interaction, *, ephemeral: bool, thinking: bool = True) -> None:
+    """Acknowledge ``interaction`` now (Discord's 3 s deadline), remembering how visible the
+    "thinking…" message is, so that ``respond`` can keep private answers private."""
+    await interaction.response.defer(ephemeral=ephemeral, thinking=thinking)
+    if thinking:
+        interaction.extras[_THINKING] = ephemeral
+
+
 async def respond(interaction: discord.Interaction, content: str | None = None, *,
                   ephemeral: bool = True, **kwargs: Any) -> None:
-    """Answer ``interaction``: the first response if none was sent yet, else a follow-up."""
-    if interaction.response.is_done():
-        await interaction.followup.send(content, ephemeral=ephemeral, **kwargs)
-    else:
+    """Answer ``interaction``: the first response if none was sent yet, else a follow-up.
+
+    After a public deferral a private answer would be shown to everyone (the first follow-up
+    keeps the deferral's visibility), so the thinking message is deleted first.
+    """
+    if not interaction.response.is_done():
         await interaction.response.send_message(content, ephemeral=ephemeral, **kwargs)
+        return
+    thinking_private = interaction.extras.pop(_THINKING, None)
+    if ephemeral and thinking_private is False:
+        await quietly(interaction.delete_original_response())
+    await interaction.followup.send(content, ephemeral=ephemeral, **kwargs)
+
+
+THREAD_TYPE_FOR_HOST = {discord.ChannelType.text: discord.ChannelType.public_thread,
+                        discord.ChannelType.news: discord.ChannelType.news_thread}
+THREAD_CHANNEL_TYPES = (discord.ChannelType.public_thread, discord.ChannelType.private_thread,
+                        discord.ChannelType.news_thread)
+
+
+def thread_host(channel: Any) -> Any:
+    """The channel a new thread for ``channel`` goes in: itself when it is a text or an
+    announcement channel, its parent when it is a thread of one; None elsewhere (forum posts,
+    voice channels' chats, DMs)."""
+    if channel is None:
+        return None
+    if channel.type in THREAD_CHANNEL_TYPES:
+        channel = channel.parent
+    if channel is None or channel.type not in THREAD_TYPE_FOR_HOST:
+        return None
+    return channel
+
+
+async def open_thread(host: Any, *, name: str, reason: str,
+                      auto_archive_duration: int = 1440) -> Any:
+    """A public thread in ``host`` of the type it takes; ``ThreadLimit`` at the server's cap."""
+    try:
+        return await host.create_thread(name=clip(name, 100), type=THREAD_TYPE_FOR_HOST[host.type],
+                                        auto_archive_duration=auto_archive_duration,
+                                        reason=reason)
+    except discord.HTTPException as exc:
+        if exc.code == MAX_ACTIVE_THREADS_CODE:
+            raise ThreadLimit() from exc
+        raise
 
 
 async def quietly(awaitable: Awaitable[Any]) -> Any:

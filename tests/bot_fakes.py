@@ -253,7 +253,15 @@ class FakeInteraction:
         self.command = None
         self.response = FakeResponse(self)
         self.followup = FakeFollowup(self)
+        self.extras: dict[str, Any] = {}
         self.sent: list[dict[str, Any]] = []
+        self.original_deleted = False
+
+    async def delete_original_response(self) -> None:
+        self.original_deleted = True
+
+    async def edit_original_response(self, **changes: Any) -> None:
+        self.sent.append({"edit": True, **changes})
 
     @property
     def guild_id(self) -> int | None:

@@ -39,7 +39,7 @@ async def run(world, user, **params):
 async def test_a_tournament_runs_streams_a_showcase_and_posts_its_report(world):
     boss = world.person("boss", manage_guild=True)
     interaction = await run(world, boss, agents="rule-buyer, rule-seller", scenarios=3)
-    assert interaction.response.deferred == {"thinking": True}
+    assert interaction.response.deferred == {"ephemeral": False, "thinking": True}
     started = interaction.sent[-1]["embed"]
     assert started.title.startswith("Tournament started") and not interaction.sent[-1]["ephemeral"]
     job = cog(world).jobs[world.guild.id]

@@ -21,7 +21,7 @@ from discord.ext import commands, tasks
 
 from bot import checks
 from bot.cogs._cards import INFO_COLOUR, daily_ranking, ranking_lines
-from bot.discord_util import respond
+from bot.discord_util import defer, respond
 from bot.negotiation.prompts import money
 from bot.negotiation.scenario import Scenario
 from bot.negotiation.turns import Role
@@ -86,7 +86,7 @@ class Daily(commands.Cog):
         if not self.bot.settings.daily.enabled:
             await respond(interaction, "The daily challenge is switched off on this bot.")
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True)
         day = self.today()
         mine = await self.bot.store.daily_games(interaction.guild_id, day,
                                                 player_id=interaction.user.id)
@@ -108,7 +108,7 @@ class Daily(commands.Cog):
     @checks.in_guild()
     @checks.per_person_cooldown("command_cooldown_s")
     async def standings(self, interaction: discord.Interaction, day: str = "today") -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True)
         now = datetime.now(UTC) - (timedelta(days=1) if day == "yesterday" else timedelta())
         date = self.today(now)
         embed = await self.standings_embed(interaction.guild_id, date)
@@ -156,16 +156,34 @@ class Daily(commands.Cog):
             rows = await store.daily_games(challenge.guild_id, challenge.day)
             if any(r.status == "active" for r in rows):
                 continue  # the inactivity timeout will end them; announce after
-            channel = self.bot.get_channel(challenge.channel_id) if challenge.channel_id else None
-            if channel is not None and rows:
-                embed = await self.standings_embed(challenge.guild_id, challenge.day, final=True)
-                try:
-                    await channel.send(embed=embed)
-                except discord.HTTPException as exc:
-                    log.warning("cannot post the daily ranking in %s: %s", challenge.channel_id, exc)
+            if rows and challenge.channel_id and not await self._post_ranking(challenge):
+                continue  # the channel is out of reach for now (an outage): try again later
             await store.mark_daily_announced(challenge.guild_id, challenge.day)
             done.append((challenge.guild_id, challenge.day))
         return done
+
+    async def _post_ranking(self, challenge: Any) -> bool:
+        """Post the final ranking in the challenge's channel. True when it is done with: posted,
+        or the channel is gone for good (deleted, or the bot may no longer see it); False when
+        it is only unreachable right now (not in the cache and Discord failing), to retry.
+
+        An archived thread is not in discord.py's cache: it is fetched, and posting in it
+        unarchives it."""
+        channel = self.bot.get_channel(challenge.channel_id)
+        try:
+            if channel is None:
+                channel = await self.bot.fetch_channel(challenge.channel_id)
+            embed = await self.standings_embed(challenge.guild_id, challenge.day, final=True)
+            await channel.send(embed=embed)
+        except (discord.NotFound, discord.Forbidden) as exc:
+            log.warning("daily ranking of %s in %s dropped: the channel is gone (%s)",
+                        challenge.day, challenge.channel_id, exc)
+            return True
+        except discord.HTTPException as exc:
+            log.warning("daily ranking of %s in %s not posted yet: %s", challenge.day,
+                        challenge.channel_id, exc)
+            return False
+        return True
 
 
 async def setup(bot: HaggleBot) -> None:

@@ -18,7 +18,7 @@ from discord.ext import commands
 
 from bot import checks
 from bot.cogs._cards import INFO_COLOUR, own_share, pct
-from bot.discord_util import EMBED_DESCRIPTION_LIMIT, clip, respond
+from bot.discord_util import EMBED_DESCRIPTION_LIMIT, clip, defer, respond
 from bot.negotiation.prompts import money
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class Stats(commands.Cog):
     @checks.per_person_cooldown("command_cooldown_s")
     async def leaderboard(self, interaction: discord.Interaction, board: str = "people",
                           scope: str = "server") -> None:
-        await interaction.response.defer(thinking=True)
+        await defer(interaction, ephemeral=False)
         guild_id = interaction.guild_id if scope == "server" else None
         if scope == "server" and guild_id is None:
             scope = "global"  # a DM has no server: show everyone's
@@ -99,7 +99,7 @@ class Stats(commands.Cog):
     @checks.per_person_cooldown("command_cooldown_s")
     async def stats(self, interaction: discord.Interaction, member: discord.User | None = None,
                     scope: str = "server") -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True)
         who = member or interaction.user
         guild_id = interaction.guild_id if scope == "server" else None
         scores = await self.bot.store.player_standings(guild_id=guild_id, player_id=who.id)

@@ -39,9 +39,13 @@ from bot.discord_util import (
     MAX_CHOICES,
     THREAD_NAME_LIMIT,
     LiveMessage,
+    ThreadLimit,
     clip,
+    defer,
+    open_thread,
     quietly,
     respond,
+    thread_host,
 )
 from bot.errors import HaggleError
 from bot.negotiation.prompts import money
@@ -142,7 +146,7 @@ class Tournaments(commands.Cog):
                   seed: app_commands.Range[int, 0, 2_147_483_647] = 0) -> None:
         from bot.tournament import default_name, plan_tournament, snapshot, split_names
 
-        await interaction.response.defer(thinking=True)
+        await defer(interaction, ephemeral=False)
         guild_id = interaction.guild_id
         running = self.jobs.get(guild_id)
         if running is not None:
@@ -169,13 +173,20 @@ class Tournaments(commands.Cog):
         # Hash the model files now, in a thread: run_tournament's set-up snapshot then hits the
         # cache instead of reading gigabytes on the event loop.
         await asyncio.to_thread(snapshot, self.bot.cfg, plan)
-        parent = interaction.channel
-        if parent.type in (discord.ChannelType.public_thread, discord.ChannelType.private_thread):
-            parent = parent.parent
-        thread = await parent.create_thread(
-            name=clip(f"Tournament {plan.name}", THREAD_NAME_LIMIT),
-            type=discord.ChannelType.public_thread, auto_archive_duration=1440,
-            reason=f"haggle tournament started by {interaction.user}")
+        # A thread of its own in a text or announcement channel (or theirs when used in one of
+        # their threads); elsewhere (a forum post, a voice channel's chat) the tournament
+        # streams right where it was started.
+        parent = thread_host(interaction.channel)
+        if parent is None:
+            parent = thread = interaction.channel
+        else:
+            try:
+                thread = await open_thread(parent, name=clip(f"Tournament {plan.name}",
+                                                             THREAD_NAME_LIMIT),
+                                           reason=f"haggle tournament started by {interaction.user}")
+            except ThreadLimit as exc:
+                await respond(interaction, str(exc))
+                return
         job = Job(guild_id=guild_id, plan=plan, started_by=interaction.user.id,
                   channel_id=parent.id, thread=thread,
                   workers=min(workers, self.bot.settings.max_tournament_workers))
@@ -347,18 +358,23 @@ class Tournaments(commands.Cog):
         if job is None or job.task is None:
             await respond(interaction, "No tournament is running here.")
             return
+        # Answer first: shutting down (running negotiations, the model pool) can take longer
+        # than Discord's 3 s to answer; the final count follows in the same message.
+        await respond(interaction, f"Cancelling **{job.plan.name}** ({job.progress()}); the "
+                                   f"final count follows here and in {job.thread.mention}.",
+                      ephemeral=False)
         job.task.cancel()
         await asyncio.gather(job.task, return_exceptions=True)
         note = (f"Cancelled: {job.progress()}. What is stored stays; run the same "
                 f"`/tournament run` again to finish the rest.")
         await quietly(job.thread.send(note))
-        await respond(interaction, f"**{job.plan.name}**: {note}", ephemeral=False)
+        await quietly(interaction.edit_original_response(content=f"**{job.plan.name}**: {note}"))
 
     @tournament.command(name="report", description="A tournament's leaderboard and chart")
     @app_commands.describe(name="The tournament (suggestions list this server's first)")
     @checks.per_person_cooldown("command_cooldown_s")
     async def report_command(self, interaction: discord.Interaction, name: str) -> None:
-        await interaction.response.defer(thinking=True)
+        await defer(interaction, ephemeral=False)
         if await self.bot.store.tournament(name) is None:
             await respond(interaction, f"No tournament called {clip(name, 100)!r}; pick one from "
                                        f"the suggestions.")

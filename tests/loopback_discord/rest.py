@@ -350,6 +350,16 @@ async def delete_webhook_message(d: LoopbackDiscord, app: str, token: str, messa
     ix = interaction_by_token(d, app, token)
     msg = _webhook_message(d, ix, message_id)
     d.channels[int(msg["channel_id"])].messages.remove(msg)
+    if msg is ix.original:
+        ix.original = None  # later follow-ups are messages of their own, with their own flags
+    if msg in ix.followups:
+        ix.followups.remove(msg)
+    if "_only" not in msg:
+        channel = d.channels[int(msg["channel_id"])]
+        await d.gateway.dispatch("MESSAGE_DELETE", {"id": msg["id"], "channel_id": msg["channel_id"],
+                                                    **({"guild_id": str(channel.guild_id)}
+                                                       if channel.guild_id else {})},
+                                 guild_id=channel.guild_id)
     return NO_CONTENT
 
 

@@ -107,7 +107,13 @@ def snowflakes_as_strings(value: Any) -> Any:
     if isinstance(value, list):
         return [snowflakes_as_strings(v) for v in value]
     if isinstance(value, dict):
-        return {k: snowflakes_as_strings(v) for k, v in value.items()}
+        out = {k: snowflakes_as_strings(v) for k, v in value.items()}
+        # An upload's attachment id is the index of its ``files[n]`` part; discord.py sends it
+        # as a number, which Discord takes (the description wants a snowflake string).
+        for attachment in out.get("attachments") or []:
+            if isinstance(attachment, dict) and isinstance(attachment.get("id"), int):
+                attachment["id"] = str(attachment["id"])
+        return out
     return value
 
 
