@@ -83,8 +83,9 @@ class HaggleTree(app_commands.CommandTree):
         message = explain(error)
         if message is None:
             incident = secrets.token_hex(3)
-            command = interaction.command.qualified_name if interaction.command else "?"
-            log.error("command /%s failed (incident %s)", command, incident,
+            command = (f"/{interaction.command.qualified_name}" if interaction.command else
+                       f"button {(getattr(interaction, 'data', None) or {}).get('custom_id', '?')}")
+            log.error("%s failed (incident %s)", command, incident,
                       exc_info=getattr(error, "original", error))
             message = (f"Something went wrong on my side (incident `{incident}`, logged). "
                        f"Your games are saved; try again in a moment.")

@@ -10,15 +10,18 @@ from typing import Any, ClassVar
 
 import discord
 
-from bot.discord_util import THREAD_NAME_LIMIT, clip, respond
+from bot.discord_util import (
+    THREAD_NAME_LIMIT,
+    ThreadLimit,
+    clip,
+    open_thread,
+    respond,
+    thread_host,
+)
 from bot.negotiation.personality import Personality
 from bot.negotiation.scenario import Scenario
 from bot.negotiation.session import HumanGame
 from bot.negotiation.turns import Role
-
-THREAD_TYPES = (discord.ChannelType.public_thread, discord.ChannelType.private_thread,
-                discord.ChannelType.news_thread)
-HOST_TYPES = (discord.ChannelType.text, discord.ChannelType.news)
 
 
 class Unseated:
@@ -95,7 +98,10 @@ class GameButton(discord.ui.DynamicItem[discord.ui.Button],
         if games is None:
             await respond(interaction, "Games are paused right now; try again in a minute.")
             return
-        await games.press(interaction, self.game_id, self.action)
+        try:
+            await games.press(interaction, self.game_id, self.action)
+        except Exception as exc:  # noqa: BLE001 - discord.py only logs a dynamic item's errors
+            await interaction.client.tree.on_error(interaction, exc)
 
 
 def game_controls(game_id: int) -> discord.ui.View:
@@ -111,16 +117,17 @@ async def make_place(interaction: discord.Interaction, scenario: Scenario, user:
     channel = interaction.channel
     if interaction.guild is None:
         return channel
-    if channel.type in THREAD_TYPES:
-        channel = channel.parent
-    if channel is None or channel.type not in HOST_TYPES:
-        await respond(interaction, "Games run in threads: use /haggle in a text channel.")
+    host = thread_host(channel)
+    if host is None:
+        await respond(interaction, "Games run in threads: use /haggle in a text or "
+                                   "announcement channel.")
         return None
     name = clip(f"{user.display_name} haggles: {scenario.title}", THREAD_NAME_LIMIT)
     try:
-        return await channel.create_thread(name=name, type=discord.ChannelType.public_thread,
-                                           auto_archive_duration=1440,
-                                           reason=f"haggle game for {user}")
+        return await open_thread(host, name=name, reason=f"haggle game for {user}")
+    except ThreadLimit as exc:
+        await respond(interaction, str(exc))
+        return None
     except discord.Forbidden:
         await respond(interaction, "I can't open a thread in this channel: give my role "
                                    "**Create Public Threads** and **Send Messages in "

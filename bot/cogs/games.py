@@ -44,6 +44,7 @@ from bot.discord_util import (
     CHOICE_NAME_LIMIT,
     MAX_CHOICES,
     clip,
+    defer,
     ordinal,
     plain_text,
     quietly,
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How long the first item autocomplete waits for the items still loading (Discord allows 3 s).
+AUTOCOMPLETE_WAIT_S = 2.0
 PERSONALITY_CHOICES = [app_commands.Choice(name=p, value=p) for p in PERSONALITIES]
 class Games(commands.Cog):
     """Games people play against the bot."""
@@ -74,8 +77,11 @@ class Games(commands.Cog):
         self.places: dict[int, int] = {}      # thread / DM channel id -> its running game id
         self._opening: set[tuple[int | None, int]] = set()  # (server, person) starting a game
         self._scenarios: dict[str, list[Scenario]] = {}
+        self._loading: dict[str, asyncio.Future[list[Scenario]]] = {}
 
     async def cog_load(self) -> None:
+        # Read /haggle's items now, in the background: autocomplete must answer within 3 s.
+        self._load_task(self.bot.settings.scenario_set)
         for row in await self.bot.store.active_games():
             self.places[row.thread_id or row.channel_id] = row.id
         self.sweeper.change_interval(seconds=max(10.0, self.bot.settings.inactivity_timeout_s / 10))
@@ -83,15 +89,31 @@ class Games(commands.Cog):
 
     async def cog_unload(self) -> None:
         self.sweeper.cancel()
+        for task in self._loading.values():
+            task.cancel()
 
     # ----------------------------------------------------------------- lookups
 
-    async def scenarios(self, name: str) -> list[Scenario]:
-        """A scenario set, read once (in a worker thread: a dataset file can be large)."""
-        if name not in self._scenarios:
+    def _load_task(self, name: str) -> asyncio.Future[list[Scenario]]:
+        """The (running or finished) read of scenario set ``name``, in a worker thread: a
+        dataset file can be large, or need a download."""
+        task = self._loading.get(name)
+        if task is None:
             from bot.scenarios import load_scenario_set
 
-            self._scenarios[name] = await asyncio.to_thread(load_scenario_set, self.bot.cfg, name)
+            task = asyncio.ensure_future(asyncio.to_thread(load_scenario_set, self.bot.cfg, name))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # raised on use
+            self._loading[name] = task
+        return task
+
+    async def scenarios(self, name: str) -> list[Scenario]:
+        """A scenario set, read once."""
+        if name not in self._scenarios:
+            try:
+                self._scenarios[name] = await asyncio.shield(self._load_task(name))
+            except Exception:
+                self._loading.pop(name, None)  # the next use tries again
+                raise
         return self._scenarios[name]
 
     async def default_agent(self, guild_id: int | None, bot_role: Role) -> str:
@@ -175,7 +197,7 @@ class Games(commands.Cog):
     async def haggle(self, interaction: discord.Interaction, role: str = "buyer",
                      item: str = "random", agent: str | None = None,
                      personality: str | None = None) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True)
         human_role = Role.parse(role)
         seed = secrets.randbelow(2**31)
         scenarios = await self.scenarios(self.bot.settings.scenario_set)
@@ -202,7 +224,14 @@ class Games(commands.Cog):
     @haggle.autocomplete("item")
     async def _item_choices(self, interaction: discord.Interaction,
                             current: str) -> list[app_commands.Choice[str]]:
-        scenarios = await self.scenarios(self.bot.settings.scenario_set)
+        name = self.bot.settings.scenario_set
+        if name not in self._scenarios:  # still loading: never miss autocomplete's 3 s
+            try:
+                await asyncio.wait_for(asyncio.shield(self._load_task(name)), AUTOCOMPLETE_WAIT_S)
+            except TimeoutError:
+                return [app_commands.Choice(name="random item (the item list is still loading)",
+                                            value="random")]
+        scenarios = await self.scenarios(name)
         needle = current.lower().strip()
         choices = [app_commands.Choice(name="random item", value="random")] if not needle else []
         for s in scenarios:
@@ -489,6 +518,10 @@ class Games(commands.Cog):
         await quietly(place.send(embed=card))
         if live.intro_message_id is not None:
             await quietly(place.get_partial_message(live.intro_message_id).edit(view=None))
+        if live.thread_id is not None and isinstance(place, discord.Thread):
+            # A finished game's thread leaves the server's active threads (Discord caps them at
+            # 1,000); the result stays readable, and a new message would reopen it.
+            await quietly(place.edit(archived=True))
 
     async def _end(self, live: LiveGame, outcome: Outcome, reason: str, *, place: Any) -> None:
         """End a running game without a move (timeout, deleted thread), saved and concluded."""
