@@ -118,6 +118,11 @@ async def _serve(cfg: Config, token: str, db: str | Path) -> None:
     except discord.PrivilegedIntentsRequired:
         raise ConfigError("the bot needs the Message Content intent: enable it in the Developer "
                           "Portal (Bot > Privileged Gateway Intents) and start again") from None
+    except discord.ConnectionClosed as exc:
+        if exc.code != 4004:  # 4004: the gateway refused the token (reset after login)
+            raise
+        raise ConfigError("Discord refused the bot token: copy a fresh one from the Developer "
+                          "Portal (Bot > Reset Token) into the environment variable") from None
 
 
 async def _sync(cfg: Config, token: str, db: str | Path, guild_id: int | None) -> list[str]:

@@ -19,6 +19,7 @@ What it enforces (each refusal is recorded in ``errors`` with Discord's code):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -153,7 +154,9 @@ class LoopbackDiscord:
         async def waiting() -> Any:
             async with self.changed:
                 while not (value := predicate()):
-                    await self.changed.wait()
+                    # woken by every request; polled too, for what the gateway changes
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.changed.wait(), 0.05)
                 return value
 
         return await asyncio.wait_for(waiting(), timeout)
