@@ -86,3 +86,10 @@ async def test_a_restart_mid_game_then_the_next_message_and_click(world):
     intro = world.drive.bot_messages(thread)[0]
     await world.drive.click(world.alice, intro, world.drive.button(intro, "haggle:game:accept"))
     await world.discord.wait_for(lambda: "Deal at" in text_of(world.drive.bot_messages(thread)[-1]))
+
+
+async def test_a_rate_limited_reply_is_retried_by_discord_py(world):
+    ix, thread = await open_game(world, world.alice)
+    world.discord.rate_limit("POST", rf"/channels/{thread.id}/messages$", retry_after=0.3)
+    reply = await world.say(world.alice, thread, "would you take $140?")
+    assert "yours $140" in reply["content"] and len(world.discord.rate_limited) == 1

@@ -69,6 +69,18 @@ def add_routes(app: web.Application, d: LoopbackDiscord) -> None:
         d.requests.append((method, path))
         if d.validator is not None:
             d.schema_problems.extend(d.validator.check(method, path, body))
+        for i, (m, pattern, retry_after) in enumerate(d.rate_limits):
+            if m == method and re.search(pattern, path):
+                # discord.py treats a 429 as a rate limit only with a Via header (Discord's
+                # edge) and a JSON body with retry_after; it waits that long and retries.
+                del d.rate_limits[i]
+                d.rate_limited.append(f"{method} {path}")
+                await d.notify()
+                return web.Response(status=429, body=json.dumps(
+                    {"message": "You are being rate limited.", "retry_after": retry_after,
+                     "global": False}).encode(), headers={
+                    "Content-Type": "application/json", "Via": "1.1 google",
+                    "X-RateLimit-Scope": "user", "Retry-After": str(retry_after)})
         try:
             if not path.startswith(("/webhooks/", "/interactions/")) and \
                     request.headers.get("Authorization") != f"Bot {d.token}":

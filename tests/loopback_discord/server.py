@@ -82,6 +82,8 @@ class LoopbackDiscord:
         self.errors: list[Refusal] = []
         self.private_shown_publicly: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []
+        self.rate_limits: list[tuple[str, str, float]] = []  # (method, path regex, retry_after)
+        self.rate_limited: list[str] = []
         self.clock_offset = 0.0
         self.response_deadline_s = RESPONSE_DEADLINE_S
         self.gateway = Gateway(self)
@@ -305,6 +307,10 @@ class LoopbackDiscord:
     @property
     def unexpected_errors(self) -> list[Refusal]:
         return [r for r in self.errors if not r.expected]
+
+    def rate_limit(self, method: str, path_pattern: str, retry_after: float = 0.2) -> None:
+        """Answer the next ``method`` request whose path matches with a 429."""
+        self.rate_limits.append((method, path_pattern, retry_after))
 
     # ----------------------------------------------------------------- what moderators do
 
