@@ -106,7 +106,7 @@ class HaggleBot(commands.Bot):
     def __init__(self, cfg: Config, *, settings: BotConfig | None = None,
                  store_path: str | Path | None = None,
                  backend_factory: Callable[[Any], Any] | None = None,
-                 extensions: tuple[str, ...] = EXTENSIONS) -> None:
+                 extensions: tuple[str, ...] = EXTENSIONS, **client_options: Any) -> None:
         self.cfg = cfg
         self.settings = settings or bot_config(cfg)
         # The bot never joins voice channels: no warning about voice libraries it does not need.
@@ -116,7 +116,7 @@ class HaggleBot(commands.Bot):
         super().__init__(command_prefix=commands.when_mentioned, intents=intents,
                          tree_cls=HaggleTree, help_command=None,
                          owner_ids=set(self.settings.owner_ids) or None,
-                         allowed_mentions=discord.AllowedMentions.none())
+                         allowed_mentions=discord.AllowedMentions.none(), **client_options)
         self.store_path = Path(store_path) if store_path else cfg.resolve_path(cfg.store.path)
         self.backend_factory = backend_factory
         self.extension_names = extensions
@@ -199,6 +199,17 @@ def command_manifest(tree: app_commands.CommandTree) -> list[dict[str, Any]]:
     return out
 
 
-def make_bot(cfg: Config, **kwargs: Any) -> HaggleBot:
-    """The bot for ``cfg``: a HaggleBot (one gateway connection)."""
-    return HaggleBot(cfg, **kwargs)
+class ShardedHaggleBot(HaggleBot, commands.AutoShardedBot):
+    """The haggle bot on several gateway connections (discord.py's AutoShardedBot): one
+    process, each shard carrying its share of the servers (Discord requires shards past
+    2,500 servers). Everything else is HaggleBot's."""
+
+
+def make_bot(cfg: Config, *, settings: BotConfig | None = None, **kwargs: Any) -> HaggleBot:
+    """The bot ``[bot] shards`` asks for: 0, one gateway connection (HaggleBot); N > 0, an
+    AutoShardedBot with N shards; -1, as many shards as Discord recommends."""
+    settings = settings or bot_config(cfg)
+    if settings.shards == 0:
+        return HaggleBot(cfg, settings=settings, **kwargs)
+    count = None if settings.shards < 0 else settings.shards
+    return ShardedHaggleBot(cfg, settings=settings, shard_count=count, **kwargs)

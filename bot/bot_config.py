@@ -59,6 +59,7 @@ class BotConfig:
     max_tournament_negotiations: int = 60  # /tournament run refuses bigger plans (use the CLI)
     max_tournament_workers: int = 4
     stream_edit_interval_s: float = 1.0   # live streams: at most one message edit per this long
+    shards: int = 0                       # 0: one gateway connection; N: N shards; -1: Discord's count
     daily: DailyConfig = field(default_factory=DailyConfig)
 
     def check(self, where: str) -> None:
@@ -81,6 +82,9 @@ class BotConfig:
                      f"must be >= 0 seconds (0 = no cooldown), got {getattr(self, key)}")
         require(100 <= self.max_message_chars <= 4000, f"{where}.max_message_chars",
                  f"must be in [100, 4000], got {self.max_message_chars}")
+        require(self.shards >= -1, f"{where}.shards",
+                f"must be 0 (one connection), a shard count, or -1 (Discord's recommendation), "
+                f"got {self.shards}")
         require(self.max_tournament_negotiations >= 1, f"{where}.max_tournament_negotiations",
                  f"must be >= 1, got {self.max_tournament_negotiations}")
         require(1 <= self.max_tournament_workers <= 16, f"{where}.max_tournament_workers",

@@ -105,10 +105,10 @@ def check(cfg: Config, settings: BotConfig, db: str | Path) -> tuple[dict[str, A
 async def _serve(cfg: Config, token: str, db: str | Path) -> None:
     import discord
 
-    from bot.app import HaggleBot
+    from bot.app import make_bot
     from bot.errors import ConfigError
 
-    bot = HaggleBot(cfg, store_path=db)
+    bot = make_bot(cfg, store_path=db)
     try:
         async with bot:
             await bot.start(token)

@@ -62,7 +62,8 @@ class HaggleWorld:
     @contextlib.asynccontextmanager
     async def open(cls, tmp_path: Path, *, spec_path: str | Path | None = None,
                    cfg: Any = None, backend_factory: Any = None, sync: bool = True,
-                   **config: Any) -> AsyncIterator[HaggleWorld]:
+                   before_connect: Any = None, **config: Any) -> AsyncIterator[HaggleWorld]:
+        """``before_connect(world)`` may add servers, channels or people before the bot logs in."""
         d = await LoopbackDiscord(spec_path=spec_path).start()
         try:
             owner = d.add_user("owner")
@@ -81,6 +82,8 @@ class HaggleWorld:
             world = cls(d, Driver(d), guild, general, owner, alice, bob, tmp_path / "haggle.db",
                         cfg or haggle_config(owner_id=owner.id, **config),
                         backend_factory=backend_factory)
+            if before_connect is not None:
+                before_connect(world)
             await world.connect()
             if sync:
                 await world.drive.sync(world.bot)
