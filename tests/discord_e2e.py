@@ -1,6 +1,6 @@
 """Fixtures of the end-to-end tests: the real HaggleBot against the loopback Discord.
 
-Each test gets a ``world`` (tests/loopback_discord/world.py). When the test ends, whatever the
+Each test gets a ``world`` (the fixture in conftest.py; tests/loopback_discord/world.py). When the test ends, whatever the
 loopback refused that the test did not expect (``discord.take(code)``), every request body the
 OpenAPI description rejects and every private reply shown publicly fail the test, and all of it
 goes into the summary printed at the end of the run.
@@ -9,10 +9,8 @@ goes into the summary printed at the end of the run.
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import Any
 
-import pytest
 from conftest import shared_file
 
 from tests.loopback_discord.tally import TALLY
@@ -39,10 +37,3 @@ async def open_world(request: Any, tmp_path: Any, *, leaks_expected: bool = Fals
     if not leaks_expected:
         problems += [f"private reply shown publicly: {p}" for p in d.private_shown_publicly]
     assert not problems, "the loopback Discord refused or flagged:\n" + "\n".join(problems)
-
-
-@pytest.fixture
-async def world(request, tmp_path):
-    logging.getLogger("discord").setLevel(logging.WARNING)
-    async with open_world(request, tmp_path) as w:
-        yield w

@@ -11,11 +11,10 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from discord_e2e import LONGBOARD, open_world, world  # noqa: F401 - the fixture
+from discord_e2e import LONGBOARD, open_world
 
 from tests.loopback_discord import state as st
 from tests.loopback_discord import text_of
-from tests.loopback_discord.world import haggle_config
 
 EPHEMERAL = 1 << 6
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from discord_e2e import LONGBOARD, world  # noqa: F401 - the fixture
+from discord_e2e import LONGBOARD
 
 from tests.loopback_discord import text_of
 
@@ -27,7 +27,7 @@ async def finish_a_game(world, user, channel=None, command="haggle", **options):
 
 
 async def test_daily_play_standings_and_the_posted_ranking(world):
-    ix, thread = await finish_a_game(world, world.alice, command="daily play")
+    _, thread = await finish_a_game(world, world.alice, command="daily play")
     assert "Daily challenge" in text_of(world.drive.bot_messages(thread)[0])
     again = await world.invoke(world.alice, world.general, "daily play")
     assert "one a day" in again.texts[-1] and again.ephemeral

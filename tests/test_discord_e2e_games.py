@@ -3,9 +3,11 @@ gateway, against the loopback Discord (a real SQLite file, rule agents)."""
 
 from __future__ import annotations
 
-from discord_e2e import LONGBOARD, world  # noqa: F401 - the fixture
+import pytest
+from discord_e2e import LONGBOARD, open_world
 
 from tests.loopback_discord import text_of
+from tests.loopback_discord.world import AGENTS
 
 
 async def test_login_and_sync_register_every_command(world):
@@ -24,7 +26,7 @@ async def open_game(world, user, role="buyer", agent="rule-seller"):
 
 
 async def test_haggle_as_buyer_to_a_deal_by_typing(world):
-    ix, thread = await open_game(world, world.alice)
+    _, thread = await open_game(world, world.alice)
     assert thread.type == 11 and thread.parent_id == world.general.id
     intro = world.drive.bot_messages(thread)[0]
     assert "Long board" in text_of(intro) and intro["components"]
@@ -40,7 +42,7 @@ async def test_haggle_as_buyer_to_a_deal_by_typing(world):
 
 
 async def test_haggle_as_seller_to_a_deal_by_typing(world):
-    ix, thread = await open_game(world, world.bob, role="seller", agent="rule-buyer")
+    _, thread = await open_game(world, world.bob, role="seller", agent="rule-buyer")
     await world.discord.wait_for(lambda: len(world.drive.bot_messages(thread)) >= 2)
     opening = world.drive.bot_messages(thread)[1]  # the buyer speaks first
     assert "buyer's offer" in opening["content"] or "no offer" in opening["content"]
@@ -53,7 +55,7 @@ async def test_haggle_as_seller_to_a_deal_by_typing(world):
 
 
 async def test_accept_status_and_someone_elses_click(world):
-    ix, thread = await open_game(world, world.alice)
+    _, thread = await open_game(world, world.alice)
     await world.say(world.alice, thread, "would you take $150?")
     intro = world.drive.bot_messages(thread)[0]
     status = await world.drive.click(world.alice, intro, world.drive.button(intro, "haggle:game:status"))
@@ -68,7 +70,7 @@ async def test_accept_status_and_someone_elses_click(world):
 
 
 async def test_walk_away(world):
-    ix, thread = await open_game(world, world.alice)
+    _, thread = await open_game(world, world.alice)
     intro = world.drive.bot_messages(thread)[0]
     await world.drive.click(world.alice, intro, world.drive.button(intro, "haggle:game:walk"))
     await world.discord.wait_for(lambda: "No deal" in text_of(world.drive.bot_messages(thread)[-1]))
@@ -76,7 +78,7 @@ async def test_walk_away(world):
 
 
 async def test_a_restart_mid_game_then_the_next_message_and_click(world):
-    ix, thread = await open_game(world, world.alice)
+    _, thread = await open_game(world, world.alice)
     reply = await world.say(world.alice, thread, "would you take $120?")
     assert "yours $120" in reply["content"]
     await world.restart()  # a new HaggleBot on the same database file
@@ -89,7 +91,35 @@ async def test_a_restart_mid_game_then_the_next_message_and_click(world):
 
 
 async def test_a_rate_limited_reply_is_retried_by_discord_py(world):
-    ix, thread = await open_game(world, world.alice)
+    _, thread = await open_game(world, world.alice)
     world.discord.rate_limit("POST", rf"/channels/{thread.id}/messages$", retry_after=0.3)
     reply = await world.say(world.alice, thread, "would you take $140?")
     assert "yours $140" in reply["content"] and len(world.discord.rate_limited) == 1
+
+
+def embedded_model_or_skip():
+    import importlib.util
+
+    from bot.errors import HaggleError
+    from bot.llm.models import embedded_model_path
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed")
+    try:
+        embedded_model_path()
+    except HaggleError as exc:
+        pytest.skip(str(exc))
+
+
+async def test_a_game_against_the_embedded_model(request, tmp_path):
+    """One flow with the real model: the hybrid seller on SmolLM2 (llama.cpp, one thread)."""
+    embedded_model_or_skip()
+    agents = {**AGENTS, "seller": {"kind": "llm", "role": "seller", "model": "default",
+                                   "policy": "hybrid", "max_tokens": 60}}
+    models = {"default": {"path": "embedded", "n_threads": 1}, "fake": {"path": "embedded"}}
+    async with open_world(request, tmp_path, agents=agents, models=models) as w:
+        ix = await w.invoke(w.alice, w.general, "haggle", item=LONGBOARD, agent="seller")
+        thread = w.thread_of(ix)
+        await w.drive.next_bot_message(thread, after=0)
+        reply = await w.say(w.alice, thread, "would you take $120?", timeout=120)
+        assert "yours $120" in reply["content"] and "seller's offer $" in reply["content"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from discord_e2e import LONGBOARD, world  # noqa: F401 - the fixture
+from discord_e2e import LONGBOARD
 
 from bot.errors import ConfigError
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -157,7 +158,7 @@ class Driver:
             definitions = sub.get("options") or []
         leaf = self._options(definitions, options, resolved, guild, focused)
         if wrappers:
-            for outer, inner in zip(wrappers, wrappers[1:], strict=False):
+            for outer, inner in itertools.pairwise(wrappers):
                 outer["options"] = [inner]
             wrappers[-1]["options"] = leaf
             top = [wrappers[0]]

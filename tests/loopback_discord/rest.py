@@ -173,6 +173,7 @@ async def edit_message(d: LoopbackDiscord, msg: dict[str, Any], body: dict[str, 
         msg["attachments"] = attachments(d, d.channels[int(msg["channel_id"])], files)
     msg["flags"] = msg.get("flags", 0) & ~st.LOADING
     msg["edited_timestamp"] = st.iso_now()
+    d.observe("edit", msg)
     if "_only" not in msg:
         channel = d.channels[int(msg["channel_id"])]
         await d.gateway.dispatch("MESSAGE_UPDATE", d.public(msg), guild_id=channel.guild_id)

@@ -84,6 +84,8 @@ class LoopbackDiscord:
         self.requests: list[tuple[str, str]] = []
         self.rate_limits: list[tuple[str, str, float]] = []  # (method, path regex, retry_after)
         self.rate_limited: list[str] = []
+        # Called with ("new" | "edit", message) for every message shown (the watch script).
+        self.observers: list[Any] = []
         self.clock_offset = 0.0
         self.response_deadline_s = RESPONSE_DEADLINE_S
         self.gateway = Gateway(self)
@@ -271,7 +273,12 @@ class LoopbackDiscord:
         if flags & st.EPHEMERAL and interaction is not None:
             msg["_only"] = interaction.user.id
         channel.messages.append(msg)
+        self.observe("new", msg)
         return msg
+
+    def observe(self, kind: str, message: dict[str, Any]) -> None:
+        for observer in self.observers:
+            observer(kind, message)
 
     @staticmethod
     def public(message: dict[str, Any]) -> dict[str, Any]:

@@ -27,11 +27,12 @@ class Tally:
         self.expected_refusals += sum(1 for r in discord.errors if r.expected)
 
     def lines(self) -> list[str]:
-        out = [f"loopback Discord: {self.worlds} worlds, {self.requests} HTTP requests, "
-               f"{self.interactions} interactions, {self.expected_refusals} refusals the tests "
-               f"provoked on purpose",
-               f"{len(self.schema_violations)} schema violations, {len(self.rule_violations)} rule "
-               f"violations, {len(self.private_shown_publicly)} private replies shown publicly"]
+        out = [(f"loopback Discord: {self.worlds} worlds, {self.requests} HTTP requests, "
+                f"{self.interactions} interactions, {self.expected_refusals} refusals the tests "
+                f"provoked on purpose"),
+               (f"{len(self.schema_violations)} schema violations, {len(self.rule_violations)} "
+                f"rule violations, {len(self.private_shown_publicly)} private replies shown "
+                f"publicly")]
         for item in (self.schema_violations + self.rule_violations
                      + self.private_shown_publicly)[:20]:
             out.append(f"  {item}")
