@@ -111,6 +111,7 @@ def embedded_model_or_skip():
         pytest.skip(str(exc))
 
 
+@pytest.mark.llm
 async def test_a_game_against_the_embedded_model(request, tmp_path):
     """One flow with the real model: the hybrid seller on SmolLM2 (llama.cpp, one thread)."""
     embedded_model_or_skip()

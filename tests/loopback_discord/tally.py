@@ -15,6 +15,7 @@ class Tally:
     rule_violations: list[str] = field(default_factory=list)
     private_shown_publicly: list[str] = field(default_factory=list)
     expected_refusals: int = 0
+    outside_connections: list[str] = field(default_factory=list)
 
     def add(self, discord: Any, *, test: str) -> None:
         self.worlds += 1
@@ -25,6 +26,8 @@ class Tally:
         self.private_shown_publicly += [f"{test}: {p}" for p in discord.private_shown_publicly
                                         if not getattr(discord, "leaks_expected", False)]
         self.expected_refusals += sum(1 for r in discord.errors if r.expected)
+        self.outside_connections += [f"{test}: {a}"
+                                     for a in getattr(discord, "outside_connections", [])]
 
     def lines(self) -> list[str]:
         out = [(f"loopback Discord: {self.worlds} worlds, {self.requests} HTTP requests, "
@@ -32,9 +35,9 @@ class Tally:
                 f"provoked on purpose"),
                (f"{len(self.schema_violations)} schema violations, {len(self.rule_violations)} "
                 f"rule violations, {len(self.private_shown_publicly)} private replies shown "
-                f"publicly")]
+                f"publicly, {len(self.outside_connections)} connections beyond 127.0.0.1")]
         for item in (self.schema_violations + self.rule_violations
-                     + self.private_shown_publicly)[:20]:
+                     + self.private_shown_publicly + self.outside_connections)[:20]:
             out.append(f"  {item}")
         return out
 
