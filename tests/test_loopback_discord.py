@@ -199,7 +199,7 @@ async def test_the_end_to_end_guard_refuses_connections_beyond_127_0_0_1():
 
     from discord_e2e import only_loopback
 
-    with only_loopback() as refused:
-        with socket.socket() as sock, pytest.raises(OSError, match="only 127.0.0.1"):
-            sock.connect(("192.0.2.1", 443))  # TEST-NET-1: never reached
+    with only_loopback() as refused, socket.socket() as sock, \
+            pytest.raises(OSError, match="only 127.0.0.1"):
+        sock.connect(("192.0.2.1", 443))  # TEST-NET-1: never reached
     assert refused == ["('192.0.2.1', 443)"]
