@@ -41,7 +41,7 @@ async def test_1_a_failing_button_press_gets_an_answer(world):
     intro = world.drive.bot_messages(thread)[0]
     ix = await world.drive.click(world.alice, intro, world.drive.button(intro, "haggle:game:accept"),
                                  wait=False)
-    await world.drive.answered(ix, timeout=5)
+    await world.drive.answered(ix, timeout=15)
     assert ix.answered and "went wrong" in ix.texts[-1] and ix.replies[-1]["flags"] & EPHEMERAL
 
 
@@ -95,7 +95,7 @@ async def test_4a_a_finished_game_thread_is_archived(world):
     intro = world.drive.bot_messages(thread)[0]
     await world.drive.click(world.alice, intro, world.drive.button(intro, "haggle:game:walk"))
     await world.discord.wait_for(lambda: "No deal" in text_of(world.drive.bot_messages(thread)[-1]))
-    await world.discord.wait_for(lambda: thread.archived, timeout=3)
+    await world.discord.wait_for(lambda: thread.archived, timeout=15)
 
 
 async def test_4b_haggle_in_an_announcement_channel_opens_an_announcement_thread(world):

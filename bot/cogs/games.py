@@ -25,7 +25,6 @@ The game in memory, its stand-in agent, its buttons and its thread: bot/cogs/_li
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -39,6 +38,7 @@ from discord.ext import commands, tasks
 
 from bot import checks
 from bot.cogs._cards import button_turn_text, intro_embed, result_card, status_embed, table_line
+from bot.cogs._items import ScenarioSets
 from bot.cogs._live import GameButton, LiveGame, Unseated, game_controls, make_place
 from bot.discord_util import (
     CHOICE_NAME_LIMIT,
@@ -53,7 +53,6 @@ from bot.discord_util import (
 )
 from bot.errors import DataError, HaggleError, StoreError, TurnError
 from bot.negotiation.personality import PERSONALITIES, RULE_CONCESSION_FACTOR
-from bot.negotiation.prompts import money
 from bot.negotiation.scenario import Scenario
 from bot.negotiation.session import Exchange, HumanGame
 from bot.negotiation.turns import Outcome, Role
@@ -65,8 +64,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# How long the first item autocomplete waits for the items still loading (Discord allows 3 s).
-AUTOCOMPLETE_WAIT_S = 2.0
 PERSONALITY_CHOICES = [app_commands.Choice(name=p, value=p) for p in PERSONALITIES]
 class Games(commands.Cog):
     """Games people play against the bot."""
@@ -76,12 +73,10 @@ class Games(commands.Cog):
         self.live: dict[int, LiveGame] = {}   # game id -> game in memory
         self.places: dict[int, int] = {}      # thread / DM channel id -> its running game id
         self._opening: set[tuple[int | None, int]] = set()  # (server, person) starting a game
-        self._scenarios: dict[str, list[Scenario]] = {}
-        self._loading: dict[str, asyncio.Future[list[Scenario]]] = {}
+        self.items = ScenarioSets(bot.cfg)
 
     async def cog_load(self) -> None:
-        # Read /haggle's items now, in the background: autocomplete must answer within 3 s.
-        self._load_task(self.bot.settings.scenario_set)
+        self.items.start(self.bot.settings.scenario_set)  # autocomplete must answer within 3 s
         for row in await self.bot.store.active_games():
             self.places[row.thread_id or row.channel_id] = row.id
         self.sweeper.change_interval(seconds=max(10.0, self.bot.settings.inactivity_timeout_s / 10))
@@ -89,32 +84,13 @@ class Games(commands.Cog):
 
     async def cog_unload(self) -> None:
         self.sweeper.cancel()
-        for task in self._loading.values():
-            task.cancel()
+        self.items.cancel()
 
     # ----------------------------------------------------------------- lookups
 
-    def _load_task(self, name: str) -> asyncio.Future[list[Scenario]]:
-        """The (running or finished) read of scenario set ``name``, in a worker thread: a
-        dataset file can be large, or need a download."""
-        task = self._loading.get(name)
-        if task is None:
-            from bot.scenarios import load_scenario_set
-
-            task = asyncio.ensure_future(asyncio.to_thread(load_scenario_set, self.bot.cfg, name))
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # raised on use
-            self._loading[name] = task
-        return task
-
     async def scenarios(self, name: str) -> list[Scenario]:
-        """A scenario set, read once."""
-        if name not in self._scenarios:
-            try:
-                self._scenarios[name] = await asyncio.shield(self._load_task(name))
-            except Exception:
-                self._loading.pop(name, None)  # the next use tries again
-                raise
-        return self._scenarios[name]
+        """A scenario set, read once (bot/cogs/_items.py)."""
+        return await self.items.get(name)
 
     async def default_agent(self, guild_id: int | None, bot_role: Role) -> str:
         """The server's default agent when it can sit in ``bot_role``, else the config's."""
@@ -224,23 +200,7 @@ class Games(commands.Cog):
     @haggle.autocomplete("item")
     async def _item_choices(self, interaction: discord.Interaction,
                             current: str) -> list[app_commands.Choice[str]]:
-        name = self.bot.settings.scenario_set
-        if name not in self._scenarios:  # still loading: never miss autocomplete's 3 s
-            try:
-                await asyncio.wait_for(asyncio.shield(self._load_task(name)), AUTOCOMPLETE_WAIT_S)
-            except TimeoutError:
-                return [app_commands.Choice(name="random item (the item list is still loading)",
-                                            value="random")]
-        scenarios = await self.scenarios(name)
-        needle = current.lower().strip()
-        choices = [app_commands.Choice(name="random item", value="random")] if not needle else []
-        for s in scenarios:
-            label = f"{s.title} ({money(s.listing_price)})"
-            if needle in label.lower() or needle == s.id.lower():
-                choices.append(app_commands.Choice(name=clip(label, CHOICE_NAME_LIMIT), value=s.id))
-            if len(choices) >= MAX_CHOICES:
-                break
-        return choices
+        return await self.items.item_choices(self.bot.settings.scenario_set, current)
 
     @haggle.autocomplete("agent")
     async def _agent_choices(self, interaction: discord.Interaction,

@@ -46,7 +46,7 @@ class Driver:
     # ----------------------------------------------------------------- the bot's life
 
     @contextlib.asynccontextmanager
-    async def run(self, bot: Any, *, timeout: float = 20.0) -> AsyncIterator[Any]:
+    async def run(self, bot: Any, *, timeout: float = 60.0) -> AsyncIterator[Any]:
         """Start ``bot`` against the loopback (login, gateway, READY), close it afterwards."""
         task = await self.start(bot, timeout=timeout)
         try:
@@ -54,7 +54,7 @@ class Driver:
         finally:
             await self.stop(bot, task)
 
-    async def start(self, bot: Any, *, timeout: float = 20.0) -> asyncio.Task[None]:
+    async def start(self, bot: Any, *, timeout: float = 60.0) -> asyncio.Task[None]:
         self.d.install()
         # A Client option: how long READY waits for more GUILD_CREATEs (default 2 s).
         bot._connection.guild_ready_timeout = 0.2
@@ -204,7 +204,7 @@ class Driver:
         return ix
 
     async def invoke(self, user: st.User, channel: st.Channel, command: str, *,
-                     wait: bool = True, timeout: float = 10.0, **options: Any) -> st.Interaction:
+                     wait: bool = True, timeout: float = 30.0, **options: Any) -> st.Interaction:
         """``user`` runs ``/command`` (e.g. ``"tournament run"``) with ``options`` in
         ``channel``; waits (``wait``) until the person sees an answer."""
         data = self._command_data(self.d.guild_of(channel), command, options)
@@ -222,7 +222,7 @@ class Driver:
         return ix.choices or []
 
     async def click(self, user: st.User, message: dict[str, Any], custom_id: str, *,
-                    wait: bool = True, timeout: float = 10.0) -> st.Interaction:
+                    wait: bool = True, timeout: float = 30.0) -> st.Interaction:
         """``user`` presses the button ``custom_id`` on ``message``."""
         channel = self.d.channels[int(message["channel_id"])]
         if "_only" in message and message["_only"] != user.id:
@@ -236,7 +236,7 @@ class Driver:
             await self.answered(ix, timeout)
         return ix
 
-    async def answered(self, ix: st.Interaction, timeout: float = 10.0) -> st.Interaction:
+    async def answered(self, ix: st.Interaction, timeout: float = 30.0) -> st.Interaction:
         await self.d.wait_for(lambda: ix.answered or ix.errors, timeout)
         return ix
 
@@ -247,7 +247,7 @@ class Driver:
                 and not m.get("flags", 0) & st.LOADING]
 
     async def next_bot_message(self, channel: st.Channel, *, after: int | None = None,
-                               timeout: float = 10.0) -> dict[str, Any]:
+                               timeout: float = 30.0) -> dict[str, Any]:
         """The first bot message in ``channel`` beyond the first ``after`` (default: those
         there now)."""
         seen = len(self.bot_messages(channel)) if after is None else after

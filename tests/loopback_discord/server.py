@@ -153,7 +153,7 @@ class LoopbackDiscord:
         async with self.changed:
             self.changed.notify_all()
 
-    async def wait_for(self, predicate: Any, timeout: float = 10.0) -> Any:
+    async def wait_for(self, predicate: Any, timeout: float = 30.0) -> Any:
         """Wait until ``predicate()`` is truthy (checked after every request the bot makes)."""
         async def waiting() -> Any:
             async with self.changed:

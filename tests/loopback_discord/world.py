@@ -119,7 +119,7 @@ class HaggleWorld:
         return await self.drive.invoke(user, channel, command, **kw)
 
     async def say(self, user: st.User, channel: st.Channel, text: str, *,
-                  timeout: float = 10.0) -> dict[str, Any]:
+                  timeout: float = 30.0) -> dict[str, Any]:
         """``user`` types ``text``; returns the bot's next message in that channel."""
         before = len(self.drive.bot_messages(channel))
         await self.drive.say(user, channel, text)
