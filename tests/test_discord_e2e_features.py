@@ -19,7 +19,8 @@ async def finish_a_game(world, user, channel=None, command="haggle", **options):
     ix = await world.invoke(user, channel or world.general, command, **options)
     thread = world.thread_of(ix)
     await world.drive.next_bot_message(thread, after=0)
-    await world.say(user, thread, "would you take $150?")
+    # no price: the daily item differs by server and day, so an offer could look like a typo
+    await world.say(user, thread, "hi! is it still available?")
     intro = world.drive.bot_messages(thread)[0]
     await world.drive.click(user, intro, world.drive.button(intro, "haggle:game:accept"))
     await world.discord.wait_for(lambda: "Deal at" in text_of(world.drive.bot_messages(thread)[-1]))
