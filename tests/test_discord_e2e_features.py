@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from discord_e2e import LONGBOARD
+from discord_e2e import LONGBOARD, open_world
 
 from tests.loopback_discord import text_of
 
@@ -104,3 +104,30 @@ async def test_item_autocomplete_lists_at_most_25_items(world):
     assert 1 < len(choices) <= 25 and choices[0]["value"] == "random"
     board = await world.drive.autocomplete(world.alice, world.general, "haggle", "item", item="long")
     assert LONGBOARD in [c["value"] for c in board]
+
+
+async def test_missing_permissions_get_a_private_answer_naming_them(world):
+    from tests.loopback_discord import state as st
+
+    world.general.deny[world.discord.bot_user.id] = st.PERMISSIONS["create_public_threads"]
+    ix = await world.invoke(world.alice, world.general, "haggle", item=LONGBOARD)
+    assert "Create Public Threads" in ix.texts[-1] and ix.ephemeral
+    assert not world.drive.threads(world.general)
+
+
+async def test_a_second_tournament_is_refused_privately(request, tmp_path):
+    from bot.llm.fake import FakeBackend, Slow
+
+    reply = '{"act": "counter-price", "price": 170, "utterance": "How about $170?"}'
+    slow = lambda spec: FakeBackend(default=Slow(reply, 0.3))
+    async with open_world(request, tmp_path, backend_factory=slow) as w:
+        run = await w.invoke(w.owner, w.general, "tournament run", agents="llm-buyer, llm-seller",
+                             scenarios=3)
+        assert not run.ephemeral and "Tournament started" in text_of(run.replies[-1])
+        again = await w.invoke(w.owner, w.general, "tournament run",
+                               agents="rule-buyer, rule-seller", scenarios=1)
+        assert "already running" in again.texts[-1]
+        assert again.replies[-1]["flags"] & EPHEMERAL  # after a public deferral, still private
+        cancel = await w.invoke(w.owner, w.general, "tournament cancel")
+        assert "Cancel" in cancel.texts[-1]
+        await w.discord.wait_for(lambda: "Cancelled" in cancel.texts[-1])
