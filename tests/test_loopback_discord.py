@@ -203,3 +203,14 @@ async def test_the_end_to_end_guard_refuses_connections_beyond_127_0_0_1():
             pytest.raises(OSError, match="only 127.0.0.1"):
         sock.connect(("192.0.2.1", 443))  # TEST-NET-1: never reached
     assert refused == ["('192.0.2.1', 443)"]
+
+
+async def test_the_watch_script_prints_a_whole_game(capsys):
+    from tests.loopback_discord import watch
+
+    assert await watch.main([]) == 0
+    out = capsys.readouterr().out
+    assert "#general alice: /haggle role:buyer" in out
+    assert "bob clicks accept" in out and "This is alice's game" in out
+    assert "(only you see this)" in out and "Deal at $" in out
+    assert out.rstrip().endswith("0 schema violations, 0 refusals, 0 private replies shown publicly")

@@ -110,8 +110,15 @@ async def click(world: HaggleWorld, printer: Printer, user: st.User, action: str
         print("(that game has no buttons left)")
         return
     print(f"{printer.place(thread.id)} {user.name} clicks {action}")
-    await world.drive.click(user, intro, world.drive.button(intro, f"haggle:game:{action}"),
-                            timeout=120)
+    before = len(world.drive.bot_messages(thread))
+    ix = await world.drive.click(user, intro, world.drive.button(intro, f"haggle:game:{action}"),
+                                 timeout=120)
+    if ix.response_type == 6:  # a deferred update: what it did shows up in the thread
+        try:
+            await world.drive.next_bot_message(thread, after=before, timeout=30)
+        except TimeoutError:
+            pass
+        await asyncio.sleep(0.3)  # the result card's edits
 
 
 async def say(world: HaggleWorld, printer: Printer, user: st.User, text: str) -> None:
