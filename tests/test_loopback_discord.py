@@ -116,6 +116,9 @@ async def test_message_and_embed_limits(loop):
                               {"embeds": [{"title": "t" * 257}]})
     assert (status, body["code"]) == (400, 50035)
     assert loop.schema_problems and "title" in loop.schema_problems[0].message
+    status, body = await call(loop, "POST", f"/channels/{loop.text.id}/messages",
+                              {"embeds": [{"description": "d" * 3500}] * 2})
+    assert (status, body["code"]) == (400, 50035) and "7000 characters together" in body["message"]
     status, body = await call(loop, "POST", f"/channels/{loop.text.id}/messages", {})
     assert (status, body["code"]) == (400, 50006)
 

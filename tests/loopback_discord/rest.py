@@ -139,7 +139,6 @@ def attachments(d: LoopbackDiscord, channel: st.Channel,
         out.append({"id": str(aid), "filename": f["filename"], "size": len(f["data"]),
                     "url": f"{d.api_base}/attachments/{channel.id}/{aid}/{f['filename']}",
                     "proxy_url": f"{d.api_base}/attachments/{aid}", "data": f["data"]})
-    d.files = getattr(d, "files", {})
     for a in out:
         d.files[a["id"]] = a.pop("data")
     return out
@@ -195,7 +194,7 @@ async def gateway(d: LoopbackDiscord, **_: Any) -> Any:
 
 @route("GET", "/gateway/bot")
 async def gateway_bot(d: LoopbackDiscord, **_: Any) -> Any:
-    return {"url": d.gateway_url, "shards": getattr(d, "recommended_shards", 1),
+    return {"url": d.gateway_url, "shards": d.recommended_shards,
             "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0,
                                     "max_concurrency": 1}}
 
@@ -204,7 +203,7 @@ async def gateway_bot(d: LoopbackDiscord, **_: Any) -> Any:
 async def application(d: LoopbackDiscord, **_: Any) -> Any:
     return {"id": str(d.application_id), "name": "haggle", "icon": None, "description": "",
             "bot_public": True, "bot_require_code_grant": False, "verify_key": "0" * 64,
-            "owner": d.owner.payload() if getattr(d, "owner", None) else d.bot_user.payload(),
+            "owner": (d.owner or d.bot_user).payload(),
             "team": None, "flags": 0, "summary": "", "rpc_origins": []}
 
 

@@ -86,6 +86,11 @@ class LoopbackDiscord:
         self.rate_limited: list[str] = []
         # Called with ("new" | "edit", message) for every message shown (the watch script).
         self.observers: list[Any] = []
+        self.files: dict[str, bytes] = {}        # attachment id -> the uploaded bytes
+        self.owner: st.User | None = None        # the application's owner (oauth2/applications)
+        self.recommended_shards = 1              # what GET /gateway/bot recommends
+        self.leaks_expected = False              # a test that shows a leak on purpose
+        self.outside_connections: list[str] = []  # connections beyond 127.0.0.1 (the e2e guard)
         self.clock_offset = 0.0
         self.response_deadline_s = RESPONSE_DEADLINE_S
         self.gateway = Gateway(self)

@@ -24,10 +24,10 @@ class Tally:
         self.schema_violations += [f"{test}: {p}" for p in discord.schema_problems]
         self.rule_violations += [f"{test}: {r}" for r in discord.unexpected_errors]
         self.private_shown_publicly += [f"{test}: {p}" for p in discord.private_shown_publicly
-                                        if not getattr(discord, "leaks_expected", False)]
+                                        if not discord.leaks_expected]
         self.expected_refusals += sum(1 for r in discord.errors if r.expected)
         self.outside_connections += [f"{test}: {a}"
-                                     for a in getattr(discord, "outside_connections", [])]
+                                     for a in discord.outside_connections]
 
     def lines(self) -> list[str]:
         out = [(f"loopback Discord: {self.worlds} worlds, {self.requests} HTTP requests, "
