@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from discord_e2e import LONGBOARD, open_world
 
-from tests.loopback_discord import text_of
+from tests.loopback_discord import CommandNotSynced, text_of
 from tests.loopback_discord.world import AGENTS
 
 
@@ -124,3 +124,15 @@ async def test_a_game_against_the_embedded_model(request, tmp_path):
         await w.drive.next_bot_message(thread, after=0)
         reply = await w.say(w.alice, thread, "would you take $120?", timeout=120)
         assert "yours $120" in reply["content"] and "seller's offer $" in reply["content"]
+
+
+async def test_a_game_in_a_direct_message(world):
+    dm = world.discord.dm_channel(world.alice)
+    ix = await world.invoke(world.alice, dm, "haggle", item=LONGBOARD, agent="rule-seller")
+    assert ix.texts[-1] == "Your game is on, right here." and not world.drive.threads(dm)
+    await world.drive.next_bot_message(dm, after=1)
+    assert "Long board" in text_of(world.drive.bot_messages(dm)[1])
+    reply = await world.say(world.alice, dm, "would you take $120?")
+    assert "yours $120" in reply["content"]
+    with pytest.raises(CommandNotSynced, match="server-only"):  # Discord does not offer it
+        await world.invoke(world.alice, dm, "tournament status")

@@ -146,6 +146,11 @@ class Driver:
                       focused: str | None = None) -> dict[str, Any]:
         name, *path = command.split()
         registered = self.registered(guild, name)
+        contexts = registered.get("contexts")
+        if guild is None and (registered.get("dm_permission") is False
+                              or (contexts is not None and 1 not in contexts)):
+            raise CommandNotSynced(f"/{name} is a server-only command: Discord does not offer "
+                                   f"it in direct messages")
         resolved: dict[str, Any] = {}
         definitions = registered.get("options") or []
         wrappers: list[dict[str, Any]] = []
