@@ -131,13 +131,17 @@ class NegotiationConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where datasets live: local paths (relative to the config file) or hf:// references."""
+    """Where datasets live: local paths (relative to the config file) or hf:// references.
 
-    craigslist_test: str = "../shared/data/craigslist_bargains/test.json"
-    craigslist_validation: str = "../shared/data/craigslist_bargains/validation.json"
+    "" (the default) reads the copy ``haggle data fetch`` put in the data cache
+    (bot/data_sources.py).
+    """
+
+    craigslist_test: str = ""
+    craigslist_validation: str = ""
     craigslist_train: str = ""
-    deal_or_no_deal: str = "../shared/data/deal_or_no_deal"
-    agreemate_results: str = "../shared/data/agreemate_results"
+    deal_or_no_deal: str = ""
+    agreemate_results: str = ""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
@@ -9,15 +11,43 @@ import pytest
 from bot.negotiation.scenario import Scenario
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+# The real datasets the tests read (CraigslistBargains, Deal or No Deal, AgreeMate's runs), in
+# the data cache's layout (craigslist_bargains/test.json, ...). Only tests and CI use this: the
+# product reads [data] or `haggle data fetch`'s cache. `haggle data fetch all` fills
+# ~/.cache/haggle/datasets, which HAGGLE_TEST_DATA can name.
+ENV_TEST_DATA = "HAGGLE_TEST_DATA"
+SHARED_DATA = Path(os.environ.get(ENV_TEST_DATA) or REPO / ".." / "shared" / "data").resolve()
 
 
 def shared_file(*parts: str) -> Path:
-    """A file of ../shared/data; the test is skipped, saying why, when it is absent."""
+    """A file of the test datasets; the test is skipped, in one line naming it, when absent."""
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} is not on this machine (the shared datasets live beside the checkout)")
+        pytest.skip(f"{path} is absent (point {ENV_TEST_DATA} at a folder of the datasets, "
+                    f"e.g. ~/.cache/haggle/datasets after `haggle data fetch all`)")
     return path
+
+
+def shared_data_config(tmp_path: Path, **files: str) -> Path:
+    """The repo's config.toml, copied to ``tmp_path`` with [data] KEY = the test dataset at
+    ``files[KEY]`` (a path under SHARED_DATA); skips, naming the file, when one is absent."""
+    text = (REPO / "config.toml").read_text(encoding="utf-8")
+    for key, rel in files.items():
+        pattern = re.compile(rf'^{key} = "".*$', re.MULTILINE)
+        assert pattern.search(text), f"config.toml has no line {key} = \"\""
+        text = pattern.sub(f'{key} = "{shared_file(*rel.split("/"))}"', text)
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _empty_data_cache(tmp_path_factory):
+    """The data cache is an empty folder: no test sees what `haggle data fetch` put on this
+    machine, and a command that needs a dataset says so instead of reading it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HAGGLE_DATA_HOME", str(tmp_path_factory.mktemp("data-cache")))
+        yield
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import shared_data_config
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -25,11 +27,13 @@ def test_help_lists_the_commands():
 
 
 @pytest.mark.parametrize("scenario_set", ["craigslist-test", "agreemate"])
-def test_piped_play_json_record(scenario_set):
-    if scenario_set == "craigslist-test" and not (REPO / "../shared/data/craigslist_bargains/test.json").exists():
-        pytest.skip("the shared CraigslistBargains test split is not beside the checkout")
+def test_piped_play_json_record(scenario_set, tmp_path):
+    extra = []
+    if scenario_set == "craigslist-test":
+        config = shared_data_config(tmp_path, craigslist_test="craigslist_bargains/test.json")
+        extra = ["--config", str(config)]
     proc = haggle("play", "--role", "buyer", "--agent", "rule", "--json", "--scenario-set", scenario_set,
-                  stdin="hello\nwould you take 50?\n60\nok deal\n")
+                  *extra, stdin="hello\nwould you take 50?\n60\nok deal\n")
     record = json.loads(proc.stdout)
     sc = record["scenario"]
     assert {"id", "title", "listing_price", "buyer_target", "seller_target",
