@@ -348,7 +348,7 @@ def fetch(cfg: Config, names: Iterable[str], *, source: Path | None = None,
         ref = configured(cfg, ds, f)
         if ref is not None:
             if hub.is_hub_ref(ref):
-                yield "hub", _check_hub(ds, f, ref, download=not offline())
+                yield "hub", _check_hub(ds, f, ref, download=True)  # bot.hub heeds HF_HUB_OFFLINE
             else:
                 yield "configured", check_file(ds, f, Path(ref))
             continue

@@ -42,6 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.add_argument("--present", action="store_true",
                         help="check only the files that are there (missing ones are no error)")
     verify.set_defaults(func=run_verify)
+    for action in (p, ls, fetch, verify):  # before or after the action: `data verify --config X`
+        nested = action is not p
+        action.add_argument("--config", metavar="PATH",
+                            default=argparse.SUPPRESS if nested else None,
+                            help="config file (default: $HAGGLE_CONFIG, ./config.toml, the repo's)")
+        action.add_argument("-v", "--verbose", action="count",
+                            default=argparse.SUPPRESS if nested else 0,
+                            help="more logging (-vv for debug)")
 
 
 def _shown(path: str) -> str:
@@ -74,7 +82,7 @@ def run_list(args: argparse.Namespace) -> int:
             print(f"  {present}/{len(checks)} files present in "
                   + ", ".join(_shown(str(w)) for w in sorted(where)))
             continue
-        for f, c in zip(dataset.files, checks):
+        for f, c in zip(dataset.files, checks, strict=True):
             state = "ok" if c.ok else c.problem
             print(f"  {f.selector:<26} {f.records:>6} records  {state:<8} "
                   f"{c.path if c.path.startswith('hf://') else _shown(c.path)}")
@@ -83,8 +91,9 @@ def run_list(args: argparse.Namespace) -> int:
 
 def _line(action: str, check) -> str:
     pinned = "sha256 as pinned" if check.pinned else "sha256 not pinned"
-    return f"{action:<10} {check.dataset}/{check.file}: {check.records} records, {pinned} " \
-           f"({check.sha256 or '-'}) -> {check.path if check.path.startswith('hf://') else _shown(check.path)}"
+    where = check.path if check.path.startswith("hf://") else _shown(check.path)
+    return (f"{action:<10} {check.dataset}/{check.file}: {check.records} records, {pinned} "
+            f"({check.sha256 or '-'}) -> {where}")
 
 
 def run_fetch(args: argparse.Namespace) -> int:
@@ -120,6 +129,7 @@ def run_verify(args: argparse.Namespace) -> int:
         else:
             print(f"{'MISSING' if not c.present else 'BAD':<9} {c.dataset}/{c.file}: {c.problem} "
                   f"({c.path if c.path.startswith('hf://') else _shown(c.path)})")
+    hint = "; get the missing ones with `haggle data fetch NAME`"
     print(f"{len(checks) - len(bad)} of {len(checks)} file(s) check out"
-          + (f"; get the missing ones with `haggle data fetch NAME`" if any(not c.present for c in bad) else ""))
+          + (hint if any(not c.present for c in bad) else ""))
     return 1 if bad else 0
