@@ -15,9 +15,11 @@ def load_scenario_set(cfg: Config, name: str) -> list[Scenario]:
     """The scenarios of set ``name``, with reservation prices from ``[negotiation]``.
 
     ``agreemate`` is the paper's 30 scenarios, shipped with the package; the craigslist sets
-    read the files ``[data]`` names (local paths or hf:// references).
+    read the file ``[data]`` names (a local path or hf:// reference), else the copy ``haggle
+    data fetch craigslist`` keeps in the data cache (bot/data_sources.py), else stop with one
+    line saying how to get it.
     """
-    from bot import datasets
+    from bot import data_sources, datasets
     from bot.agreemate import load_agreemate_scenarios
 
     fractions = dict(seller_bottom_fraction=cfg.negotiation.seller_bottom_fraction,
@@ -25,11 +27,7 @@ def load_scenario_set(cfg: Config, name: str) -> list[Scenario]:
     if name == "agreemate":
         return load_agreemate_scenarios(**fractions)
     if name in ("craigslist-test", "craigslist-validation"):
-        ref = cfg.data.craigslist_test if name == "craigslist-test" else cfg.data.craigslist_validation
-        if not ref:
-            raise DataError(f"no file configured for scenario set {name!r}: set [data] in config.toml")
-        if not ref.startswith("hf://"):
-            ref = str(cfg.resolve_path(ref))
+        ref = data_sources.locate(cfg, "craigslist", name.removeprefix("craigslist-"))
         return datasets.load_scenarios(ref, **fractions)
     raise DataError(f"unknown scenario set {name!r}; use one of: {', '.join(SCENARIO_SETS)}")
 

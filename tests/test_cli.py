@@ -1,6 +1,7 @@
 """The `haggle` command as a person runs it (subprocesses, piped stdin)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,9 @@ from tests.conftest import shared_data_config
 REPO = Path(__file__).resolve().parents[1]
 
 
-def haggle(*args, stdin="", check=True):
+def haggle(*args, stdin="", check=True, env=None):
     proc = subprocess.run([sys.executable, "-m", "bot.cli", *args], input=stdin, capture_output=True,
-                          text=True, cwd=REPO, timeout=120)
+                          text=True, cwd=REPO, timeout=120, env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"haggle {' '.join(args)} exited {proc.returncode}:\n{proc.stderr}")
     return proc
@@ -88,3 +89,16 @@ def test_clear_errors_for_bad_input(tmp_path):
                   "--buyer", "rule", "--seller", "rule", check=False)
     assert proc.returncode == 2 and "no scenario with id" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_defaults_need_nothing_beside_the_repo_and_missing_data_says_how_to_get_it():
+    """The shipped scenarios are the default; a craigslist set with an empty data cache (the
+    tests' cache is empty) is one line naming the command that fetches it."""
+    out = haggle("match", "--buyer", "rule-buyer", "--seller", "rule-seller", "--seed", "2").stdout
+    assert "Outcome:" in out
+    proc = haggle("match", "--buyer", "rule-buyer", "--seller", "rule-seller", "--scenario-set",
+                  "craigslist-test", check=False, env={"HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "CraigslistBargains test split is not in the data cache" in proc.stderr
+    assert "HF_HUB_OFFLINE=1: run `haggle data fetch craigslist:test` online" in proc.stderr

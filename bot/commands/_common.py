@@ -11,8 +11,9 @@ from bot.scenarios import SCENARIO_SETS, load_scenario_set, pick_scenario
 
 def add_scenario_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario", default="random", help="scenario id (or unique prefix), or 'random'")
-    p.add_argument("--scenario-set", choices=SCENARIO_SETS, default="craigslist-test",
-                   help="where scenarios come from (agreemate: the paper's 30, shipped with haggle)")
+    p.add_argument("--scenario-set", choices=SCENARIO_SETS, default="agreemate",
+                   help="where scenarios come from (default agreemate: the paper's 30, shipped "
+                        "with haggle; the craigslist sets after `haggle data fetch craigslist`)")
     p.add_argument("--seed", type=int, default=None, help="seed for the scenario draw and the agents")
     p.add_argument("--max-turns", type=int, default=None, help="turn cap (default from config)")
 
