@@ -35,10 +35,6 @@ from bot.errors import DataError, TurnError
 from bot.negotiation.parser import parse_utterance
 from bot.negotiation.turns import Act, Role, Turn
 
-DEFAULT_PATH = (
-    Path(__file__).resolve().parents[1] / "../shared/data/craigslist_bargains/validation.json"
-)
-
 
 @dataclass(frozen=True)
 class Scored:
@@ -191,13 +187,19 @@ def show_errors(rows: list[Scored], spec: str, limit: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH,
-                    help="CraigslistBargains JSON-lines file with dialogue_acts labels")
+    ap.add_argument("path", nargs="?", type=Path,
+                    help="CraigslistBargains JSON-lines file with dialogue_acts labels (default: "
+                         "the validation split of [data] or `haggle data fetch craigslist`)")
     ap.add_argument("--errors", metavar="GOLD:PRED|price",
                     help="print example mistakes for one confusion (or price mismatches)")
     ap.add_argument("--limit", type=int, default=40, help="how many examples --errors prints")
     args = ap.parse_args(argv)
     try:
+        if args.path is None:
+            from bot.config import load_config
+            from bot.data_sources import locate
+
+            args.path = Path(locate(load_config(), "craigslist", "validation"))
         rows = score_file(args.path)
         plain = score_file(args.path, use_history=False)
     except DataError as e:

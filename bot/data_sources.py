@@ -173,9 +173,16 @@ def configured(cfg: Config, ds: Dataset, f: DataFile) -> str | None:
     return None
 
 
+def _home_relative(path: Path) -> str:
+    try:
+        return "~/" + str(path.resolve().relative_to(Path.home().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def missing_message(what: str, selector: str, key: str) -> str:
     """One line: what is missing and how to get it."""
-    where = data_home()
+    where = _home_relative(data_home())
     if offline():
         return (f"{what} is not in the data cache ({where}) and HF_HUB_OFFLINE=1: run "
                 f"`haggle data fetch {selector}` online (or with --from DIR, local copies), "
@@ -365,7 +372,7 @@ def fetch(cfg: Config, names: Iterable[str], *, source: Path | None = None,
             yield "copied", _download(local.resolve().as_uri(), dest, ds, f)
             continue
         if offline():
-            raise DataError(f"{f.selector} is not in the data cache ({data_home()}) and "
-                            "HF_HUB_OFFLINE=1 forbids downloads: unset it, or use --from DIR "
-                            "with local copies")
+            raise DataError(f"{f.selector} is not in the data cache "
+                            f"({_home_relative(data_home())}) and HF_HUB_OFFLINE=1 forbids "
+                            "downloads: unset it, or use --from DIR with local copies")
         yield "downloaded", _download(ds.url(f), dest, ds, f)

@@ -67,7 +67,7 @@ from bot.negotiation.turns import Act, Role, Turn, standing_price
 
 ROLES = ("buyer", "seller", "generalist")
 SPLITS = ("train", "validation", "test")
-# Deal or No Deal file per split (shared/data/deal_or_no_deal/).
+# Deal or No Deal file per split (the catalogue's deal-or-no-deal files, bot/data/datasets.json).
 DEAL_FILES = {"train": "train.txt", "validation": "val.txt", "test": "test.txt"}
 FORMAL_ACTS = frozenset({Act.OFFER, Act.ACCEPT, Act.REJECT, Act.QUIT})
 
@@ -238,8 +238,8 @@ def read_deal_file(path: str | Path) -> tuple[list[DealDialogue], list[tuple[int
     """The dialogues of a Deal or No Deal file, and the lines that could not be read (why)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file; Deal or No Deal lives in shared/data/deal_or_no_deal "
-                        "(see [data] deal_or_no_deal)")
+        raise DataError(f"{path}: no such file; get Deal or No Deal with `haggle data fetch "
+                        "deal-or-no-deal`, or set [data] deal_or_no_deal to its folder")
     dialogues, bad = [], []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):

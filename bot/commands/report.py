@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report", help="metrics, comparisons, leaderboard and charts from the database",
         description="Summarise stored negotiations: every metric per pairing and per agent "
-                    "(mean, median, n, 95%% interval), CoT/personality/scale comparisons, a "
+                    "(mean, median, n, 95% interval), CoT/personality/scale comparisons, a "
                     "Bradley-Terry leaderboard; optionally PNG charts.")
     p.add_argument("--db", metavar="PATH", help="the database (default [store] path)")
     p.add_argument("--tournament", action="append", metavar="NAME",
