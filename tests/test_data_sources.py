@@ -41,8 +41,16 @@ def small(tmp_path, monkeypatch):
     monkeypatch.setattr(ds.Dataset, "url", lambda self, f: (remote / self.folder / f.name).as_uri())
     home = tmp_path / "home"
     monkeypatch.setenv("HAGGLE_DATA_HOME", str(home))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    _online(monkeypatch)
     return remote, home
+
+
+def _online(monkeypatch):
+    """Downloads allowed (file:// URLs only here), whatever HF_HUB_OFFLINE the run has."""
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
 
 
 def test_catalogue_is_complete_and_pins_the_files():
@@ -163,7 +171,8 @@ def test_locate_prefers_data_then_the_cache_then_says_how_to_get_it(small, tmp_p
     assert ds.locate(mine, "small", "test") == str(config_file.parent / "mine.json")
 
 
-def test_the_real_sets_say_how_to_get_them(tmp_path):
+def test_the_real_sets_say_how_to_get_them(tmp_path, monkeypatch):
+    _online(monkeypatch)
     cfg = parse_config({}, None)
     with pytest.raises(DataError, match=r"CraigslistBargains test split is not in the data cache "
                                         r".*`haggle data fetch craigslist:test`"):
