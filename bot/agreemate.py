@@ -3,7 +3,8 @@ result files read, its 30 scenarios shipped, its runs imported as reference tour
 
 Readers
     ``load_agreemate_csv(path)`` reads one of the paper's published result files
-    (``<buyer>+<seller>[_updated].csv``, see shared/data/README.md); malformed rows are
+    (``<buyer>+<seller>[_updated].csv``; ``haggle data fetch agreemate-results`` gets all 90,
+    see docs/data.md); malformed rows are
     skipped and listed in ``bad_rows``. ``load_agreemate_scenarios()`` gives the paper's 30 test
     scenarios, shipped as ``bot/data/agreemate_scenarios.json``; rebuild that file from the CSVs
     with ``haggle import-agreemate CSV_DIR --write-scenarios bot/data/agreemate_scenarios.json``.
@@ -13,7 +14,8 @@ Reference runs
     ``agreemate/<file stem>`` (``haggle import-agreemate``), every metric recomputed with our
     definitions from the run's prices, actions, targets and outcome, so reports and the
     leaderboard show the paper's runs beside ours. ``import_reference_runs`` imports the folder
-    ``[data] agreemate_results`` names (``haggle experiment --with-agreemate``).
+    ``[data] agreemate_results`` names, else the data cache's copy (``haggle experiment
+    --with-agreemate``).
 """
 
 from __future__ import annotations
@@ -509,12 +511,14 @@ async def import_reference_runs(store: Store, cfg: Config) -> tuple[int, int]:
 
     Returns (files imported now, files already there). Files already imported are not read.
     """
-    folder = cfg.resolve_path(cfg.data.agreemate_results)
+    from bot.data_sources import locate_folder
+
+    folder = locate_folder(cfg, "agreemate-results")
     files = sorted(folder.glob("*.csv")) if folder.is_dir() else []
     if not files:
         raise DataError(f"no AgreeMate result CSVs in {folder}: set [data] agreemate_results in "
-                        f"config.toml to the folder of the published runs, or drop "
-                        f"--with-agreemate")
+                        f"config.toml to the folder of the published runs (or \"\" for `haggle "
+                        f"data fetch agreemate-results`), or drop --with-agreemate")
     present = {t.name for t in await store.tournaments()}
     imported = 0
     for path in files:

@@ -5,21 +5,20 @@ results are the pure core's types (``Scenario``, ``Role``, ``Act``).
 
 CraigslistBargains (He et al. 2018)
     ``load_craigslist(ref)`` reads the Hugging Face form of the dataset: JSON lines as written
-    by ``datasets``' ``to_json`` (the offline copies in ``shared/data/craigslist_bargains/``),
-    the same records as Parquet (needs ``pyarrow``: the [dev] extra has it, the runtime does not), or the
-    original CoCoA ``parsed.json`` (a JSON array of ``{"scenario", "events"}``) that the Hub
-    loader converts. ``ref`` is a local path or ``hf://datasets/OWNER/REPO/FILE``.
+    by ``datasets``' ``to_json`` (what ``haggle data fetch craigslist`` downloads, see
+    bot/data_sources.py), the same records as Parquet (needs ``pyarrow``: the [dev] extra has
+    it, the runtime does not), or the original CoCoA ``parsed.json`` (a JSON array of
+    ``{"scenario", "events"}``) that the Hub loader converts. ``ref`` is a local path or
+    ``hf://datasets/OWNER/REPO/FILE``.
 
-    Where the train split lives: the Hub dataset ``stanfordnlp/craigslist_bargains`` holds no
-    data file, only a loading script (``craigslist_bargains.py``, plus README.md and
-    .gitattributes) that downloads CoCoA ``parsed.json`` bundles from CodaLab
-    (train: bundle 0xd34bbbc5fb3b4fccbd19e10756ca8dd7, validation: 0x15c4160b43d44ee3a8386cca98da138c;
-    test: 0x54d325bbcfb2463583995725ed8ca42b). ``datasets`` 4 no longer runs loading scripts.
-    So the train split is had either as that ``parsed.json`` (pass its local path), or as a
-    JSON-lines/Parquet export of it in some Hub dataset repository, e.g.
-    ``load_craigslist("hf://datasets/OWNER/REPO/train.json")`` (the file a
-    ``load_dataset("stanfordnlp/craigslist_bargains", trust_remote_code=True)["train"].to_json(...)``
-    with ``datasets<4`` writes). Validation has the same schema and is offline in shared/data.
+    The Hub dataset ``stanfordnlp/craigslist_bargains`` holds no data file, only a loading
+    script (``craigslist_bargains.py``, plus README.md and .gitattributes) that downloads CoCoA
+    ``parsed.json`` bundles from CodaLab (train: bundle 0xd34bbbc5fb3b4fccbd19e10756ca8dd7,
+    validation: 0x15c4160b43d44ee3a8386cca98da138c; test: 0x54d325bbcfb2463583995725ed8ca42b),
+    and ``datasets`` 4 no longer runs loading scripts. So a split is had as the JSON-lines
+    export ``haggle data fetch`` gets (pinned in bot/data/datasets.json), as that
+    ``parsed.json`` (pass its local path), or as a JSON-lines/Parquet export in some Hub
+    dataset repository, e.g. ``load_craigslist("hf://datasets/OWNER/REPO/train.json")``.
 
     Scenario ids are ``cb-`` + the first 12 hex digits of the SHA-1 of the title, listing price,
     both targets and every utterance: stable across file formats and line order, unlike a line

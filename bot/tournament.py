@@ -63,7 +63,7 @@ class TournamentConfig:
     agents: tuple[str, ...] = ()
     buyers: tuple[str, ...] = ()
     sellers: tuple[str, ...] = ()
-    scenario_set: str = "craigslist-test"
+    scenario_set: str = "agreemate"
     scenarios: int = DEFAULT_SCENARIOS
     seed: int = 0
     repetitions: int = 1
@@ -226,7 +226,7 @@ def default_name(*, agents: Sequence[str], buyers: Sequence[str], sellers: Seque
 
 
 def plan_tournament(cfg: Config, *, agents: Sequence[str] = (), buyers: Sequence[str] = (),
-                    sellers: Sequence[str] = (), scenario_set: str = "craigslist-test",
+                    sellers: Sequence[str] = (), scenario_set: str = "agreemate",
                     scenarios: int = DEFAULT_SCENARIOS, seed: int = 0, repetitions: int = 1,
                     max_turns: int | None = None, name: str | None = None) -> Plan:
     """Check the arguments and lay out every negotiation. Bad input raises a HaggleError."""

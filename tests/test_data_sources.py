@@ -257,3 +257,26 @@ def test_a_catalogue_entry_that_differs_is_caught(tmp_path):
     path.write_bytes(_lines(838))
     assert ds.check_file(dataset, replace(f, sha256=None), path).problem == \
         "838 records, expected 839"
+
+
+def test_training_and_the_paper_runs_read_the_cache_or_say_how_to_get_it(tmp_path, monkeypatch):
+    """`haggle train data`, `haggle import-agreemate` and --with-agreemate find the fetched
+    copies with [data] empty, and say in one line what to fetch without them."""
+    from training.pipeline import craigslist_ref, deal_file
+
+    _online(monkeypatch)
+    cfg = parse_config({}, None)
+    with pytest.raises(DataError, match=r"`haggle data fetch craigslist:train`"):
+        craigslist_ref(cfg, "train")
+    with pytest.raises(DataError, match=r"`haggle data fetch deal-or-no-deal:validation`"):
+        deal_file(cfg, "validation")
+    assert main(["import-agreemate", "--db", str(tmp_path / "x.db")]) == 2
+    home = tmp_path / "home"
+    monkeypatch.setenv("HAGGLE_DATA_HOME", str(home))
+    for folder, name, text in [("craigslist_bargains", "train.json", "{}\n"),
+                               ("deal_or_no_deal", "val.txt", "x\n")]:
+        (home / folder).mkdir(parents=True)
+        (home / folder / name).write_text(text)
+    assert craigslist_ref(cfg, "train") == str(home / "craigslist_bargains" / "train.json")
+    assert deal_file(cfg, "validation") == home / "deal_or_no_deal" / "val.txt"
+    assert craigslist_ref(cfg, "train", "mine.json") == "mine.json"  # --data wins

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.errors import ConfigError, DataError, ModelError
+from bot.errors import DataError, ModelError
 from bot.files import file_sha256
 from training.config import TrainingConfig
 from training.manifest import file_entry, read_manifest, update_manifest, versions
@@ -43,29 +43,27 @@ log = logging.getLogger(__name__)
 
 def craigslist_ref(cfg: Config, split: str, data: str | None = None) -> str:
     """The CraigslistBargains file of ``split``: ``data`` (a path or hf:// reference) when
-    given, else [data] craigslist_<split> (relative to the config file)."""
-    ref = data or getattr(cfg.data, f"craigslist_{split}")
-    if not ref:
-        raise ConfigError(
-            f"no CraigslistBargains {split} split is configured: set [data] "
-            f"craigslist_{split} (the train split is on the Hugging Face Hub only: "
-            "hf://datasets/OWNER/REPO/train.json, see README 'Training'), pass --data FILE, or "
-            "use --split validation (offline)")
-    if data or ref.startswith("hf://"):
-        return ref
-    return str(cfg.resolve_path(ref))
+    given, else [data] craigslist_<split> (relative to the config file), else the copy
+    ``haggle data fetch craigslist`` keeps in the data cache (else a one-line error saying how
+    to get it)."""
+    from bot import data_sources
+
+    if data:
+        return data
+    return data_sources.locate(cfg, "craigslist", split)
 
 
 def deal_file(cfg: Config, split: str, deal: str | None = None) -> Path:
     """The Deal or No Deal file of ``split``: ``deal`` (a folder or file) when given, else
-    [data] deal_or_no_deal."""
-    from bot import hub
+    [data] deal_or_no_deal, else the data cache (``haggle data fetch deal-or-no-deal``)."""
+    from bot import data_sources, hub
     from training.data import DEAL_FILES
 
-    ref = deal or cfg.data.deal_or_no_deal
-    if hub.is_hub_ref(ref):
-        return hub.resolve(ref)
-    path = Path(ref) if deal else cfg.resolve_path(ref)
+    if not deal:
+        return hub.resolve(data_sources.locate(cfg, "deal-or-no-deal", split))
+    if hub.is_hub_ref(deal):
+        return hub.resolve(deal)
+    path = Path(deal)
     return path / DEAL_FILES[split] if path.is_dir() else path
 
 
@@ -114,7 +112,8 @@ def stage_data(cfg: Config, train_cfg: TrainingConfig, role: str, split: str,
                  "buyer_ceiling_fraction": cfg.negotiation.buyer_ceiling_fraction}
     cb = read_craigslist(ref, **fractions)
     report = Report(role=role, split=split)
-    configured = data or getattr(cfg.data, f"craigslist_{split}")
+    configured = (data or getattr(cfg.data, f"craigslist_{split}")
+                  or f"data cache: craigslist:{split}")
     report.sources.append({"dataset": "CraigslistBargains", "split": split, "ref": configured,
                            "path": str(cb.path.resolve()), "sha256": file_sha256(cb.path),
                            "dialogues": len(cb.dialogues),
@@ -124,7 +123,8 @@ def stage_data(cfg: Config, train_cfg: TrainingConfig, role: str, split: str,
         deal_path = deal_file(cfg, split, deal)
         deals, bad = read_deal_file(deal_path)
         report.sources.append({"dataset": "Deal or No Deal", "split": split,
-                               "ref": deal or cfg.data.deal_or_no_deal,
+                               "ref": (deal or cfg.data.deal_or_no_deal
+                                       or f"data cache: deal-or-no-deal:{split}"),
                                "path": str(deal_path.resolve()), "sha256": file_sha256(deal_path),
                                "dialogue_lines": len(deals), "skipped_lines": len(bad)})
     examples, report = build_examples(role, split, craigslist=cb.dialogues,

@@ -1,9 +1,10 @@
 """`haggle import-agreemate`: the AgreeMate paper's published runs as reference tournaments.
 
-    haggle import-agreemate ../shared/data/agreemate_results --db haggle.db
-    haggle import-agreemate ../shared/data/agreemate_results --write-scenarios bot/data/agreemate_scenarios.json
+    haggle data fetch agreemate-results       # the 90 CSVs (GeneralCoder365/agreemate, results/)
+    haggle import-agreemate --db haggle.db    # imports them ([data] agreemate_results or the cache)
+    haggle import-agreemate FOLDER --write-scenarios bot/data/agreemate_scenarios.json
 
-Each result CSV (``<buyer>+<seller>[_updated].csv``, see shared/data/README.md) becomes the
+Each result CSV (``<buyer>+<seller>[_updated].csv``, see docs/paper.md) becomes the
 tournament ``agreemate/<file stem>``; every metric is recomputed with our definitions from the
 run's prices, actions, targets and outcome. Malformed rows are skipped and reported with their
 line. Importing a file again adds nothing. ``--write-scenarios`` rebuilds the shipped scenario
@@ -24,8 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "import-agreemate", help="import AgreeMate result CSVs as reference tournaments",
         description="Import the AgreeMate paper's result CSVs (files, or folders of them) as "
                     "reference tournaments named after each file, with every metric recomputed.")
-    p.add_argument("files", nargs="+", metavar="FILE",
-                   help="result CSV files, or folders whose *.csv files are imported")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="result CSV files, or folders whose *.csv files are imported (default: "
+                        "[data] agreemate_results, else `haggle data fetch agreemate-results`'s "
+                        "copy in the data cache)")
     p.add_argument("--db", metavar="PATH", help="the database (default [store] path)")
     p.add_argument("--prefix", default="agreemate/",
                    help="tournament name prefix (default agreemate/)")
@@ -82,6 +85,11 @@ async def _import(args: argparse.Namespace, files: list[Path]) -> int:
 def run(args: argparse.Namespace) -> int:
     from bot.agreemate import parse_agreemate_name, write_agreemate_scenarios
 
+    if not args.files:
+        from bot.commands._common import resolve_config
+        from bot.data_sources import locate_folder
+
+        args.files = [str(locate_folder(resolve_config(args), "agreemate-results"))]
     files = expand_files(args.files)
     for path in files:  # every name checked before anything is written
         parse_agreemate_name(path)

@@ -31,8 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="how many scenarios (default 30, drawn from the set with --seed; "
                         "the whole set when N is its size)")
     p.add_argument("--scenario-set", choices=SCENARIO_SETS,
-                   help="where scenarios come from (default craigslist-test; agreemate: the "
-                        "paper's 30 scenarios of its published runs)")
+                   help="where scenarios come from (default [tournament] scenario_set, "
+                        "agreemate: the paper's 30 scenarios of its published runs, shipped; "
+                        "the craigslist sets after `haggle data fetch craigslist`)")
     p.add_argument("--seed", type=int, help="seed of the scenario draw (default 0)")
     p.add_argument("--repetitions", type=int, metavar="R",
                    help="play each pairing x scenario R times (agent seed + r at repetition r)")

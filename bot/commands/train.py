@@ -43,12 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train", help="train a buyer/seller/generalist model: data, fit, merge, export, verify",
         description="Role-specialised LoRA fine-tuning, from CraigslistBargains (and Deal or No "
                     "Deal for the generalist) to merged, quantized, verified GGUF files the bot "
-                    "runs by naming the folder as a model path. See README 'Training'.",
+                    "runs by naming the folder as a model path. See docs/training.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="stages: data (chat examples), fit (LoRA), merge, export (GGUF + quantize), "
                "verify (top-1 agreement), all (the whole chain, writes DIR/manifest.json). "
                "Several GPUs: accelerate launch --multi_gpu --num_processes N -m bot.cli train "
-               "fit|all ... (data-parallel; see README 'Training')")
+               "fit|all ... (data-parallel; see docs/training.md)")
     p.add_argument("stage", choices=STAGES, help="which stage to run")
     p.add_argument("--role", choices=ROLES, required=True,
                    help="buyer: buyer turns; seller: seller turns; generalist: both + Deal or No Deal")
@@ -57,14 +57,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default DIR/data/ROLE.jsonl)")
     data = p.add_argument_group("data (stages data and all)")
     data.add_argument("--split", choices=SPLITS, default="train",
-                      help="CraigslistBargains / Deal or No Deal split (default train; only "
-                           "validation and test are offline, train comes from the Hub)")
+                      help="CraigslistBargains / Deal or No Deal split (default train; get it "
+                           "once with `haggle data fetch craigslist`, see docs/data.md)")
     data.add_argument("--data", metavar="REF",
                       help="CraigslistBargains file: a path or hf://datasets/OWNER/REPO/FILE "
-                           "(default: [data] craigslist_<split>)")
+                           "(default: [data] craigslist_<split>, else the data cache)")
     data.add_argument("--deal", metavar="PATH",
                       help="Deal or No Deal folder or file, for the generalist "
-                           "(default: [data] deal_or_no_deal)")
+                           "(default: [data] deal_or_no_deal, else the data cache)")
     data.add_argument("--max-turns", type=int, metavar="N",
                       help="cut dialogues at the serving turn cap (default [negotiation] max_turns)")
     fit = p.add_argument_group("fit (hyperparameters: [training], then these flags)")
