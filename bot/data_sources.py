@@ -180,15 +180,16 @@ def _home_relative(path: Path) -> str:
         return str(path)
 
 
-def missing_message(what: str, selector: str, key: str) -> str:
+def missing_message(what: str, selector: str, key: str, *, thing: str = "file") -> str:
     """One line: what is missing and how to get it."""
     where = _home_relative(data_home())
+    verb = "are" if what.endswith("runs") else "is"
     if offline():
-        return (f"{what} is not in the data cache ({where}) and HF_HUB_OFFLINE=1: run "
+        return (f"{what} {verb} not in the data cache ({where}) and HF_HUB_OFFLINE=1: run "
                 f"`haggle data fetch {selector}` online (or with --from DIR, local copies), "
-                f"or set [data] {key} to a local file")
-    return (f"{what} is not in the data cache ({where}): run `haggle data fetch {selector}`, "
-            f"or set [data] {key} to a local file")
+                f"or set [data] {key} to a local {thing}")
+    return (f"{what} {verb} not in the data cache ({where}): run `haggle data fetch {selector}`, "
+            f"or set [data] {key} to a local {thing}")
 
 
 def locate(cfg: Config, dataset: str, part: str) -> str:
@@ -220,7 +221,7 @@ def locate_folder(cfg: Config, dataset: str) -> Path:
         return cfg.resolve_path(getattr(cfg.data, ds.config))
     folder = data_home() / ds.folder
     if not any(folder.glob("*")):
-        raise DataError(missing_message(ds.title, ds.name, ds.config or "") + " folder")
+        raise DataError(missing_message(ds.title, ds.name, ds.config or "", thing="folder"))
     return folder
 
 

@@ -177,8 +177,9 @@ def test_the_real_sets_say_how_to_get_them(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"CraigslistBargains test split is not in the data cache "
                                         r".*`haggle data fetch craigslist:test`"):
         ds.locate(cfg, "craigslist", "test")
-    with pytest.raises(DataError, match="AgreeMate's published runs is not in the data cache.*"
-                                        "`haggle data fetch agreemate-results`"):
+    with pytest.raises(DataError, match="AgreeMate's published runs are not in the data cache.*"
+                                        "`haggle data fetch agreemate-results`, or set "
+                                        r"\[data\] agreemate_results to a local folder$"):
         ds.locate_folder(cfg, "agreemate-results")
     folder = parse_config({"data": {"deal_or_no_deal": str(tmp_path)}}, None)
     (tmp_path / "val.txt").write_text("x\n")

@@ -72,7 +72,7 @@ def run_list(args: argparse.Namespace) -> int:
           + ("  (HF_HUB_OFFLINE=1: no downloads)" if ds.offline() else ""))
     for name, dataset in ds.catalogue().items():
         hub = f"; card: https://huggingface.co/datasets/{dataset.hub}" if dataset.hub else ""
-        print(f"\n{name}: {dataset.title} ({dataset.cite}); license: {dataset.license}")
+        print(f"\n{name}: {dataset.title}. Cite {dataset.cite}. License: {dataset.license}")
         print(f"  source: github.com/{dataset.repository} @ {dataset.commit[:12]}, "
               f"{dataset.path}{hub}")
         checks = ds.verify(cfg, [name])
