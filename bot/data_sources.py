@@ -369,11 +369,14 @@ def fetch(cfg: Config, names: Iterable[str], *, source: Path | None = None,
         if source is not None:
             local = source / ds.folder / f.name
             if not local.is_file():
-                raise DataError(f"{local}: no such file (--from expects DIR/{ds.folder}/{f.name})")
+                yield "missing", Check(ds.name, f.name, str(local), present=False,
+                                       problem=f"not in --from (expected DIR/{ds.folder}/{f.name})")
+                continue
             yield "copied", _download(local.resolve().as_uri(), dest, ds, f)
             continue
         if offline():
-            raise DataError(f"{f.selector} is not in the data cache "
-                            f"({_home_relative(data_home())}) and HF_HUB_OFFLINE=1 forbids "
-                            "downloads: unset it, or use --from DIR with local copies")
+            yield "offline", Check(ds.name, f.name, str(dest), present=False,
+                                   problem="not in the data cache and HF_HUB_OFFLINE=1 forbids "
+                                           "downloads: unset it, or use --from DIR")
+            continue
         yield "downloaded", _download(ds.url(f), dest, ds, f)

@@ -135,8 +135,10 @@ def test_unreachable_sources_and_offline_are_one_line_errors(small, monkeypatch)
         list(ds.fetch(cfg, ["small:test"]))
     assert "\n" not in str(err.value)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(DataError, match="small:test is not in the data cache .* HF_HUB_OFFLINE=1"):
-        list(ds.fetch(cfg, ["small:test"]))
+    (action, check), = ds.fetch(cfg, ["small:test"])
+    assert action == "offline" and not check.present
+    assert check.problem == ("not in the data cache and HF_HUB_OFFLINE=1 forbids downloads: "
+                             "unset it, or use --from DIR")
 
 
 def test_fetch_from_local_copies_works_offline(small, tmp_path, monkeypatch):
@@ -144,8 +146,10 @@ def test_fetch_from_local_copies_works_offline(small, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cfg = parse_config({}, None)
     assert [a for a, _ in ds.fetch(cfg, ["small"], source=remote)] == ["copied", "copied"]
-    with pytest.raises(DataError, match=r"expects DIR/small/a.json"):
-        list(ds.fetch(cfg, ["small:test"], source=tmp_path / "elsewhere", force=True))
+    (remote / "small" / "a.json").unlink()  # what --from lacks is reported; the rest goes on
+    done = list(ds.fetch(cfg, ["small"], source=remote, force=True))
+    assert [(a, c.ok) for a, c in done] == [("missing", False), ("copied", True)]
+    assert done[0][1].problem == "not in --from (expected DIR/small/a.json)"
 
 
 def test_locate_prefers_data_then_the_cache_then_says_how_to_get_it(small, tmp_path, monkeypatch):
@@ -281,3 +285,12 @@ def test_training_and_the_paper_runs_read_the_cache_or_say_how_to_get_it(tmp_pat
     assert craigslist_ref(cfg, "train") == str(home / "craigslist_bargains" / "train.json")
     assert deal_file(cfg, "validation") == home / "deal_or_no_deal" / "val.txt"
     assert craigslist_ref(cfg, "train", "mine.json") == "mine.json"  # --data wins
+
+
+def test_experiment_with_agreemate_says_what_is_missing_before_it_plays(tmp_path, capsys):
+    """Without the published runs, --with-agreemate stops at once, not after the grid."""
+    db = tmp_path / "grid.db"
+    code = main(["experiment", str(ds.Path(__file__).parents[1] / "examples" / "grid_cpu.toml"),
+                 "--with-agreemate", "--db", str(db), "--no-progress"])
+    assert code == 2 and not db.exists()
+    assert "`haggle data fetch agreemate-results`" in capsys.readouterr().err

@@ -111,7 +111,10 @@ def run_fetch(args: argparse.Namespace) -> int:
             print(_line(action, check))
         else:
             failed += 1
-            print(f"{action:<10} {check.dataset}/{check.file}: {check.problem} ({check.path})")
+            print(f"{action:<10} {check.dataset}/{check.file}: {check.problem} "
+                  f"({check.path if check.path.startswith('hf://') else _shown(check.path)})")
+    if failed:
+        print(f"{failed} file(s) not fetched")
     return 1 if failed else 0
 
 

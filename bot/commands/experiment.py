@@ -64,6 +64,10 @@ async def _experiment(args: argparse.Namespace) -> int:
         print(f"database: {db}" + ("" if db.exists() else " (not created yet)"))
         return 0
 
+    if args.with_agreemate:  # before hours of negotiations: is there anything to import?
+        from bot.data_sources import locate_folder
+
+        locate_folder(base, "agreemate-results")
     async with await Store.open(db) as store:
         stats = await run_experiment(plan, store, workers=args.workers,
                                      progress=not args.no_progress,
