@@ -22,11 +22,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import SHARED_DATA
 from tests.loopback_discord import state as st
 from tests.loopback_discord.driver import text_of
 from tests.loopback_discord.world import AGENTS, HaggleWorld, haggle_config
 
-SPEC = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "discord-api-spec" / "openapi.json"
+SPEC = SHARED_DATA / "discord-api-spec" / "openapi.json"  # $HAGGLE_TEST_DATA (tests/conftest.py)
 LONGBOARD = "e5cd53dc-424c-4197-8eb8-ed8861b19e0d"
 
 
