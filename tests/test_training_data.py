@@ -235,7 +235,9 @@ def test_train_split_needs_a_source_and_bad_settings_name_the_key(tmp_path, monk
     from bot.cli import build_parser
     from bot.commands.train import load_settings
 
-    with pytest.raises(ConfigError, match="--split validation"):
+    # the train split: [data] craigslist_train, else the data cache (empty in the tests)
+    with pytest.raises(DataError, match=r"`haggle data fetch craigslist:train`, or set \[data\] "
+                                        "craigslist_train"):
         from bot.commands.train import stage_data
 
         parsed = build_parser().parse_args(args)
