@@ -3,24 +3,39 @@
 Subcommands are discovered from the modules of ``bot.commands``: each defines
 ``register(subparsers)`` and keeps its heavy imports inside the function it runs, so
 ``haggle --help`` stays fast and never imports torch, discord or llama_cpp.
+
+Ctrl-C: from the moment ``main`` is called until it returns, an interrupt makes haggle print
+"haggle: interrupted" and exit with status 130, whatever it was doing (building the parser,
+loading the config, running a tournament, printing its summary). Commands that run an event
+loop turn the interrupt into a cancellation of their work (asyncio.run does), so what they
+stored stays whole. Before ``main`` runs (Python starting up) and after it returns (Python
+shutting down), Python's own handling applies: the process dies of SIGINT, which a shell
+reports as status 130 too (inside Python's site import it exits 1, "Fatal Python error"). A
+haggle started with SIGINT ignored (a background job of a non-interactive shell, such as
+``make test &`` in a script) keeps ignoring it, as Python and other Unix programs do. See
+docs/trust.md.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
-import pkgutil
 import sys
 
-import bot.commands
-from bot import __version__
-from bot.errors import HaggleError
+TYPE_CHECKING = False  # not typing's: importing typing takes time before main's try
+if TYPE_CHECKING:
+    import argparse
 
-log = logging.getLogger("haggle")
+# Everything else is imported inside the functions: importing argparse, logging and the command
+# modules takes a good part of start-up, and ``main``'s try must cover it (see above).
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+    import importlib
+    import pkgutil
+
+    import bot.commands
+    from bot import __version__
+
     parser = argparse.ArgumentParser(
         prog="haggle", description="Haggling LLM agents: play, match, tournaments, reports, training.")
     parser.add_argument("--version", action="version", version=f"haggle {__version__}")
@@ -41,11 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from bot.errors import HaggleError
+
     try:
+        import logging
+
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return int(args.func(args) or 0)
     except HaggleError as exc:
         print(f"haggle: error: {exc}", file=sys.stderr)

@@ -102,3 +102,16 @@ def test_defaults_need_nothing_beside_the_repo_and_missing_data_says_how_to_get_
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "CraigslistBargains test split is not in the data cache" in proc.stderr
     assert "HF_HUB_OFFLINE=1: run `haggle data fetch craigslist:test` online" in proc.stderr
+
+
+def test_an_interrupt_while_building_the_parser_exits_130(monkeypatch, capsys):
+    """Ctrl-C during start-up (importing the command modules) is an interrupt like any other:
+    status 130 and the message, not a traceback and death by SIGINT."""
+    import bot.cli
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bot.cli, "build_parser", interrupted)
+    assert bot.cli.main(["tournament", "--help"]) == 130
+    assert "haggle: interrupted" in capsys.readouterr().err

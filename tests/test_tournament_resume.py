@@ -2,25 +2,32 @@
 negotiations: none lost, none duplicated, every one with all its turns.
 
 The tournament runs as a real `haggle tournament` subprocess with a test-only config of rule
-agents. Rule agents finish a negotiation in about a millisecond, so the plan is made large
-enough (3 pairings x the 30 shipped AgreeMate scenarios x 16 repetitions = 1,440 negotiations,
-a few seconds) to be caught mid-run: the test watches the database and kills the process once
-some negotiations are stored. No sleep or hook in the product code is involved.
+agents. The test waits until some negotiations are stored, then takes the database's write lock
+itself: the run can store nothing more, so it cannot finish, however fast the machine is. It
+signals the process while holding the lock and releases it at once. No sleep race and no hook in
+the product code is involved.
+
+The child starts with SIGINT at its default disposition whatever this process inherited: run
+as a background job of a non-interactive shell (``make test &`` in a script), pytest and its
+children start with SIGINT ignored, Python keeps an inherited SIG_IGN, and the Ctrl-C test then
+saw a tournament that ignored the interrupt and finished (exit 0). That was the flake.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-REPETITIONS = 16  # a run long enough that the signal lands mid-run on a busy machine too
+REPETITIONS = 2  # the lock, not the plan's length, keeps the run from finishing first
 PLANNED = 3 * 30 * REPETITIONS
 CONFIG = """
 [agents.rule]
@@ -54,21 +61,42 @@ def _stored(db: Path) -> int:
         return 0
 
 
+@contextlib.contextmanager
+def _sigint_at_default() -> Iterator[None]:
+    """Children started inside start with SIGINT at its default (a handler set here is reset
+    to the default at exec; an inherited SIG_IGN would be kept)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def _start_and_stop(tmp_path: Path, sig: int) -> tuple[subprocess.Popen, int]:
-    """Start the tournament, wait until it has stored some negotiations, send ``sig``."""
+    """Start the tournament, wait until it has stored some negotiations, then send ``sig``
+    while this test holds the database's write lock (so the run is provably unfinished)."""
     db = tmp_path / "t.db"
-    proc = subprocess.Popen(_command(tmp_path), cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
+    with _sigint_at_default():
+        proc = subprocess.Popen(_command(tmp_path), cwd=REPO, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
     while _stored(db) < 40:
         if proc.poll() is not None:
             pytest.fail(f"the tournament ended (rc {proc.returncode}) before it could be "
                         f"interrupted: {proc.stderr.read()}")
         if time.monotonic() > deadline:
             proc.kill()
-            pytest.fail("the tournament stored nothing within 60 s")
-        time.sleep(0.005)
-    proc.send_signal(sig)
+            pytest.fail("the tournament stored fewer than 40 negotiations within 120 s")
+        time.sleep(0.005)  # polling a condition, not waiting for one to happen in time
+    conn = sqlite3.connect(db, timeout=60, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")  # the run's next store waits on this lock
+        held = conn.execute("SELECT count(*) FROM negotiations").fetchone()[0]
+        assert held < PLANNED
+        proc.send_signal(sig)
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
     proc.wait(timeout=60)
     return proc, _stored(db)
 
@@ -120,7 +148,21 @@ def test_sigkill_mid_run_then_rerun_completes_exactly_the_plan(tmp_path):
     assert {k: after[k] for k in before} == before  # nothing stored before was touched
 
 
-def test_ctrl_c_mid_run_stops_cleanly_and_the_rerun_finishes(tmp_path):
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_ctrl_c_mid_run_stops_cleanly_and_the_rerun_finishes(tmp_path, inherited):
+    """``ignored``: this process runs with SIGINT ignored, as under ``make test &`` in a
+    script; the child must still get the interrupt (the flake's cause)."""
+    if inherited == "ignored":
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            _ctrl_c_mid_run(tmp_path)
+        finally:
+            signal.signal(signal.SIGINT, old)
+    else:
+        _ctrl_c_mid_run(tmp_path)
+
+
+def _ctrl_c_mid_run(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     proc, stored = _start_and_stop(tmp_path, signal.SIGINT)
     assert proc.returncode == 130
