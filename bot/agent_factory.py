@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Iterable
 
 from bot.config import AgentConfig, Config
-from bot.errors import ConfigError
+from bot.errors import ConfigError, ModelError, ModelUnavailable
 from bot.negotiation.agents import Agent, RuleAgent
 from bot.negotiation.turns import Role
 
@@ -64,6 +65,40 @@ class AgentFactory:
                         max_repairs=agent.max_repairs, fallback=rule,
                         policy=policy)
 
+    async def probe(self, seats: Iterable[tuple[str, Role | str, str]]) -> list[str]:
+        """Probe, once each, the models the agents of ``seats`` (agent name, role, seat) run on:
+        a load for llama.cpp, a one-token call for an HTTP endpoint. Each model is probed on the
+        backend of the first seat that uses it, the one that agent will get, so a load is not
+        wasted. Returns the models probed; raises ModelUnavailable naming the first dead one
+        and what to check."""
+        probed: list[str] = []
+        for name, role, seat in seats:
+            agent = self.cfg.agent(name)
+            if agent.kind != "llm" or agent.model in probed:
+                continue
+            probed.append(agent.model)
+            spec = self.cfg.models[agent.model]
+            backend = self.pool.backend(agent.model, seat)
+            try:
+                await backend.probe()
+            except ModelError as exc:
+                raise ModelUnavailable(
+                    f"model {agent.model!r} (agent {name!r}, {Role.parse(role).value}) failed its "
+                    f"probe, so nothing was run: {exc}. {what_to_check(spec)}") from exc
+            log.info("model %s answered its probe", agent.model)
+        return probed
+
     async def aclose(self) -> None:
         if self._pool is not None:
             await self._pool.aclose()
+
+
+def what_to_check(spec) -> str:
+    """What to look at when model ``spec`` (a ModelSpec) does not answer."""
+    if spec.backend == "openai":
+        return (f"Check that the server at {spec.url} is running and serves the model "
+                f"{spec.remote_model!r} (its /models lists it), or fix url / model in "
+                f"[models.{spec.name}]; then rerun the same command")
+    return (f"Check [models.{spec.name}] path = {spec.path!r}: the file must be a complete GGUF "
+            f"this llama-cpp-python build can load (`haggle models` lists what it reads); "
+            f"then rerun the same command")

@@ -119,9 +119,14 @@ class NegotiationConfig:
     seller_bottom_fraction: float = 0.7
     buyer_ceiling_fraction: float = 1.0
     turn_timeout_s: float = 120.0
+    # bot-vs-bot: a side whose model fails (unreachable, load failure, HTTP error, timeout) on
+    # this many consecutive turns, or on every turn it plays, voids the negotiation as an error
+    max_model_failures: int = 3
 
     def check(self, where: str) -> None:
         require(self.max_turns >= 2, f"{where}.max_turns", f"must be >= 2, got {self.max_turns}")
+        require(self.max_model_failures >= 1, f"{where}.max_model_failures",
+                f"must be >= 1, got {self.max_model_failures}")
         for key in ("seller_bottom_fraction", "buyer_ceiling_fraction"):
             v = getattr(self, key)
             require(0 < v <= 2, f"{where}.{key}", f"must be in (0, 2], got {v}")

@@ -29,6 +29,11 @@ class ModelError(HaggleError):
     """A model file is missing, corrupt or unsupported, or a backend failed."""
 
 
+class ModelUnavailable(ModelError):
+    """A model's backend failed its probe before a run (it cannot load, nothing answers at its
+    url): the run does not start. The message names the model and what to check."""
+
+
 class StoreError(HaggleError):
     """The database cannot be opened or written."""
 

@@ -131,6 +131,7 @@ class Plan:
     max_turns: int
     first_mover: str
     turn_timeout: float
+    max_model_failures: int = 3
 
     @property
     def planned(self) -> int:
@@ -246,7 +247,8 @@ def plan_tournament(cfg: Config, *, agents: Sequence[str] = (), buyers: Sequence
     return Plan(name=name, pairings=tuple(pairings), scenarios=tuple(chosen),
                 repetitions=repetitions, seed=seed, scenario_set=scenario_set, max_turns=turns,
                 first_mover=cfg.negotiation.first_mover,
-                turn_timeout=cfg.negotiation.turn_timeout_s)
+                turn_timeout=cfg.negotiation.turn_timeout_s,
+                max_model_failures=cfg.negotiation.max_model_failures)
 
 
 # --------------------------------------------------------------------------- snapshot
@@ -306,7 +308,8 @@ def snapshot(cfg: Config, plan: Plan) -> tuple[dict[str, Any], dict[str, Any], d
     models = {m: model_snapshot(cfg, m) for m in
               dict.fromkeys(a.model for a in agent_cfgs.values() if a.kind == "llm")}
     negotiation = asdict(cfg.negotiation)
-    negotiation.pop("turn_timeout_s")  # a safety limit, not part of the set-up
+    for limit in ("turn_timeout_s", "max_model_failures"):  # safety limits, not the set-up
+        negotiation.pop(limit)
     negotiation["max_turns"] = plan.max_turns
     settings = {
         "pairings": [[p.buyer, p.seller] for p in plan.pairings],
@@ -441,6 +444,7 @@ async def run_tournament(
     t0 = time.perf_counter()
     try:
         if todo:
+            await probe_models(factory, todo)
             await _run_matches(cfg, plan, store, row.id, todo, stats, factory,
                                progress=progress, on_stored=on_stored)
     finally:
@@ -452,6 +456,20 @@ async def run_tournament(
             await store.finish_tournament(row.id)
         stats.finished = True
     return stats
+
+
+async def probe_models(factory: AgentFactory, todo: Sequence[Match]) -> None:
+    """Probe each model the negotiations to run use, once, before any of them starts: a dead
+    backend stops the run here (ModelUnavailable) instead of filling the tournament with
+    fallback play. The probe goes to the seat worker 0 gives the first agent on that model.
+    A factory without ``probe`` (a test double building rule agents) has nothing to probe."""
+    probe = getattr(factory, "probe", None)
+    if probe is None:
+        return
+    seats = dict.fromkeys((name, role, f"w0/{name}/{role.value}") for m in todo
+                          for name, role in ((m.pairing.buyer, Role.BUYER),
+                                             (m.pairing.seller, Role.SELLER)))
+    await probe(seats)
 
 
 async def _run_matches(cfg: Config, plan: Plan, store: Store, tournament_id: int,
@@ -505,7 +523,8 @@ async def _run_matches(cfg: Config, plan: Plan, store: Store, tournament_id: int
                 seats.append(agent)
             record = await run_negotiation(
                 match.scenario, seats[0], seats[1], max_turns=plan.max_turns,
-                first_mover=plan.first_mover, turn_timeout=plan.turn_timeout)
+                first_mover=plan.first_mover, turn_timeout=plan.turn_timeout,
+                max_model_failures=plan.max_model_failures)
             t = time.perf_counter()
             await store.save_negotiation(tournament_id, record.to_dict(),
                                          repetition=match.repetition)

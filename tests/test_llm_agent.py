@@ -62,7 +62,7 @@ async def test_still_unusable_after_repair_plays_a_fallback_turn(scenario):
     agent = LLMAgent("s", backend, max_repairs=1)
     turn = await agent.respond(state(scenario, turns=BUYER_OFFERED_150))
     assert turn.fallback and "unusable reply" in turn.guard and turn.price >= scenario.seller_reservation
-    assert agent.stats == {"turns": 1, "repaired": 0, "fallback": 1}
+    assert agent.stats == {"turns": 1, "repaired": 0, "fallback": 1, "model_failed": 0}
 
 
 @pytest.mark.parametrize("failure", [ModelError("HTTP 500 from server"), Slow("{}", 1.0)])
@@ -70,6 +70,7 @@ async def test_backend_failure_or_timeout_plays_a_fallback_turn(scenario, failur
     agent = LLMAgent("s", FakeBackend([failure]), timeout=0.05)
     turn = await agent.respond(state(scenario, turns=BUYER_OFFERED_150))
     assert turn.fallback and "model error" in turn.guard
+    assert turn.model_failed and agent.stats["model_failed"] == 1
 
 
 async def test_context_overflow_retries_with_trimmed_history(scenario):

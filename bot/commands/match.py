@@ -60,7 +60,8 @@ async def _match(args: argparse.Namespace) -> int:
         seller = factory.build(args.seller, "seller", seed=args.seed)
         record = await run_negotiation(
             scenario, buyer, seller, max_turns=args.max_turns or cfg.negotiation.max_turns,
-            first_mover=cfg.negotiation.first_mover, turn_timeout=cfg.negotiation.turn_timeout_s)
+            first_mover=cfg.negotiation.first_mover, turn_timeout=cfg.negotiation.turn_timeout_s,
+            max_model_failures=cfg.negotiation.max_model_failures)
     finally:
         await factory.aclose()
     if args.json:

@@ -53,4 +53,9 @@ class ChatBackend(Protocol):
         timeout: float | None = None,
     ) -> ChatResult: ...
 
+    async def probe(self) -> None:
+        """Check once, cheaply, that the backend can answer at all (llama.cpp: load the model;
+        an HTTP endpoint: a one-token completion). Raises ModelError saying why not."""
+        ...
+
     async def aclose(self) -> None: ...

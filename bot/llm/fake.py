@@ -57,8 +57,11 @@ class FakeBackend:
         delay: float = 0.0,
         timeout_s: float = 30.0,
         default: Reply | None = None,
+        probe_error: BaseException | None = None,
     ) -> None:
         self.name = name
+        self.probe_error = probe_error  # what ``probe`` raises (a dead backend), if anything
+        self.probes = 0
         self.delay = delay
         self.timeout_s = timeout_s
         self.default = default
@@ -114,6 +117,14 @@ class FakeBackend:
         if not isinstance(reply, str):
             raise TypeError(f"fake backend {self.name}: a reply must be text, got {reply!r}")
         return ChatResult(text=reply, seconds=time.perf_counter() - started, finish_reason="stop")
+
+    async def probe(self) -> None:
+        """Counts the probe; raises ``probe_error`` when set. Uses no scripted reply."""
+        self.probes += 1
+        if self.closed:
+            raise ModelError(f"{self.name}: the backend is closed")
+        if self.probe_error is not None:
+            raise self.probe_error
 
     async def aclose(self) -> None:
         self.closed = True

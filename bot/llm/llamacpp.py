@@ -319,6 +319,11 @@ class LlamaCppBackend:
         """Load the model (no-op when loaded). Runs in the worker thread."""
         await self._in_worker(self._ensure_loaded)
 
+    async def probe(self) -> None:
+        """The backend's health check: loading the model (a file llama.cpp cannot load fails
+        here, with llama.cpp's reason)."""
+        await self.load()
+
     @property
     def loaded(self) -> bool:
         return self._llm is not None

@@ -186,6 +186,12 @@ class OpenAIHTTPBackend:
             )
         return self._parse(text, seconds)
 
+    async def probe(self) -> None:
+        """A one-token completion without a schema: the endpoint is reachable, serves the
+        model and answers a chat completion. Raises ModelError like ``chat``."""
+        await self.chat([{"role": "user", "content": "Say OK."}], schema=None,
+                        sampling=Sampling(temperature=0.0, max_tokens=1))
+
     def _parse(self, text: str, seconds: float) -> ChatResult:
         try:
             payload = json.loads(text)

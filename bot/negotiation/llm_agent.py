@@ -10,8 +10,10 @@ reply JSON schema, parse it, and check it. A reply that is malformed, states a p
 structured field does not carry, or leaks the prompt is re-asked once (``max_repairs``) with
 the problem spelled out; if it is still unusable, or the backend fails (timeout, HTTP error,
 empty output), a rule-based fallback turn (llm) or a template narration of the policy's move
-(hybrid) is played and counted. Every turn then passes the
-guard, so no reply can cross the agent's reservation price.
+(hybrid) is played and counted; a backend failure also marks the turn ``model_failed``, and a
+negotiation whose agent's model keeps failing ends as an error (runner.Negotiation), never as a
+result credited to the model. Every turn then passes the guard, so no reply can cross the
+agent's reservation price.
 
 The backend is anything with the ChatBackend shape (bot/llm/base.py): ``await
 backend.chat(messages, schema=..., sampling=..., timeout=...)`` returning an object with
@@ -93,7 +95,7 @@ class LLMAgent:
         self.max_tokens = getattr(sampling, "max_tokens", None) or 160
         self.fallback = fallback or RuleAgent(f"{name}-fallback", seed=0)
         self.policy = policy
-        self.stats = {"turns": 0, "repaired": 0, "fallback": 0}
+        self.stats = {"turns": 0, "repaired": 0, "fallback": 0, "model_failed": 0}
 
     # ---- prompting
 
@@ -201,7 +203,7 @@ class LLMAgent:
                                                         f"re-ask(s): {problem}")
         except ModelError as exc:
             log.warning("%s: model failed, playing a fallback turn: %s", self.name, exc)
-            turn = await self._fallback(state, plan, f"model error: {exc}")
+            turn = await self._fallback(state, plan, f"model error: {exc}", model_failed=True)
         if turn.repaired:
             self.stats["repaired"] += 1
         turn = replace(turn, prompt_tokens=usage["prompt_tokens"],
@@ -209,9 +211,14 @@ class LLMAgent:
                        completion_tokens=usage["completion_tokens"])
         return guard_turn(turn, state.scenario, state.turns)
 
-    async def _fallback(self, state: DialogueState, plan: Any, reason: str) -> Turn:
-        """A rule-based turn (llm policy) or a template narration of the planned move (hybrid)."""
+    async def _fallback(self, state: DialogueState, plan: Any, reason: str, *,
+                        model_failed: bool = False) -> Turn:
+        """A rule-based turn (llm policy) or a template narration of the planned move (hybrid).
+
+        ``model_failed``: the backend failed (rather than answering unusably); the runner ends
+        a negotiation as an error when that happens too often (runner.Negotiation)."""
         self.stats["fallback"] += 1
+        self.stats["model_failed"] += model_failed
         if plan is None:
             turn = await self.fallback.respond(state)
         else:
@@ -219,4 +226,5 @@ class LLMAgent:
             rng = random.Random(f"{state.scenario.id}|{state.role.value}|{state.turn_index}")
             turn = Turn(state.role, plan.act, plan.price,
                         template_utterance(plan.act, state.role, plan.price, rng, said))
-        return replace(turn, fallback=True, guard=f"fallback: {reason}"[:300])
+        return replace(turn, fallback=True, guard=f"fallback: {reason}"[:300],
+                       model_failed=model_failed)

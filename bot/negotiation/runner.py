@@ -73,12 +73,22 @@ class Negotiation:
     Turns alternate starting with ``first_mover``. ``accept`` closes a deal at the
     counterpart's standing (last proposed) price; ``reject``/``quit`` end with no deal; after
     ``max_turns`` turns without either, it ends at the turn limit.
+
+    A dead model is an error, not a result: with ``max_model_failures`` = k, a side whose
+    model failed (``Turn.model_failed``: unreachable, failed to load, HTTP error, timeout) on k
+    consecutive turns, or on every turn it played by the time the negotiation ends, ends it as
+    ERROR with the reason, whatever its fallback turns had reached. None (the human games)
+    keeps the fallback play.
     """
 
     def __init__(self, scenario: Scenario, *, buyer: str, seller: str,
-                 max_turns: int = DEFAULT_MAX_TURNS, first_mover: Role | str = Role.BUYER) -> None:
+                 max_turns: int = DEFAULT_MAX_TURNS, first_mover: Role | str = Role.BUYER,
+                 max_model_failures: int | None = None) -> None:
         if max_turns < 2:
             raise ValueError(f"max_turns must be >= 2, got {max_turns}")
+        if max_model_failures is not None and max_model_failures < 1:
+            raise ValueError(f"max_model_failures must be >= 1, got {max_model_failures}")
+        self.max_model_failures = max_model_failures
         self.scenario = scenario
         self.names = {Role.BUYER: buyer, Role.SELLER: seller}
         self.max_turns = max_turns
@@ -131,7 +141,33 @@ class Negotiation:
             self._finish(Outcome.QUIT)
         elif len(self.turns) >= self.max_turns:
             self._finish(Outcome.TURN_LIMIT)
+        dead = self.dead_model()
+        if dead is not None:
+            self._finish(Outcome.ERROR, error=dead)
         return turn
+
+    def dead_model(self) -> str | None:
+        """Why this negotiation is void because a side's model kept failing, or None."""
+        if self.max_model_failures is None:
+            return None
+        for role in (self.first_mover, self.first_mover.other):
+            mine = [t for t in self.turns if t.role is role]
+            streak = 0
+            for t in reversed(mine):
+                if not t.model_failed:
+                    break
+                streak += 1
+            if not streak:
+                continue
+            last = (mine[-1].guard or "").removeprefix("fallback: ").removeprefix("model error: ")
+            who = f"{role.value} agent {self.names[role]!r}"
+            if streak >= self.max_model_failures:
+                return (f"{who}: its model failed on {streak} turns in a row, the limit "
+                        f"(max_model_failures); last failure: {last}")[:500]
+            if self.done and streak == len(mine):
+                return (f"{who}: its model failed on every turn it played ({streak}); last "
+                        f"failure: {last}")[:500]
+        return None
 
     def end(self, outcome: Outcome, error: str | None = None) -> None:
         """End early: an agent failed (ERROR), a person left (ABANDONED) or went quiet (TIMEOUT)."""
@@ -193,10 +229,13 @@ async def run_negotiation(
     first_mover: Role | str = Role.BUYER,
     turn_timeout: float | None = None,
     on_turn: TurnCallback | None = None,
+    max_model_failures: int | None = None,
 ) -> NegotiationRecord:
-    """Play a bot-vs-bot negotiation to its end and return the record."""
+    """Play a bot-vs-bot negotiation to its end and return the record (``max_model_failures``:
+    see Negotiation)."""
     negotiation = Negotiation(scenario, buyer=buyer.name, seller=seller.name,
-                              max_turns=max_turns, first_mover=first_mover)
+                              max_turns=max_turns, first_mover=first_mover,
+                              max_model_failures=max_model_failures)
     agents = {Role.BUYER: buyer, Role.SELLER: seller}
     while not negotiation.done:
         turn = await play_turn(negotiation, agents[negotiation.next_role], timeout=turn_timeout)

@@ -127,6 +127,9 @@ class Turn:
     repaired: bool = False
     fallback: bool = False
     guard: str | None = None  # what the guardrail changed, if anything
+    # the agent's model failed on this turn (unreachable, failed to load, HTTP error, timeout):
+    # the turn is a fallback, and ``guard`` says why. Not stored as a column (guard is).
+    model_failed: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "role", Role.parse(self.role))
