@@ -68,9 +68,15 @@ class TournamentConfig:
     seed: int = 0
     repetitions: int = 1
     workers: int = 1
+    # reports flag an agent whose share of fallback turns passes this (bot/report/build.py)
+    fallback_flag: float = 0.1
 
     def check(self, where: str) -> None:
         from bot.scenarios import SCENARIO_SETS
+
+        if not 0 <= self.fallback_flag <= 1:
+            raise ConfigError(f"{where}.fallback_flag: must be a share in [0, 1], got "
+                              f"{self.fallback_flag}")
 
         if self.scenario_set not in SCENARIO_SETS:
             raise ConfigError(f"{where}.scenario_set: must be one of {', '.join(SCENARIO_SETS)}, "

@@ -15,6 +15,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from llm_fixtures import free_port, write_tiny_gguf
 
 from bot.cli import main
 from bot.config import parse_config
@@ -24,7 +25,6 @@ from bot.negotiation.scenario import Scenario
 from bot.negotiation.turns import Act, Outcome, Role, Turn
 from bot.store import Store
 from bot.tournament import plan_tournament, run_tournament
-from llm_fixtures import free_port, write_tiny_gguf
 
 RULE_BUYER = '[agents.rule-buyer]\nkind = "rule"\nrole = "buyer"\n'
 
@@ -198,3 +198,49 @@ def test_max_model_failures_is_validated():
 
     with pytest.raises(ConfigError, match="negotiation.max_model_failures: must be >= 1"):
         parse_config({"negotiation": {"max_model_failures": 0}}, None)
+
+
+# --------------------------------------------------------------------------- reports
+
+
+async def test_the_report_shows_fallback_shares_and_flags_an_agent_past_the_threshold(tmp_path):
+    """A model that answers, but never usably: its turns are all fallback moves (results, not
+    errors: the model did not fail), so the report flags the agent beside its results."""
+    from bot.agent_factory import AgentFactory
+    from bot.llm.fake import FakeBackend
+    from bot.llm.pool import ModelPool
+    from bot.report import build_report, load_report_data, render
+
+    cfg = parse_config({
+        "models": {"babbler": {"backend": "openai", "url": "http://10.0.0.9/v1"}},
+        "agents": {"rule-buyer": {"kind": "rule", "role": "buyer"},
+                   "llm-seller": {"kind": "llm", "role": "seller", "model": "babbler",
+                                  "policy": "llm", "seed": 0}}}, None)
+    plan = plan_tournament(cfg, buyers=["rule-buyer"], sellers=["llm-seller"],
+                           scenario_set="agreemate", scenarios=2)
+    factory = AgentFactory(cfg, pool=ModelPool(
+        cfg.models, factory=lambda spec: FakeBackend(default="no JSON here")))
+    async with await Store.open(tmp_path / "t.db") as store:
+        stats = await run_tournament(cfg, plan, store, progress=False, factory=factory)
+        assert stats.errors == 0
+        data = await load_report_data(store)
+    report = build_report(data, fallback_flag=0.5)
+    seller = next(a for a in report["agents"] if a["agent"] == "llm-seller")
+    buyer = next(a for a in report["agents"] if a["agent"] == "rule-buyer")
+    assert seller["fallback"]["share"] == 1.0 and seller["fallback"]["flagged"]
+    assert seller["fallback"]["turns"] == seller["fallback"]["fallback_turns"] > 0
+    assert buyer["fallback"]["share"] == 0.0 and not buyer["fallback"]["flagged"]
+    assert report["flagged"] == [{"agent": "llm-seller", "seat": "seller", "share": 1.0}]
+    text = render(report, "table")
+    assert "WARNING: results made of fallback play" in text and "100% FLAGGED" in text
+    assert "Agent llm-seller as seller (2 negotiations; fallback 100% FLAGGED of its turns)" in text
+    relaxed = build_report(data, fallback_flag=1.0)  # a share must pass the threshold
+    assert relaxed["flagged"] == [] and "WARNING" not in render(relaxed, "table")
+
+
+def test_fallback_flag_is_validated():
+    from bot.errors import ConfigError
+    from bot.tournament import TournamentConfig
+
+    with pytest.raises(ConfigError, match="tournament.fallback_flag: must be a share in"):
+        TournamentConfig.from_table({"fallback_flag": 1.5}, "tournament")

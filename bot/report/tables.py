@@ -54,6 +54,14 @@ def fmt_pct(s: Mapping[str, Any]) -> str:
     return text
 
 
+def fmt_fallback(fallback: Mapping[str, Any] | None) -> str:
+    """An agent's share of fallback turns, "FLAGGED" when it passes the report's threshold."""
+    if not fallback or fallback.get("share") is None:
+        return "-"
+    text = f"{100 * fallback['share']:.0f}%"
+    return f"{text} FLAGGED" if fallback.get("flagged") else text
+
+
 def _metric_table(title: str, metrics: Mapping[str, Mapping[str, Any]], keys: Sequence[str],
                   note: str = "") -> Table:
     rows = [[k, fmt(s["mean"]), fmt(s["median"]), str(s["n"]), fmt_ci(s)]
@@ -67,22 +75,38 @@ def report_tables(report: Mapping[str, Any]) -> list[Table]:
                     [[t["name"], t["kind"], str(t["stored"]), str(t["planned"]), fmt(t["seed"]),
                       t["finished_at"] or "no"] for t in report["tournaments"]])]
 
+    flag = report.get("fallback_flag")
+    flagged = [a for a in report["agents"] if a.get("fallback", {}).get("flagged")]
+    if flagged:
+        tables.append(Table(
+            "WARNING: results made of fallback play",
+            ["agent", "seat", "negotiations", "fallback turns", "of its turns", "share"],
+            [[a["agent"], a["seat"], str(a["n"]), str(a["fallback"]["fallback_turns"]),
+              str(a["fallback"]["turns"]), fmt_fallback(a["fallback"])] for a in flagged],
+            f"More than {100 * flag:.0f}% of these agents' turns were rule-based fallback "
+            "moves (their model failed or answered unusably): their results below are largely "
+            "not their model's. A dead model's negotiations are stored as errors; rerun them "
+            "with `haggle tournament ... --retry-errors` once it answers. The threshold is "
+            "fallback_flag in [tournament]."))
+
     board = report["leaderboard"]
     groups = {r["group"] for r in board if r["rating"] is not None}
     tables.append(Table(
         "Leaderboard",
         ["#", "agent", "seats", "rating [95% CI]", "rated deals", "negotiations", "agreement",
-         "surplus share"] + (["group"] if len(groups) > 1 else []),
+         "surplus share", "fallback"] + (["group"] if len(groups) > 1 else []),
         [[str(r["rank"]), r["agent"], "+".join(r["seats"]),
           "-" if r["rating"] is None else
           f"{r['rating']:.0f} [{r['rating_low']:.0f}, {r['rating_high']:.0f}]",
           str(r["rated_deals"]), str(r["negotiations"]), fmt_pct(r["agreement"]),
-          fmt(r["surplus_share"]["mean"])]
+          fmt(r["surplus_share"]["mean"]), fmt_fallback(r.get("fallback"))]
          + ([str(r["group"]) if r["rating"] is not None else "-"] if len(groups) > 1 else [])
          for r in board],
         "Bradley-Terry over deals: the buyer scores its surplus share, the seller the rest; Elo "
         "scale, 1500 = average. Surplus share: the agent's share of the zone of agreement "
-        "(reservation prices) in its own seat, mean over deals."
+        "(reservation prices) in its own seat, mean over deals. Fallback: the share of the "
+        "agent's turns that were rule-based fallback moves"
+        + (f" (FLAGGED above {100 * flag:.0f}%)" if flag is not None else "") + "."
         + (" Ratings compare only within a group (agents connected by games)."
            if len(groups) > 1 else "")))
 
@@ -110,8 +134,12 @@ def report_tables(report: Mapping[str, Any]) -> list[Table]:
 
     keys = list(report["metric_keys"])
     for a in report["agents"]:
-        tables.append(_metric_table(f"Agent {a['agent']} as {a['seat']} ({a['n']} negotiations)",
-                                    a["metrics"], keys + ["surplus_share"]))
+        fallback = a.get("fallback")
+        share = "" if not fallback or fallback["share"] is None else \
+            f"; fallback {fmt_fallback(fallback)} of its turns"
+        tables.append(_metric_table(
+            f"Agent {a['agent']} as {a['seat']} ({a['n']} negotiations{share})",
+            a["metrics"], keys + ["surplus_share"]))
     for p in report["pairings"]:
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(p["outcomes"].items()))
         tables.append(_metric_table(f"Pairing {p['label']} [{p['tournament']}]", p["metrics"], keys,

@@ -190,6 +190,20 @@ class TournamentQueries:
                 fallback=bool(r["fallback"]), guard=r["guard"]))
         return out
 
+    @translated("reading turns")
+    async def turn_counts(self, tournament_ids: Sequence[int] | None = None
+                          ) -> dict[tuple[int, str], tuple[int, int]]:
+        """(negotiation id, role) -> (turns, fallback turns), of the given tournaments or all:
+        what a report needs to show each agent's share of fallback play, without the turns."""
+        sql = ("SELECT tu.negotiation_id, tu.role, count(*) AS turns, sum(tu.fallback) AS fallback"
+               " FROM turns AS tu JOIN negotiations AS n ON n.id = tu.negotiation_id")
+        params: list[Any] = []
+        if tournament_ids is not None:
+            sql += f" WHERE n.tournament_id IN ({','.join('?' * len(tournament_ids))})"
+            params = list(tournament_ids)
+        rows = await self._fetchall(sql + " GROUP BY tu.negotiation_id, tu.role", params)
+        return {(r["negotiation_id"], r["role"]): (r["turns"], r["fallback"] or 0) for r in rows}
+
     @translated("deleting negotiations")
     async def delete_errors(self, tournament_id: int) -> int:
         """Delete a tournament's negotiations that ended in an error (to run them again)."""
