@@ -82,9 +82,11 @@ class AgentFactory:
             try:
                 await backend.probe()
             except ModelError as exc:
+                said = str(exc)
+                said += " " if said.endswith((".", "?", "!")) else ". "
                 raise ModelUnavailable(
                     f"model {agent.model!r} (agent {name!r}, {Role.parse(role).value}) failed its "
-                    f"probe, so nothing was run: {exc}. {what_to_check(spec)}") from exc
+                    f"probe, so nothing was run: {said}{what_to_check(spec)}") from exc
             log.info("model %s answered its probe", agent.model)
         return probed
 

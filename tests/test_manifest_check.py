@@ -23,7 +23,7 @@ def _folder(root: Path) -> Path:
     gguf = write_tiny_gguf(folder / "seller.Q8_0.gguf")
     data = gguf.read_bytes()
     (folder / "manifest.json").write_text(json.dumps({
-        "schema": 1, "name": "seller",
+        "schema": 1, "name": "seller", "dataset": {"role": "seller"},
         "files": [{"name": gguf.name, "bytes": len(data), "type": "Q8_0", "verified": True,
                    "sha256": hashlib.sha256(data).hexdigest()}],
         "verify": {"results": [{"file": gguf.name, "agreement": 0.99, "min_agreement": 0.75}]}}))
@@ -73,7 +73,8 @@ async def test_a_same_size_overwritten_gguf_is_refused_at_load(tmp_path, keep_mt
         await _load(spec)
     message = str(refused.value)
     assert f"{gguf} differs from the file that was verified (sha256 mismatch" in message
-    assert f"haggle train verify --out {folder}" in message and "force_unverified" in message
+    assert f"haggle train verify --role seller --out {folder}" in message
+    assert "force_unverified = true" in message
 
 
 async def test_force_unverified_runs_a_changed_file_with_a_warning(tmp_path, caplog):

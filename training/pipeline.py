@@ -270,6 +270,10 @@ def stage_verify(cfg: TrainingConfig, root: str | Path, *,
     by_name = {Path(v.file).name: v for v in verdicts}
     for entry in entries:
         entry["verified"] = by_name[entry["name"]].passed
+        # record the file as verified now: the model loader refuses a file that differs from
+        # this (an export that overwrote it since), and re-verifying is how it is accepted
+        path = layout.root / entry["name"]
+        entry["bytes"], entry["sha256"] = path.stat().st_size, file_sha256(path)
     update_manifest(layout.root, files=entries, verify={
         "prompts": len(prompts) if prompts else "built-in",
         "results": [{**v.to_dict(), "file": Path(v.file).name} for v in verdicts]})

@@ -139,6 +139,7 @@ class ManifestFile:
     sha256: str | None
     size: int | None
     verified: bool  # whether it passed verification (False runs only with force_unverified)
+    role: str | None = None  # the role it was trained for (for the commands an error suggests)
 
 
 def manifest_file(folder: str | Path, *, quant: str | None = None,
@@ -151,7 +152,8 @@ def manifest_file(folder: str | Path, *, quant: str | None = None,
     return ManifestFile(path=folder / entry["name"], folder=folder,
                         sha256=entry.get("sha256") or None,
                         size=size if isinstance(size, int) and not isinstance(size, bool) else None,
-                        verified=entry.get("verified") is True)
+                        verified=entry.get("verified") is True,
+                        role=(manifest.get("dataset") or {}).get("role") or None)
 
 
 def check_manifest_file(expected: ManifestFile, *, force_unverified: bool = False,
@@ -179,9 +181,10 @@ def check_manifest_file(expected: ManifestFile, *, force_unverified: bool = Fals
     if force_unverified:
         log.warning("%s; running it anyway (force_unverified = true)", problem)
         return path
-    raise ModelError(f"{problem}. Re-verify it with `haggle train verify --out {folder}` (which "
-                     "records the file's new sha256 if it still agrees with the merged model), "
-                     "or set force_unverified = true in its [models.NAME] to run it anyway")
+    raise ModelError(f"{problem}. Re-verify it with `haggle train verify --role "
+                     f"{expected.role or 'ROLE'} --out {folder}` (which records the file's new "
+                     "sha256 if it still agrees with the merged model), or set force_unverified = "
+                     "true in its [models.NAME] to run it anyway")
 
 
 def resolve_model_folder(folder: str | Path, *, quant: str | None = None,
