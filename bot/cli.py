@@ -18,11 +18,14 @@ docs/trust.md.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
 
 TYPE_CHECKING = False  # not typing's: importing typing takes time before main's try
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Iterator
 
 # Everything else is imported inside the functions: importing argparse, logging and the command
 # modules takes a good part of start-up, and ``main``'s try must cover it (see above).
@@ -55,14 +58,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block and raise it as KeyboardInterrupt when the
+    block ends (within a second: it wraps only the imports of start-up).
+
+    Why: a KeyboardInterrupt raised inside code that exec() or eval() runs (dataclasses and
+    namedtuple build their methods that way while modules import) makes CPython 3.11 remember
+    it as unhandled, and the process then dies of SIGINT at exit even after ``main`` caught it
+    and returned 130. Raised here, in plain code, it is caught like any other. A SIGINT that
+    is ignored (inherited SIG_IGN) or handled by someone else is left alone."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    held: list[int] = []
+    try:
+        signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    except ValueError:  # not the main thread: signals are not this code's to handle
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if held:  # the interrupt wins, even over the block's own exit (--help's SystemExit)
+            raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     from bot.errors import HaggleError
 
     try:
-        import logging
+        with interrupts_deferred():
+            import logging
 
-        parser = build_parser()
-        args = parser.parse_args(argv)
+            parser = build_parser()
+            args = parser.parse_args(argv)
         level = {0: logging.WARNING, 1: logging.INFO}.get(args.verbose, logging.DEBUG)
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         return int(args.func(args) or 0)

@@ -115,3 +115,27 @@ def test_an_interrupt_while_building_the_parser_exits_130(monkeypatch, capsys):
     monkeypatch.setattr(bot.cli, "build_parser", interrupted)
     assert bot.cli.main(["tournament", "--help"]) == 130
     assert "haggle: interrupted" in capsys.readouterr().err
+
+
+def test_a_ctrl_c_during_start_up_is_raised_after_the_imports(monkeypatch, capsys):
+    """A real SIGINT while the parser is built is held until the imports are done, then
+    raised in plain code: raised inside code that dataclasses or namedtuple exec(), CPython
+    would kill the process with SIGINT at exit although main returned 130."""
+    import os
+    import signal
+
+    import bot.cli
+
+    real, reached = bot.cli.build_parser, []
+
+    def interrupted_while_importing():
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(10_000):  # Python runs signal handlers between bytecodes
+            pass
+        reached.append(True)  # not cut short
+        return real()
+
+    monkeypatch.setattr(bot.cli, "build_parser", interrupted_while_importing)
+    assert bot.cli.main(["tournament", "--help"]) == 130
+    assert reached == [True] and "haggle: interrupted" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
