@@ -86,6 +86,19 @@ def interrupts_deferred() -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command ``argv`` (default: the process's arguments) and return its exit status.
+
+    Called as the program (no ``argv``: the ``haggle`` script, ``python -m bot.cli``), it then
+    leaves SIGINT at the operating system's default for Python's shut-down: an interrupt there
+    ends the process by SIGINT (a shell's 130), where Python's handler could raise it inside an
+    atexit callback, which Python reports as ignored and exits 0."""
+    code = _main(argv)
+    if argv is None and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     from bot.errors import HaggleError
 
     try:

@@ -139,3 +139,16 @@ def test_a_ctrl_c_during_start_up_is_raised_after_the_imports(monkeypatch, capsy
     assert bot.cli.main(["tournament", "--help"]) == 130
     assert reached == [True] and "haggle: interrupted" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_as_the_program_haggle_leaves_sigint_at_the_default_for_python_s_shut_down():
+    """After the work, an interrupt during Python's shut-down must end the process by SIGINT,
+    not be raised in an atexit callback and ignored (exit 0); in-process callers keep theirs."""
+    code = ("import signal, sys\nfrom bot.cli import main\n"
+            "sys.argv = ['haggle', 'match', '--buyer', 'rule-buyer', '--seller', 'rule-seller',"
+            " '--scenario-set', 'agreemate', '--seed', '1']\n"
+            "rc = main()\nprint(rc, signal.getsignal(signal.SIGINT) is signal.SIG_DFL)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "0 True"
