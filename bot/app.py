@@ -122,8 +122,11 @@ class HaggleBot(commands.Bot):
         self.extension_names = extensions
         self.store: Store | None = None  # opened in setup_hook, closed in close
         self.factory: AgentFactory | None = None
+        # A batched model (backend "llamacpp-batched") decodes n_slots games together.
+        batched = {name: spec.n_slots for name, spec in cfg.models.items()
+                   if spec.backend == "llamacpp-batched"}
         self.queues = ModelQueues(slots=self.settings.model_slots,
-                                  capacity=self.settings.queue_size)
+                                  capacity=self.settings.queue_size, per_model=batched)
 
     def new_factory(self) -> AgentFactory:
         """An AgentFactory with a model pool of its own (tournaments use one and close it)."""

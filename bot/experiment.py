@@ -189,10 +189,10 @@ class ExperimentStats:
 def check_models(plan: ExperimentPlan) -> None:
     """Resolve every model file before the first negotiation (hf:// files download here), so
     a missing fine-tune stops the run at once rather than after hours of other pairings."""
-    from bot.llm.models import resolve_model
+    from bot.llm.models import LOCAL_BACKENDS, resolve_model
 
     for spec in plan.cfg.models.values():
-        if spec.backend == "llamacpp":
+        if spec.backend in LOCAL_BACKENDS:
             resolve_model(spec.path, plan.cfg.base_dir)
 
 

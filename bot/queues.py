@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.errors import HaggleError
@@ -137,18 +138,22 @@ class ModelQueue:
 
 
 class ModelQueues:
-    """One ModelQueue per model name, made on first use with the same slots and capacity."""
+    """One ModelQueue per model name, made on first use with the same slots and capacity,
+    except the models ``per_model`` names: a batched model answers its ``n_slots``
+    conversations together, so its queue has that many slots."""
 
-    def __init__(self, *, slots: int = 1, capacity: int = 10) -> None:
+    def __init__(self, *, slots: int = 1, capacity: int = 10,
+                 per_model: Mapping[str, int] | None = None) -> None:
         self.slots = slots
         self.capacity = capacity
+        self.per_model = dict(per_model or {})
         self._queues: dict[str, ModelQueue] = {}
 
     def get(self, model: str) -> ModelQueue:
         queue = self._queues.get(model)
         if queue is None:
-            queue = self._queues[model] = ModelQueue(model, slots=self.slots,
-                                                     capacity=self.capacity)
+            queue = self._queues[model] = ModelQueue(
+                model, slots=self.per_model.get(model, self.slots), capacity=self.capacity)
         return queue
 
     def states(self) -> list[QueueState]:

@@ -278,14 +278,16 @@ def model_snapshot(cfg: Config, model: str) -> dict[str, Any]:
     """What identifies a configured model: its file's sha256 and size for llama.cpp models,
     the endpoint for HTTP ones."""
     spec = cfg.models[model]
-    if spec.backend != "llamacpp":
+    from bot.llm.models import LOCAL_BACKENDS
+
+    if spec.backend not in LOCAL_BACKENDS:
         return {"backend": spec.backend, "url": spec.url, "model": spec.remote_model,
                 "sha256": None, "parameters": None}
     from bot.llm.models import inspect_gguf, resolve_model
 
     path = resolve_model(spec.path, cfg.base_dir)
     info = inspect_gguf(path)
-    return {"backend": "llamacpp", "path": spec.path, "file": str(path), "sha256": info.sha256,
+    return {"backend": spec.backend, "path": spec.path, "file": str(path), "sha256": info.sha256,
             "parameters": info.parameters, "quantization": info.quantization,
             "architecture": info.architecture, "name": info.name}
 

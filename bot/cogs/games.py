@@ -398,7 +398,7 @@ class Games(commands.Cog):
                     f"⏳ You're {ordinal(ticket.position)} in line for the `{spec.model}` model; "
                     f"I'll answer as soon as it's your turn."))
             slot = await ticket.wait()
-            live.game.agent = self.build_agent(live, seat=f"discord/{spec.model}/slot{slot}")
+            live.game.agent = self.build_agent(live, seat=self._seat(live, spec.model, slot))
             async with typing(place):
                 return await action(live.game)
         finally:
@@ -406,6 +406,14 @@ class Games(commands.Cog):
             live.game.agent = Unseated(live.agent_name)
             if notice is not None:
                 await quietly(notice.delete())
+
+    def _seat(self, live: LiveGame, model: str, slot: int) -> str:
+        """The model seat of this turn: the queue slot's instance, or, on a batched model,
+        the game's own sequence (kept between its turns, freed when it ends)."""
+        spec = self.bot.cfg.models.get(model)
+        if spec is not None and spec.backend == "llamacpp-batched":
+            return f"discord/{model}/game{live.id}"
+        return f"discord/{model}/slot{slot}"
 
     async def _settle(self, live: LiveGame, exchange: Exchange, before: dict[str, Any],
                       place: Any, *, agent_only: bool = False) -> None:
@@ -470,6 +478,11 @@ class Games(commands.Cog):
         """Post the result card, take the buttons away, forget the game (it is saved)."""
         self.live.pop(live.id, None)
         self.places.pop(live.place_id, None)
+        agent = self.bot.cfg.agents.get(live.agent_name)
+        spec = self.bot.cfg.models.get(agent.model) if agent and agent.kind == "llm" else None
+        if spec is not None and spec.backend == "llamacpp-batched" and self.bot.factory:
+            # the game's sequence on the batched model: its KV cache is removed
+            await self.bot.factory.pool.release(spec.name, self._seat(live, spec.name, slot=0))
         if place is None:
             return
         card = result_card(live.game.record(), human_role=live.human_role,

@@ -52,7 +52,7 @@ class Models(commands.Cog):
             used = [a.name for a in cfg.agents.values() if a.kind == "llm" and a.model == name]
             if not used:
                 continue
-            where = spec.path if spec.backend == "llamacpp" else f"{spec.url} ({spec.backend})"
+            where = spec.path if spec.backend != "openai" else f"{spec.url} ({spec.backend})"
             q = queues.get(name)
             load = (f"{q.busy}/{q.slots} busy, {q.waiting} waiting" if q
                     else f"idle, {self.bot.settings.model_slots} slot(s)")

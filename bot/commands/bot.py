@@ -69,7 +69,7 @@ def _models(cfg: Config) -> list[dict[str, Any]]:
     for name in sorted(used):
         spec = cfg.models[name]
         row: dict[str, Any] = {"name": name, "backend": spec.backend}
-        if spec.backend == "llamacpp":
+        if spec.backend in ("llamacpp", "llamacpp-batched"):
             row["reference"] = spec.path
             try:
                 row["file"] = shown_path(resolve_model(spec.path, cfg.base_dir, download=False),

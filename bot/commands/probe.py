@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _model_ref(cfg, ref: str) -> str:
     """A configured model name stands for its path; anything else is a reference."""
     spec = cfg.models.get(ref)
-    return spec.path if spec is not None and spec.backend == "llamacpp" else ref
+    return spec.path if spec is not None and spec.backend in ("llamacpp", "llamacpp-batched") else ref
 
 
 def run(args: argparse.Namespace) -> int:

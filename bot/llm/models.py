@@ -223,20 +223,26 @@ def is_known_architecture(architecture: str) -> bool:
 
 # --------------------------------------------------------------------------- config entry
 
-BACKENDS = ("llamacpp", "openai")
+BACKENDS = ("llamacpp", "llamacpp-batched", "openai")
+LOCAL_BACKENDS = ("llamacpp", "llamacpp-batched")  # a GGUF run in process
 SCHEMA_STYLES = ("json_object", "json_schema", "none")
 
 # Keys that only one backend reads; setting them for the other is a mistake worth reporting.
 _LLAMACPP_ONLY = {"path", "n_ctx", "n_threads", "n_gpu_layers", "chat_format", "shared", "quant",
                   "force_unverified"}
 _OPENAI_ONLY = {"url", "api_key_env", "schema_style", "model"}
+_BATCHED_ONLY = {"n_slots"}
+_MISPLACED = {"llamacpp": _OPENAI_ONLY | _BATCHED_ONLY, "llamacpp-batched": _OPENAI_ONLY,
+              "openai": _LLAMACPP_ONLY | _BATCHED_ONLY}
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """One ``[models.NAME]`` table of config.toml, validated.
 
-    backend "llamacpp" runs a GGUF in process (``path`` is a model reference); backend
+    backend "llamacpp" runs a GGUF in process (``path`` is a model reference), one llama.cpp
+    instance per agent seat; "llamacpp-batched" runs one instance whose context holds
+    ``n_slots`` conversations of ``n_ctx`` tokens each, decoded together (bot/llm/batched.py);
     "openai" talks to an OpenAI-compatible chat-completions endpoint at ``url``, asking for the
     served model ``model`` (default: NAME).
     """
@@ -257,6 +263,7 @@ class ModelSpec:
     model: str | None = None  # openai: the served model's name (default: NAME)
     quant: str | None = None  # trained model folder: the file type to run (default: best verified)
     force_unverified: bool = False  # trained model folder: run a file that failed verification
+    n_slots: int = 8  # llamacpp-batched: conversations decoded together (KV: n_slots x n_ctx)
     # Not a config key: set when ``path`` names a trained model folder, the manifest's record of
     # the file it resolved to, which the loader checks the file against (size and sha256).
     manifest_file: ManifestFile | None = None
@@ -280,6 +287,10 @@ class ModelSpec:
         self._check_int("n_threads", self.n_threads, minimum=1, optional=True)
         self._check_int("n_gpu_layers", self.n_gpu_layers, minimum=-1)
         self._check_int("seed", self.seed, minimum=0, optional=True)
+        self._check_int("n_slots", self.n_slots, minimum=1)
+        if self.n_slots > 256:
+            raise self._error("n_slots", f"must be at most 256 (llama.cpp's sequence limit), "
+                                         f"not {self.n_slots}")
         for key in ("chat_format", "url", "api_key_env", "model"):
             value = getattr(self, key)
             if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -337,7 +348,7 @@ class ModelSpec:
                     f"models.{name}.{key}: unknown key (known: {', '.join(sorted(known))})"
                 )
         backend = table.get("backend", "llamacpp")
-        misplaced = _OPENAI_ONLY if backend == "llamacpp" else _LLAMACPP_ONLY if backend == "openai" else set()
+        misplaced = _MISPLACED.get(backend, set())
         for key in table:
             if key in misplaced:
                 raise ConfigError(f"models.{name}.{key}: not used by backend {backend!r}")

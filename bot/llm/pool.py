@@ -6,6 +6,11 @@ couple of dozen new tokens), while two agents alternating on one instance make i
 whole history every turn. The pool therefore gives each (model, seat) its own backend, unless
 the model is configured ``shared = true`` (memory-tight setups: one copy of the weights and
 KV cache for every seat). HTTP backends keep no prompt state here and are always shared.
+
+Backend "llamacpp-batched" (bot/llm/batched.py) keeps the per-seat handles but puts them all
+on one engine per (model file, adapter, settings): each seat is a sequence of one shared
+context, decoded in one batch with the others, so N games share one copy of the model.
+``release`` ends one seat (a finished Discord game) and frees its sequence.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ def make_backend(spec: ModelSpec) -> ChatBackend:
         from bot.llm.llamacpp import LlamaCppBackend
 
         return LlamaCppBackend.from_spec(spec)
+    if spec.backend == "llamacpp-batched":
+        from bot.llm.batched import BatchedLlamaCppBackend
+
+        return BatchedLlamaCppBackend.from_spec(spec)
     if spec.backend == "openai":
         from bot.llm.openai_http import OpenAIHTTPBackend
 
@@ -44,7 +53,7 @@ class ModelPool:
         self._backends: dict[tuple[str, str | None], ChatBackend] = {}
 
     def _key(self, spec: ModelSpec, seat: str) -> tuple[str, str | None]:
-        shared = spec.shared or spec.backend != "llamacpp"
+        shared = spec.shared or spec.backend not in ("llamacpp", "llamacpp-batched")
         return (spec.name, None if shared else seat)
 
     def backend(self, model: str, seat: str) -> ChatBackend:
@@ -59,6 +68,19 @@ class ModelPool:
         if backend is None:
             backend = self._backends[key] = self._factory(spec)
         return backend
+
+    async def release(self, model: str, seat: str) -> None:
+        """Close the backend of ``seat`` (if one was handed out and is not shared): a batched
+        model's sequence for that seat is freed; the next ``backend`` call makes a new one."""
+        spec = self.specs.get(model)
+        if spec is None:
+            return
+        key = self._key(spec, seat)
+        if key[1] is None:
+            return
+        backend = self._backends.pop(key, None)
+        if backend is not None:
+            await backend.aclose()
 
     @property
     def backends(self) -> list[ChatBackend]:

@@ -1,0 +1,587 @@
+"""The engine behind the batched llama.cpp backend (bot/llm/batched.py explains the design).
+
+One ``BatchedEngine`` holds a model and one context with ``n_slots`` sequences and runs one
+decode thread: admission of arriving requests to sequences (``choose_slot``), prefix reuse per
+sequence, one ``llama_batch`` per step over every active sequence, a sampler chain, grammar and
+stop rules per request, cancellation, and removal of a finished conversation's KV cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import logging
+import os
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+import llama_cpp._internals as llama_internals
+from llama_cpp import llama_chat_format
+
+from bot.errors import ModelError
+from bot.llm.base import ChatResult, Message, Sampling
+from bot.llm.llamacpp import (
+    LlamaCppBackend,
+    _GrammarCheckedSampler,
+    _install_log_capture,
+    _take_thread_errors,
+    gpu_offload_supported,
+)
+from bot.llm.models import check_gguf_magic, resolve_model
+
+log = logging.getLogger(__name__)
+
+N_BATCH = 512          # tokens per llama_decode (generated tokens first, then prompt chunks)
+PROMPT_CHUNK = 256     # at most this many prompt tokens of one sequence per step
+PENALTY_LAST_N = 64    # llama-cpp-python's last_n_tokens_size, so penalties match its own
+MIN_P = 0.05           # llama-cpp-python's chat default
+
+
+def all_threads() -> int:
+    """Every CPU this process may use: one engine serves every seat, so it gets the machine."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+class _Cancelled(Exception):
+    """The request was abandoned (timeout or cancellation) while it was being decoded."""
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass
+class _Prepared:
+    """What llama-cpp-python's chat handler would send: prompt tokens, stops and grammar."""
+
+    prompt: list[int]
+    stop: list[bytes]
+    grammar: Any  # llama_cpp.llama_grammar.LlamaGrammar | None
+
+
+class _Capture:
+    """Stands in for a Llama while a chat handler runs, recording the completion it asks for."""
+
+    verbose = False
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        return self._model.tokenize(text, add_bos, special)
+
+    def create_completion(self, **kwargs: Any) -> Any:
+        raise _Captured(kwargs)
+
+
+class _Captured(Exception):
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self.kwargs = kwargs
+
+
+@dataclass(eq=False)
+class _Request:
+    owner: object
+    prepared: _Prepared
+    sampling: Sampling
+    seed: int
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[ChatResult]
+    cancelled: bool = False  # set from the event loop; read by the decode thread
+    # decode-thread state
+    slot: _Slot | None = None
+    feed: list[int] = field(default_factory=list)  # tokens to decode next
+    completion: list[int] = field(default_factory=list)
+    text: bytes = b""
+    multibyte: int = 0
+    evaluated: int = 0
+    sampler: Any = None
+    admitted: float = 0.0
+
+
+@dataclass(eq=False)
+class _Slot:
+    seq: int
+    tokens: list[int] = field(default_factory=list)  # what this sequence's KV cache holds
+    owner: object | None = None
+    request: _Request | None = None
+    last_used: float = 0.0
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def choose_slot(slots: Sequence[_Slot], owner: object, prompt: Sequence[int]) -> _Slot | None:
+    """The sequence a request of ``owner`` decodes on, or None when every one is busy."""
+    idle = [s for s in slots if s.request is None]
+    if not idle:
+        return None
+    for slot in idle:
+        if slot.owner is owner:
+            return slot
+    unowned = [s for s in idle if s.owner is None]
+    if unowned:
+        return max(unowned, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
+    return min(idle, key=lambda s: s.last_used)
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+class BatchedEngine:
+    """One model, one context of ``n_slots`` sequences of ``n_ctx`` tokens, one decode thread."""
+
+    def __init__(self, model: str | Path = "embedded", *, name: str | None = None,
+                 n_slots: int = 8, n_ctx: int = 2048, n_threads: int | None = None,
+                 n_gpu_layers: int = 0, seed: int | None = None, chat_format: str | None = None,
+                 lora: str | Path | None = None, lora_scale: float = 1.0,
+                 base_dir: str | Path | None = None) -> None:
+        if n_slots < 1 or n_slots > llama_cpp.llama_max_parallel_sequences():
+            raise ModelError(f"{name or model}: n_slots must be in [1, "
+                             f"{llama_cpp.llama_max_parallel_sequences()}], got {n_slots}")
+        self.model_ref = str(model)
+        self.name = name or Path(self.model_ref).stem
+        self.n_slots = n_slots
+        self.n_ctx_requested = n_ctx
+        self.n_threads = n_threads or all_threads()
+        self.n_gpu_layers = n_gpu_layers
+        self.seed = seed
+        self.chat_format = chat_format
+        self.lora = str(lora) if lora is not None else None
+        self.lora_scale = lora_scale
+        self.base_dir = base_dir
+        self.model_path: Path | None = None
+        self._rng = random.Random(seed)
+        self._cond = threading.Condition()
+        self._incoming: deque[_Request] = deque()
+        self._releases: list[tuple[object, concurrent.futures.Future[None]]] = []
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._ready: concurrent.futures.Future[None] | None = None
+        self._start_lock = threading.Lock()
+        self.slots = [_Slot(seq=i) for i in range(n_slots)]
+        self._model: Any = None
+        self._ctx: Any = None
+        self._batch: Any = None
+        self._adapter: Any = None
+        self._handler: Any = None
+        self.n_ctx_seq = n_ctx
+        self.n_vocab = 0
+        self.steps = 0           # llama_decode calls
+        self.batched_tokens = 0  # tokens they decoded
+        self.max_active = 0      # most sequences decoding in one step
+
+    def __repr__(self) -> str:
+        return f"BatchedEngine(name={self.name!r}, model={self.model_ref!r}, n_slots={self.n_slots})"
+
+    # ---- starting and loading (on the decode thread)
+
+    async def start(self) -> None:
+        """Load the model on the decode thread (once); raises ModelError when it cannot."""
+        with self._start_lock:
+            if self._stopping:
+                raise ModelError(f"{self.name}: the batched engine is closed")
+            if self._ready is None or (self._ready.done() and self._ready.exception()):
+                self._ready = concurrent.futures.Future()
+                self._thread = threading.Thread(target=self._run, name=f"llama-batched-{self.name}",
+                                                daemon=True)
+                self._thread.start()
+            ready = self._ready
+        await asyncio.wrap_future(ready)
+
+    @property
+    def loaded(self) -> bool:
+        return self._ready is not None and self._ready.done() and not self._ready.exception()
+
+    def _load(self) -> None:
+        path = resolve_model(self.model_ref, self.base_dir)
+        check_gguf_magic(path)
+        if self.n_gpu_layers != 0 and not gpu_offload_supported():
+            log.warning("%s: n_gpu_layers=%d asked for, but this llama-cpp-python build is "
+                        "CPU-only: the model runs on the CPU", self.name, self.n_gpu_layers)
+        _install_log_capture()
+        _take_thread_errors()
+        started = time.perf_counter()
+        mparams = llama_cpp.llama_model_default_params()
+        mparams.n_gpu_layers = 0x7FFFFFFF if self.n_gpu_layers == -1 else self.n_gpu_layers
+        try:
+            self._model = llama_internals.LlamaModel(path_model=str(path), params=mparams,
+                                                     verbose=False)
+            cparams = llama_cpp.llama_context_default_params()
+            cparams.n_ctx = self.n_slots * self.n_ctx_requested
+            cparams.n_batch = cparams.n_ubatch = N_BATCH
+            cparams.n_seq_max = self.n_slots
+            cparams.kv_unified = False  # a KV stream per sequence: attention reads only its own
+            cparams.n_threads = cparams.n_threads_batch = self.n_threads
+            cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as Llama's default
+            self._ctx = llama_internals.LlamaContext(model=self._model, params=cparams,
+                                                     verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            self._free()
+            raise LlamaCppBackend._load_error(self, path, exc) from exc  # type: ignore[arg-type]
+        if self.lora is not None:
+            self._set_adapter(resolve_model(self.lora, self.base_dir))
+        self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
+        self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(self._ctx.ctx))
+        self.n_vocab = self._model.n_vocab()
+        self._handler = self._chat_handler()
+        self.model_path = path
+        log.info("%s: loaded %s in %.2f s: %d sequences x %d tokens, %d thread(s)%s", self.name,
+                 path, time.perf_counter() - started, self.n_slots, self.n_ctx_seq,
+                 self.n_threads, f", LoRA {self.lora}" if self.lora else "")
+
+    def _set_adapter(self, path: Path) -> None:
+        adapter = llama_cpp.llama_adapter_lora_init(self._model.model, str(path).encode("utf-8"))
+        if not adapter:
+            reasons = " / ".join(_take_thread_errors())
+            self._free()
+            raise ModelError(f"{self.name}: llama.cpp could not load the LoRA adapter {path}"
+                             f"{': ' + reasons if reasons else ''}; it must be a GGUF adapter "
+                             f"made for this base model")
+        self._adapter = adapter
+        adapters = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(self.lora_scale)
+        if llama_cpp.llama_set_adapters_lora(self._ctx.ctx, adapters, 1, scales):
+            self._free()
+            raise ModelError(f"{self.name}: llama.cpp refused the LoRA adapter {path}")
+
+    def _chat_handler(self) -> Any:
+        """The chat handler a Llama on this file would pick (its chat template, else a format)."""
+        metadata = self._model.metadata()
+        template = metadata.get("tokenizer.chat_template")
+        chat_format = self.chat_format
+        if chat_format is None:
+            if template is None:
+                chat_format = "llama-2"
+            else:
+                chat_format = (llama_chat_format.guess_chat_format_from_gguf_metadata(metadata)
+                               or "chat_template.default")
+        if chat_format == "chat_template.default" and template is not None:
+            eos, bos = self._model.token_eos(), self._model.token_bos()
+            return llama_chat_format.Jinja2ChatFormatter(
+                template=template,
+                eos_token=self._model.token_get_text(eos) if eos != -1 else "",
+                bos_token=self._model.token_get_text(bos) if bos != -1 else "",
+                stop_token_ids=[eos]).to_chat_handler()
+        return llama_chat_format.get_chat_completion_handler(chat_format)
+
+    # ---- preparing requests (any thread: reads the vocabulary only)
+
+    def prepare(self, messages: Sequence[Message], schema: Mapping[str, Any] | None) -> _Prepared:
+        kwargs: dict[str, Any] = {}
+        if schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": dict(schema)}
+        try:
+            self._handler(llama=_Capture(self._model), messages=[dict(m) for m in messages],
+                          **kwargs)
+        except _Captured as captured:
+            asked = captured.kwargs
+            stop = asked.get("stop") or []
+            stop = [stop] if isinstance(stop, str) else list(stop)
+            return _Prepared(list(asked["prompt"]), [s.encode("utf-8") for s in stop if s],
+                             asked.get("grammar"))
+        raise ModelError(f"{self.name}: the chat format did not build a prompt")  # pragma: no cover
+
+    # ---- the event loop's side
+
+    def submit(self, request: _Request) -> None:
+        with self._cond:
+            if self._stopping:
+                raise ModelError(f"{self.name}: the batched engine is closed")
+            self._incoming.append(request)
+            self._cond.notify()
+
+    def release(self, owner: object) -> concurrent.futures.Future[None]:
+        """Forget ``owner``'s sequence: its KV cache is removed (now, or when its request in
+        flight ends). The future is done once the decode thread has done it."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                done.set_result(None)  # nothing loaded, nothing held
+                return done
+            self._releases.append((owner, done))
+            self._cond.notify()
+        return done
+
+    def close(self) -> None:
+        """Stop the decode thread (failing what is still queued) and free the model."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        if thread is None:
+            self._free()
+
+    # ---- the decode thread
+
+    def _run(self) -> None:
+        assert self._ready is not None
+        try:
+            self._load()
+        except Exception as exc:  # noqa: BLE001 - reported to whoever awaits start()
+            self._ready.set_exception(exc if isinstance(exc, ModelError) else ModelError(
+                f"{self.name}: loading failed: {exc}"))
+            return
+        self._ready.set_result(None)
+        waiting: deque[_Request] = deque()
+        active: list[_Request] = []
+        try:
+            while True:
+                with self._cond:
+                    while (not self._stopping and not self._incoming and not self._releases
+                           and not active and not (waiting and self._idle_slot())):
+                        self._cond.wait()
+                    if self._stopping:
+                        break
+                    waiting.extend(self._incoming)
+                    self._incoming.clear()
+                    releases, self._releases = self._releases, []
+                for owner, done in releases:
+                    self._release_owner(owner)
+                    done.set_result(None)
+                for request in [r for r in active if r.cancelled]:
+                    active.remove(request)
+                    self._finish(request, _Cancelled())
+                for request in [r for r in waiting if r.cancelled]:
+                    waiting.remove(request)
+                    self._deliver(request, _Cancelled())
+                while waiting:
+                    slot = choose_slot(self.slots, waiting[0].owner, waiting[0].prepared.prompt)
+                    if slot is None:
+                        break
+                    request = waiting.popleft()
+                    try:
+                        self._admit(request, slot)
+                    except ModelError as exc:
+                        self._finish(request, exc)
+                        continue
+                    active.append(request)
+                if active:
+                    self._step(active)
+        finally:
+            failed = ModelError(f"{self.name}: the batched engine was closed")
+            for request in [*active, *waiting, *self._incoming]:
+                self._finish(request, failed)
+            self._incoming.clear()
+            for _, done in self._releases:
+                done.set_result(None)
+            self._releases.clear()
+            self._free()
+
+    def _idle_slot(self) -> bool:
+        return any(s.request is None for s in self.slots)
+
+    def _release_owner(self, owner: object) -> None:
+        for slot in self.slots:
+            if slot.owner is owner:
+                slot.owner = None
+                if slot.request is None:
+                    self._clear(slot)
+
+    def _clear(self, slot: _Slot) -> None:
+        llama_cpp.llama_memory_seq_rm(self._ctx.memory, slot.seq, -1, -1)
+        slot.tokens = []
+
+    def _admit(self, request: _Request, slot: _Slot) -> None:
+        prompt = request.prepared.prompt
+        keep = common_prefix(slot.tokens, prompt)
+        if keep == len(prompt):
+            keep -= 1  # the whole prompt is cached: decode its last token again for logits
+        if keep < len(slot.tokens):
+            if not llama_cpp.llama_memory_seq_rm(self._ctx.memory, slot.seq, keep, -1):
+                self._clear(slot)
+                keep = 0
+            del slot.tokens[keep:]
+        if slot.owner is not request.owner and slot.owner is not None:
+            log.debug("%s: sequence %d changes hands (its last conversation is evicted)",
+                      self.name, slot.seq)
+        slot.owner, slot.request, request.slot = request.owner, request, slot
+        request.feed = list(prompt[keep:])
+        request.evaluated = len(request.feed)
+        request.admitted = time.perf_counter()
+        request.sampler = self._sampler(request)
+
+    def _sampler(self, request: _Request) -> Any:
+        """llama-cpp-python's chain for these settings, grammar checked token by token."""
+        s = request.sampling
+        chain = llama_internals.LlamaSampler()
+        chain.add_penalties(self.n_vocab, PENALTY_LAST_N, s.repeat_penalty, 0.0, 0.0)
+        if s.temperature < 0:
+            chain.add_dist(request.seed)
+        elif s.temperature == 0:
+            chain.add_greedy()
+        else:
+            chain.add_top_k(s.top_k)
+            chain.add_typical(1.0, 1)
+            chain.add_top_p(s.top_p, 1)
+            chain.add_min_p(MIN_P, 1)
+            chain.add_temp(s.temperature)
+            chain.add_dist(request.seed)
+        grammar = request.prepared.grammar
+        if grammar is None:
+            return chain
+        only = llama_internals.LlamaSampler()
+        only.add_grammar(self._model, grammar)
+        return _GrammarCheckedSampler(chain, only, self.n_vocab)
+
+    def _step(self, active: list[_Request]) -> None:
+        """One llama_decode over every active sequence, then a sample for each that is due."""
+        batch = self._batch
+        n = 0
+        outputs: list[tuple[_Request, int]] = []
+        # generated tokens first (one each), then prompt chunks in arrival order
+        order = sorted(active, key=lambda r: len(r.feed) > 1)
+        fed: list[tuple[_Request, int]] = []
+        for request in order:
+            room = N_BATCH - n
+            if room <= 0:
+                break
+            take = min(len(request.feed), room, PROMPT_CHUNK)
+            slot = request.slot
+            assert slot is not None
+            base = len(slot.tokens)
+            for i in range(take):
+                batch.token[n] = request.feed[i]
+                batch.pos[n] = base + i
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = slot.seq
+                batch.logits[n] = take == len(request.feed) and i == take - 1
+                n += 1
+            fed.append((request, take))
+            if take == len(request.feed):
+                outputs.append((request, n - 1))
+        batch.n_tokens = n
+        code = llama_cpp.llama_decode(self._ctx.ctx, batch)
+        self.steps += 1
+        self.batched_tokens += n
+        self.max_active = max(self.max_active, len(fed))
+        if code != 0:
+            error = ModelError(f"{self.name}: llama_decode failed (code {code}) with {n} tokens "
+                               f"of {len(fed)} sequences")
+            for request, _ in fed:
+                active.remove(request)
+                self._clear(request.slot)  # type: ignore[arg-type]
+                self._finish(request, error)
+            return
+        for request, take in fed:
+            slot = request.slot
+            assert slot is not None
+            slot.tokens.extend(request.feed[:take])
+            del request.feed[:take]
+        for request, index in outputs:
+            token = request.sampler.sample(self._ctx, index)
+            done = self._accept(request, token)
+            if done is not None:
+                active.remove(request)
+                self._finish(request, done)
+            else:
+                request.feed = [token]
+
+    def _accept(self, request: _Request, token: int) -> ChatResult | None:
+        """Take a sampled token; the result when the request is complete (llama-cpp-python's
+        stop rules: end of generation, a stop string, max_tokens)."""
+        prepared, completion = request.prepared, request.completion
+        finish = None
+        if llama_cpp.llama_vocab_is_eog(self._model.vocab, token):
+            finish = "stop"
+        else:
+            completion.append(token)
+            request.text += self._model.detokenize([token])
+            text = request.text
+            for k, char in enumerate(text[-3:]):  # a multi-byte character still incomplete
+                k = 3 - k
+                for num, pattern in ((2, 192), (3, 224), (4, 240)):
+                    if num > k and pattern & char == pattern:
+                        request.multibyte = num - k
+            if request.multibyte > 0:
+                request.multibyte -= 1
+            else:
+                stops = [s for s in prepared.stop if s in text]
+                if stops:
+                    request.text = text[: text.index(stops[0])]
+                    finish = "stop"
+                elif len(completion) >= request.sampling.max_tokens:
+                    finish = "length"
+            slot = request.slot
+            if finish is None and slot is not None and len(slot.tokens) >= self.n_ctx_seq:
+                finish = "length"
+        if finish is None:
+            return None
+        return ChatResult(
+            text=request.text.decode("utf-8", errors="ignore"),
+            prompt_tokens=len(prepared.prompt),
+            prompt_tokens_evaluated=request.evaluated,
+            completion_tokens=len(completion),
+            seconds=time.perf_counter() - request.admitted,
+            finish_reason=finish,
+            extra={"sequence": request.slot.seq if request.slot else None},
+        )
+
+    def _finish(self, request: _Request, outcome: ChatResult | BaseException) -> None:
+        slot = request.slot
+        if slot is not None:
+            slot.request = None
+            slot.last_used = time.perf_counter()
+            request.slot = None
+            if slot.owner is None:  # released while it was decoding
+                self._clear(slot)
+        if request.sampler is not None:
+            request.sampler.close()
+            request.sampler = None
+        self._deliver(request, outcome)
+
+    @staticmethod
+    def _deliver(request: _Request, outcome: ChatResult | BaseException) -> None:
+        def settle() -> None:
+            if request.future.done():
+                return
+            if isinstance(outcome, BaseException):
+                request.future.set_exception(outcome)
+            else:
+                request.future.set_result(outcome)
+
+        try:
+            request.loop.call_soon_threadsafe(settle)
+        except RuntimeError:  # the caller's event loop is gone: nobody is waiting
+            pass
+
+    def _free(self) -> None:
+        if self._batch is not None:
+            llama_cpp.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx is not None:
+            self._ctx.close()
+            self._ctx = None
+        if self._adapter is not None:
+            llama_cpp.llama_adapter_lora_free(self._adapter)
+            self._adapter = None
+        if self._model is not None:
+            self._model.close()
+            self._model = None
+
+    # ---- what the KV cache holds (tests, benchmarks)
+
+    def sequence_tokens(self) -> dict[int, int]:
+        """Tokens held per sequence, as llama.cpp reports it (pos_max + 1; 0 when empty)."""
+        if self._ctx is None:
+            return {}
+        return {s.seq: int(llama_cpp.llama_memory_seq_pos_max(self._ctx.memory, s.seq)) + 1
+                for s in self.slots}

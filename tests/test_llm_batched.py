@@ -1,0 +1,252 @@
+"""The batched llama.cpp backend (bot/llm/batched.py): its scheduler on the real embedded model.
+
+One engine of three sequences serves most tests (1 thread, short windows); tests that need
+other settings make their own. The real-model negotiation contract runs in
+tests/test_llm_negotiations.py, parametrized over both llama.cpp backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from bot.errors import ConfigError, ContextOverflow, ModelError, ModelTimeout
+from bot.llm.base import Sampling
+from bot.llm.batch_engine import BatchedEngine, _Slot, choose_slot
+from bot.llm.batched import BatchedLlamaCppBackend, acquire_engine, release_engine
+from bot.llm.models import ModelSpec
+from bot.llm.pool import ModelPool
+from bot.queues import ModelQueues
+from tests.llm_fixtures import REPLY_SCHEMA, SELLER_MESSAGES, check_reply, embedded_gguf
+
+SHORT = Sampling(temperature=0.7, max_tokens=60, seed=7)
+# The grammar forbids closing the story before 2000 characters: it runs to max_tokens.
+ENDLESS = {"type": "object", "properties": {"story": {"type": "string", "minLength": 2000}},
+           "required": ["story"]}
+STORY = [{"role": "user", "content": "Tell me a long story about a bicycle."}]
+
+
+def enum_schema(*words: str) -> dict:
+    return {"type": "object", "properties": {"word": {"enum": list(words)}}, "required": ["word"]}
+
+
+@pytest.fixture(scope="module")
+def engine():
+    embedded_gguf()  # skip, saying how to install it, when the embedded model is absent
+    engine = BatchedEngine("embedded", name="smol-batched", n_slots=3, n_ctx=512, n_threads=1,
+                           seed=0)
+    yield engine
+    engine.close()
+
+
+def seats(engine: BatchedEngine, n: int) -> list[BatchedLlamaCppBackend]:
+    return [BatchedLlamaCppBackend(engine, name=f"seat{i}", timeout_s=120) for i in range(n)]
+
+
+# --------------------------------------------------------------------------- pure scheduling
+
+
+def test_choose_slot_prefers_the_seats_own_then_a_free_one_sharing_most_then_the_oldest():
+    a, b, c = object(), object(), object()
+    slots = [_Slot(0, [1, 2, 3], owner=a, last_used=5.0), _Slot(1, [1, 2], owner=None),
+             _Slot(2, [1, 2, 3, 4], owner=None, last_used=1.0)]
+    assert choose_slot(slots, a, [1, 2, 3, 4]).seq == 0            # its own, though 2 shares more
+    assert choose_slot(slots, b, [1, 2, 3, 4, 5]).seq == 2         # free, longest prefix
+    slots[1].owner, slots[2].owner = b, c
+    assert choose_slot(slots, object(), [9]).seq == 1              # all owned: least recently used
+    for slot in slots:
+        slot.request = object()  # type: ignore[assignment]
+    assert choose_slot(slots, a, [1]) is None                      # every sequence busy: wait
+
+
+def test_config_pool_and_queue_know_the_batched_backend(tmp_path):
+    spec = ModelSpec.from_table("big", {"backend": "llamacpp-batched", "n_slots": 12,
+                                        "n_ctx": 1024}, tmp_path)
+    assert (spec.backend, spec.n_slots, spec.n_ctx) == ("llamacpp-batched", 12, 1024)
+    with pytest.raises(ConfigError, match=r"models.x.n_slots: not used by backend 'llamacpp'"):
+        ModelSpec.from_table("x", {"n_slots": 4}, tmp_path)
+    with pytest.raises(ConfigError, match="n_slots: must be at most 256"):
+        ModelSpec(name="x", backend="llamacpp-batched", n_slots=1000)
+    made = []
+    pool = ModelPool({"big": spec}, factory=lambda s: made.append(s) or object())
+    assert pool.backend("big", "w0/buyer") is not pool.backend("big", "w1/buyer")  # seat each
+    queues = ModelQueues(slots=1, per_model={"big": spec.n_slots})
+    assert (queues.get("big").slots, queues.get("other").slots) == (12, 1)
+
+
+# --------------------------------------------------------------------------- on the real model
+
+
+async def test_one_sequence_draws_what_its_own_instance_draws(engine):
+    """Same prompt, schema and seed: the batched sampler chain is llama-cpp-python's."""
+    from bot.llm.llamacpp import LlamaCppBackend
+
+    (seat,) = seats(engine, 1)
+    reference = LlamaCppBackend("embedded", name="ref", n_ctx=512, n_threads=1)
+    try:
+        for schema in (REPLY_SCHEMA, None):
+            ours = await seat.chat(SELLER_MESSAGES, schema=schema, sampling=SHORT)
+            theirs = await reference.chat(SELLER_MESSAGES, schema=schema, sampling=SHORT)
+            assert ours.text == theirs.text and ours.text
+            assert (ours.prompt_tokens, ours.completion_tokens, ours.finish_reason) == \
+                (theirs.prompt_tokens, theirs.completion_tokens, theirs.finish_reason)
+    finally:
+        await reference.aclose()
+        await seat.aclose()
+    check_reply(json.loads((await seats(engine, 1)[0].chat(
+        SELLER_MESSAGES, schema=REPLY_SCHEMA, sampling=SHORT)).text))
+
+
+async def test_each_sequence_keeps_its_own_grammar(engine):
+    a, b, c = seats(engine, 3)
+    plain = [{"role": "user", "content": "Say hello to me in plain English, no JSON please."}]
+    long = Sampling(max_tokens=50, seed=3)  # long enough for the three to share steps
+
+    def word_then_essay(*words: str) -> dict:
+        return {"type": "object", "required": ["word", "essay"],
+                "properties": {"word": {"enum": list(words)},
+                               "essay": {"type": "string", "minLength": 500}}}
+
+    engine.max_active = 0
+    first, second, free = await asyncio.gather(
+        a.chat(plain, schema=word_then_essay("xylophone-7", "qq"), sampling=long),
+        b.chat(plain, schema=word_then_essay("zebra-9"), sampling=long),
+        c.chat(plain, sampling=long))
+    assert engine.max_active == 3  # decoded in one batch
+    squeezed = [r.text.replace(" ", "").replace("\n", "") for r in (first, second)]
+    assert squeezed[0].startswith(('{"word":"xylophone-7","essay":"', '{"word":"qq","essay":"'))
+    assert squeezed[1].startswith('{"word":"zebra-9","essay":"')
+    assert free.text.strip() and not free.text.lstrip().startswith("{")
+    assert {first.extra["sequence"], second.extra["sequence"], free.extra["sequence"]} == {0, 1, 2}
+    for seat in (a, b, c):
+        await seat.aclose()
+
+
+async def test_a_request_joins_the_running_batch(engine):
+    long, short = seats(engine, 2)
+    story = asyncio.create_task(long.chat(STORY, schema=ENDLESS, sampling=Sampling(max_tokens=80)))
+    steps = engine.steps
+    while engine.steps < steps + 5:  # the story is decoding
+        await asyncio.sleep(0.01)
+    reply = await short.chat(SELLER_MESSAGES, schema=enum_schema("yes", "no"),
+                             sampling=Sampling(max_tokens=8, seed=1))
+    assert not story.done()  # the short one joined, finished, and left while the story ran on
+    assert json.loads(reply.text)["word"] in ("yes", "no")
+    told = await story
+    assert told.finish_reason == "length" and told.completion_tokens == 80
+    await long.aclose()
+    await short.aclose()
+
+
+async def test_a_timed_out_sequence_leaves_the_others_alone(engine):
+    doomed, fine = seats(engine, 2)
+    results = await asyncio.gather(
+        doomed.chat(STORY, schema=ENDLESS, sampling=Sampling(max_tokens=400), timeout=0.5),
+        fine.chat(SELLER_MESSAGES, schema=REPLY_SCHEMA, sampling=SHORT),
+        return_exceptions=True)
+    assert isinstance(results[0], ModelTimeout) and results[0].seconds == 0.5
+    check_reply(json.loads(results[1].text))
+    # the abandoned sequence stopped early: its KV holds far fewer than 400 generated tokens
+    await asyncio.wrap_future(engine.release(object()))  # a round trip through the decode thread
+    held = max(engine.sequence_tokens().values())
+    assert held < 400
+    again = await doomed.chat(SELLER_MESSAGES, schema=REPLY_SCHEMA, sampling=SHORT)
+    check_reply(json.loads(again.text))
+    await doomed.aclose()
+    await fine.aclose()
+
+
+async def test_each_seat_reuses_its_own_prefix_when_conversations_interleave(engine):
+    buyer, seller = seats(engine, 2)
+    system = {"role": "system", "content": "You sell a used road bike listed at $200. " * 6}
+    talks = {buyer: [system, {"role": "user", "content": "Would you take $120?"}],
+             seller: [{"role": "system", "content": "You buy a lamp listed at $40. " * 6},
+                      {"role": "user", "content": "It is yours for $38."}]}
+    firsts = {}
+    for seat, messages in talks.items():  # one turn each, in turn
+        firsts[seat] = await seat.chat(messages, schema=REPLY_SCHEMA, sampling=SHORT)
+    for seat, messages in talks.items():
+        longer = messages + [{"role": "assistant", "content": firsts[seat].text},
+                             {"role": "user", "content": "Hmm. Meet me halfway?"}]
+        second = await seat.chat(longer, schema=REPLY_SCHEMA, sampling=SHORT)
+        assert second.prompt_tokens > firsts[seat].prompt_tokens > 60
+        # the first turn's whole prompt is reused: only the reply and the new message decode
+        assert second.prompt_tokens_evaluated <= second.prompt_tokens - firsts[seat].prompt_tokens
+        assert second.extra["sequence"] == firsts[seat].extra["sequence"]
+        again = await seat.chat(longer, schema=REPLY_SCHEMA, sampling=SHORT)
+        assert again.prompt_tokens_evaluated == 1  # all cached: the last token for its logits
+    await buyer.aclose()
+    await seller.aclose()
+
+
+async def test_closing_a_seat_removes_its_sequence_from_the_kv_cache(engine):
+    (seat,) = seats(engine, 1)
+    reply = await seat.chat(SELLER_MESSAGES, schema=REPLY_SCHEMA, sampling=SHORT)
+    seq = reply.extra["sequence"]
+    assert engine.sequence_tokens()[seq] >= reply.prompt_tokens
+    await seat.aclose()
+    assert engine.sequence_tokens()[seq] == 0
+    assert engine.slots[seq].owner is None
+
+
+async def test_slots_are_bounded_a_request_waits_for_one_or_times_out():
+    embedded_gguf()
+    engine = BatchedEngine("embedded", name="one-slot", n_slots=1, n_ctx=512, n_threads=1)
+    first, second, third = seats(engine, 3)
+    try:
+        await engine.start()
+        story = asyncio.create_task(first.chat(STORY, schema=ENDLESS,
+                                               sampling=Sampling(max_tokens=40)))
+        while engine.steps < 2:  # the story holds the only sequence
+            await asyncio.sleep(0.01)
+        waited = asyncio.create_task(second.chat(SELLER_MESSAGES, schema=REPLY_SCHEMA,
+                                                 sampling=SHORT))
+        with pytest.raises(ModelTimeout):  # the only sequence is busy the whole time
+            await third.chat(SELLER_MESSAGES, sampling=SHORT, timeout=0.2)
+        told, reply = await asyncio.gather(story, waited)
+        assert told.completion_tokens == 40
+        check_reply(json.loads(reply.text))
+        assert engine.max_active == 1
+        assert engine.slots[0].owner is second  # the story's conversation was evicted
+        assert reply.prompt_tokens_evaluated > reply.prompt_tokens / 2
+    finally:
+        engine.close()
+    with pytest.raises(ModelError, match="closed"):
+        await second.chat(SELLER_MESSAGES)
+
+
+async def test_a_prompt_longer_than_a_sequence_is_a_context_overflow(engine):
+    (seat,) = seats(engine, 1)
+    long = [{"role": "user", "content": "bike " * 600}]
+    counted = await seat.count_tokens(long)
+    assert counted > seat.n_ctx == 512
+    with pytest.raises(ContextOverflow) as caught:
+        await seat.chat(long, sampling=SHORT)
+    assert (caught.value.prompt_tokens, caught.value.n_ctx) == (counted, 512)
+
+
+async def test_seats_share_an_engine_per_file_adapter_and_settings(tmp_path):
+    spec = ModelSpec(name="a", backend="llamacpp-batched", n_slots=2, n_ctx=256, n_threads=1)
+    first, second = acquire_engine(spec), acquire_engine(spec)
+    other = acquire_engine(ModelSpec(name="b", backend="llamacpp-batched", n_slots=3, n_ctx=256))
+    try:
+        assert first is second and other is not first
+    finally:
+        assert release_engine(first) is False  # the second user keeps it
+        assert release_engine(second) is True
+        assert release_engine(other) is True
+
+
+async def test_a_file_that_is_no_lora_adapter_fails_with_its_path(tmp_path):
+    embedded_gguf()
+    from tests.llm_fixtures import write_tiny_gguf
+
+    bad = write_tiny_gguf(tmp_path / "not-an-adapter.gguf")
+    engine = BatchedEngine("embedded", n_slots=1, n_ctx=256, n_threads=1, lora=bad)
+    try:
+        with pytest.raises(ModelError, match="could not load the LoRA adapter .*not-an-adapter"):
+            await engine.start()
+    finally:
+        engine.close()
