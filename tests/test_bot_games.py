@@ -465,3 +465,39 @@ async def test_a_bug_while_handling_a_message_is_answered_and_the_game_kept(worl
     monkeypatch.undo()
     await world.say(xan, thread, "would you take $150?")
     assert "yours $150" in thread.texts[-1]
+
+
+async def test_a_batched_model_gives_each_game_its_own_seat_freed_when_the_game_ends(tmp_path):
+    """On a llamacpp-batched model the line has n_slots places and a game keeps one backend
+    (its sequence) between turns; when the game ends that backend is closed (KV removed)."""
+    from dataclasses import replace
+
+    from bot.llm.models import ModelSpec
+
+    made: list[FakeBackend] = []
+
+    def factory(spec):
+        made.append(FakeBackend(default=falling_prices()))
+        return made[-1]
+
+    cfg = make_config(bot={"model_slots": 1})
+    cfg = replace(cfg, models={"fake": ModelSpec(name="fake", backend="llamacpp-batched",
+                                                 n_slots=5)})
+    bot = await start_bot(tmp_path, cfg, backend_factory=factory)
+    world = World(bot)
+    try:
+        assert bot.queues.get("fake").slots == 5
+        ann, ben = world.person("ann"), world.person("ben")
+        _, first = await world.haggle(ann, item=LONGBOARD, agent="llm-seller")
+        _, second = await world.haggle(ben, item=LONGBOARD, agent="llm-seller")
+        await world.say(ann, first, "would you take $120?")
+        await world.say(ann, first, "would you take $125?")
+        await world.say(ben, second, "would you take $120?")
+        assert len(made) == 2  # one backend per game, kept across its turns
+        assert (len(made[0].calls), len(made[1].calls)) == (2, 1)
+        await world.press(ann, first, "walk")
+        assert made[0].closed and not made[1].closed
+        await world.say(ben, second, "would you take $125?")
+        assert len(made) == 2 and len(made[1].calls) == 2
+    finally:
+        await bot.close()

@@ -250,3 +250,43 @@ async def test_a_file_that_is_no_lora_adapter_fails_with_its_path(tmp_path):
             await engine.start()
     finally:
         engine.close()
+
+
+def write_lora(path, *, scale: float) -> str:
+    """A LoRA adapter (GGUF) for SmolLM2-135M's q projections in layers 0-3: B = scale x noise."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_string(gguf.Keys.General.TYPE, "adapter")
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, 4.0)
+    rng = np.random.default_rng(0)
+    for layer in range(4):
+        writer.add_tensor(f"blk.{layer}.attn_q.weight.lora_a",
+                          rng.standard_normal((4, 576)).astype(np.float32))
+        writer.add_tensor(f"blk.{layer}.attn_q.weight.lora_b",
+                          (scale * rng.standard_normal((576, 4))).astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return str(path)
+
+
+async def test_an_engine_serves_its_lora_adapter(tmp_path, engine):
+    """A zero adapter changes nothing; a strong one changes the greedy reply (it is applied)."""
+    greedy = Sampling(temperature=0, max_tokens=12)
+    fruit = [{"role": "user", "content": "Name a fruit."}]
+    (seat,) = seats(engine, 1)
+    base = (await seat.chat(fruit, sampling=greedy)).text
+    await seat.aclose()
+    replies = []
+    for name, scale in (("zero", 0.0), ("strong", 1.0)):
+        adapted = BatchedEngine("embedded", n_slots=1, n_ctx=512, n_threads=1,
+                                lora=write_lora(tmp_path / f"{name}.gguf", scale=scale))
+        try:
+            replies.append((await BatchedLlamaCppBackend(adapted).chat(fruit, sampling=greedy)).text)
+        finally:
+            adapted.close()
+    assert replies[0] == base and replies[1] != base

@@ -1,18 +1,21 @@
 """LLM-vs-LLM negotiations on the real embedded model (SmolLM2-135M through llama.cpp), in
 the paper's setting (policy "llm": the model picks act and price and writes the words).
 
-Not a quality bar (a 135M model haggles poorly; see the hybrid policy for that) but the
-contract: every negotiation completes, every turn is a valid action-utterance pair whose text
+Run on both in-process backends: one llama.cpp instance per seat, and the batched engine
+(bot/llm/batched.py). Not a quality bar (a 135M model haggles poorly; see the hybrid policy
+for that) but the contract: every negotiation completes, every turn is a valid action-utterance pair whose text
 agrees with its price, and no turn crosses a reservation price.
 """
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
 from bot.agent_factory import AgentFactory
 from bot.agreemate import load_agreemate_scenarios
 from bot.config import load_config
+from bot.llm.models import ModelSpec
 from bot.negotiation.guard import utterance_problem, violates_reservation
 from bot.negotiation.prompts import REPLY_ACTS
 from bot.negotiation.runner import run_negotiation
@@ -21,16 +24,27 @@ from bot.negotiation.turns import Outcome, standing_price
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def records():
+def config_for(backend: str):
+    """The repo's config with its default model on ``backend``: one llama.cpp instance per
+    seat, or the batched engine (one context, a sequence per seat, one thread)."""
+    cfg = load_config()
+    if backend == "llamacpp-batched":
+        batched = ModelSpec(name="default", backend="llamacpp-batched", n_slots=4, n_ctx=2048,
+                            n_threads=1)
+        cfg = replace(cfg, models={**cfg.models, "default": batched})
+    return cfg
+
+
+@pytest.fixture(scope="module", params=["llamacpp", "llamacpp-batched"])
+def records(request):
     async def table(factory, scenarios):
-        # each table has its own buyer and seller (own llama.cpp instances, one thread each),
-        # so two tables use both cores
+        # each table has its own buyer and seller (own llama.cpp instances, one thread each,
+        # so two tables use both cores; or, batched, four sequences of one engine)
         buyer, seller = factory.build("llm-buyer", "buyer"), factory.build("llm-seller", "seller")
         return [await run_negotiation(sc, buyer, seller) for sc in scenarios], buyer.stats, seller.stats
 
     async def play():
-        factory = AgentFactory(load_config())
+        factory = AgentFactory(config_for(request.param))
         try:
             scenarios = load_agreemate_scenarios()[:10]
             results = await asyncio.gather(table(factory, scenarios[0::2]), table(factory, scenarios[1::2]))
