@@ -1,0 +1,345 @@
+"""Batched decoding: one model serving many negotiations, beside one instance per seat.
+
+Runs, side by side in one run, each in a fresh child process (so peak RSS is its own):
+
+1. the same tournament (the configured `buyer` vs `seller` on the first --scenarios AgreeMate
+   scenarios x --repetitions, --max-turns turns) at 1, 2, 4, 6 and 8 concurrent negotiations
+   (tournament workers), on today's backend (`llamacpp`: one llama.cpp instance per agent seat,
+   each with llama.cpp's default threads) and on the batched one (`llamacpp-batched`: one
+   engine, one context with 2 x workers sequences, --batched-threads threads). Printed per
+   run: negotiations per minute, generated tokens per second, peak RSS, invalid acts,
+   reservation violations, fallback turns, prefix reuse (prompt tokens llama.cpp evaluated /
+   tokens in the final context, per agent per negotiation: the worst), and how many
+   negotiations came out identical (every act, price and word) to today's backend one at a time
+   under the same seeds;
+2. --games concurrent Discord games (the real cog through bot/queues.py's model queue, the fake
+   Discord objects of tests/bot_fakes.py) against the hybrid seller, --messages offers each:
+   p50/p95 reply latency and peak RSS, with today's backend on --today-slots instances (the
+   queue's model_slots) and with the batched one (one sequence per game).
+
+Models load before the clock starts. The ratios printed at the end are the issue's "Must show".
+
+    .venv/bin/python bench/batching.py [--scenarios 6] [--repetitions 2] [--max-turns 6]
+        [--levels 1,2,4,6,8] [--batched-threads 2] [--games 12] [--messages 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BATCHED_CTX = 2048  # each conversation's window on the batched engine
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def model_spec(backend: str, *, slots: int, threads: int | None, name: str = "default") -> Any:
+    from bot.llm.models import ModelSpec
+
+    if backend == "batched":
+        return ModelSpec(name=name, backend="llamacpp-batched", n_slots=slots, n_ctx=BATCHED_CTX,
+                         n_threads=threads)
+    return ModelSpec(name=name, backend="llamacpp")  # today's defaults (n_ctx 4096, threads)
+
+
+# --------------------------------------------------------------------------- tournament child
+
+
+def turn_key(turn: Any) -> tuple[Any, ...]:
+    return (turn.role.value, turn.act.value, turn.price, turn.utterance)
+
+
+async def tournament_child(args: argparse.Namespace) -> dict[str, Any]:
+    from bot.agent_factory import AgentFactory
+    from bot.config import load_config
+    from bot.negotiation.guard import utterance_problem, violates_reservation
+    from bot.negotiation.prompts import REPLY_ACTS
+    from bot.negotiation.turns import standing_price
+    from bot.store import Store
+    from bot.tournament import plan_tournament, run_tournament
+
+    cfg = load_config(args.config)
+    spec = model_spec(args.backend, slots=2 * args.workers, threads=args.batched_threads)
+    cfg = replace(cfg, models={**cfg.models, "default": spec})
+    plan = plan_tournament(cfg, buyers=["buyer"], sellers=["seller"], scenario_set="agreemate",
+                           scenarios=args.scenarios, repetitions=args.repetitions,
+                           max_turns=args.max_turns,
+                           name=f"bench-batching-{args.backend}-{args.workers}")
+    rss_before = rss_mb()
+    factory = AgentFactory(cfg)
+    workers = min(args.workers, plan.planned)
+    for k in range(workers):  # load what the workers will use, before the clock
+        for name, role in (("buyer", "buyer"), ("seller", "seller")):
+            await factory.build(name, role, seat=f"w{k}/{name}/{role}").backend.load()
+    records: list[Any] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            async with await Store.open(os.path.join(tmp, "bench.db")) as store:
+                stats = await run_tournament(cfg, plan, store, workers=workers, progress=False,
+                                             factory=factory, on_stored=records.append)
+            engines = {id(b.engine): b.engine for b in factory.pool.backends
+                       if hasattr(b, "engine")}
+        finally:
+            await factory.aclose()
+    invalid = violations = fallbacks = generated = 0
+    reuse: list[float] = []
+    outcomes = {}
+    for rec in records:
+        violations += rec.metrics["reservation_violations"] or 0
+        for i, turn in enumerate(rec.turns):
+            earlier = rec.turns[:i]
+            on_table = [p for p in (standing_price(earlier, turn.role.other),
+                                    standing_price(earlier, turn.role)) if p]
+            if (turn.act not in REPLY_ACTS or not turn.utterance.strip()
+                    or utterance_problem(turn, on_table) is not None):
+                invalid += 1
+            violations += violates_reservation(turn, rec.scenario, earlier)
+            fallbacks += turn.fallback
+            generated += turn.completion_tokens or 0
+        for role in ("buyer", "seller"):
+            mine = [t for t in rec.turns if t.role.value == role and not t.fallback
+                    and t.prompt_tokens]
+            if mine:
+                final = mine[-1].prompt_tokens + (mine[-1].completion_tokens or 0)
+                reuse.append(sum(t.prompt_tokens_evaluated or 0 for t in mine) / final)
+        key = f"{rec.scenario.id}"
+        outcomes.setdefault(key, []).append([rec.outcome.value, rec.deal_price,
+                                             [turn_key(t) for t in rec.turns]])
+    steps = sum(e.steps for e in engines.values())
+    return {"backend": args.backend, "workers": workers, "n": stats.ran, "wall": stats.wall_seconds,
+            "per_min": stats.per_minute, "tok_s": generated / stats.wall_seconds,
+            "rss": rss_mb(), "rss_before": rss_before, "invalid": invalid,
+            "violations": int(violations), "fallbacks": fallbacks, "errors": stats.errors,
+            "reuse_max": max(reuse) if reuse else None,
+            "reuse_mean": statistics.mean(reuse) if reuse else None,
+            "per_step": (sum(e.batched_tokens for e in engines.values()) / steps) if steps else None,
+            "outcomes": outcomes}
+
+
+# --------------------------------------------------------------------------- Discord child
+
+
+async def discord_child(args: argparse.Namespace) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from bot_fakes import LONGBOARD, World, invoke, make_config, start_bot
+
+    seller = {"kind": "llm", "role": "seller", "model": "fake", "policy": "hybrid", "seed": 0}
+    slots = args.games if args.backend == "batched" else args.today_slots
+    cfg = make_config(bot={"model_slots": args.today_slots, "queue_size": args.games * 2},
+                      agents={"llm-seller": seller})
+    cfg = replace(cfg, models={"fake": model_spec(args.backend, slots=slots,
+                                                  threads=args.batched_threads, name="fake")})
+    rss_before = rss_mb()
+    latencies: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="haggle-bench-") as tmp:
+        bot = await start_bot(Path(tmp), cfg, db=Path(tmp) / "bench.db")
+        world = World(bot)
+        # load the model(s) before the clock: one backend per queue slot (today), one engine
+        for k in range(slots if args.backend == "today" else 1):
+            await bot.factory.pool.backend("fake", f"discord/fake/slot{k}").load()
+        people = [world.person(f"player{i}") for i in range(args.games)]
+
+        async def player(i: int, person: Any) -> None:
+            interaction = world.interaction(person, namespace={"role": "buyer"})
+            await invoke(world.games.haggle, interaction, item=LONGBOARD, agent="llm-seller")
+            thread = next(t for t in world.channel.threads
+                          if t.name.startswith(f"{person.name} haggles"))
+            for k in range(args.messages):
+                await asyncio.sleep(0.05 * (i % 5))  # people do not type in lockstep
+                answers = len(thread.messages)
+                t0 = time.perf_counter()
+                await world.say(person, thread, f"would you take ${100 + 4 * k + i % 3}?")
+                latencies.append(time.perf_counter() - t0)
+                if len(thread.messages) <= answers:
+                    raise RuntimeError("the bot did not answer")
+
+        t0 = time.perf_counter()
+        try:
+            await asyncio.gather(*(player(i, p) for i, p in enumerate(people)))
+        finally:
+            wall = time.perf_counter() - t0
+            await bot.close()
+    q = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {"backend": args.backend, "slots": slots, "games": args.games, "turns": len(latencies),
+            "p50": q[49], "p95": q[94], "max": max(latencies), "wall": wall, "rss": rss_mb(),
+            "rss_before": rss_before}
+
+
+# --------------------------------------------------------------------------- raw decode child
+
+
+def decode_child(args: argparse.Namespace) -> dict[str, Any]:
+    """llama_decode alone: tokens/s when one step carries n tokens of n sequences (batched
+    generation) or n tokens of one sequence (a prompt chunk), after a 300-token prompt each."""
+    import llama_cpp
+
+    from bot.llm.batch_engine import BatchedEngine
+
+    engine = BatchedEngine("embedded", n_slots=12, n_ctx=1024, n_threads=args.batched_threads)
+    asyncio.run(engine.start())
+    ctx, batch, mem = engine._ctx.ctx, engine._batch, engine._ctx.memory
+    prompt = engine._model.tokenize(b"I would like to buy your bike for a fair price. " * 40,
+                                    True, False)[:300]
+
+    def decode(items: list[tuple[int, int, int]]) -> None:
+        batch.n_tokens = len(items)
+        for i, (token, pos, seq) in enumerate(items):
+            batch.token[i], batch.pos[i], batch.n_seq_id[i] = token, pos, 1
+            batch.seq_id[i][0], batch.logits[i] = seq, True
+        if llama_cpp.llama_decode(ctx, batch) != 0:
+            raise RuntimeError("llama_decode failed")
+
+    with engine._cond:  # the engine's thread is idle: the bench drives the context itself
+        for seq in range(12):
+            for start in range(0, 300, 100):
+                decode([(t, start + i, seq) for i, t in enumerate(prompt[start:start + 100])])
+        rows = {}
+        for n in (1, 2, 4, 8, 12):
+            steps = 20
+            t0 = time.perf_counter()
+            for k in range(steps):
+                decode([(prompt[k], 300 + k, seq) for seq in range(n)])
+            multi = n * steps / (time.perf_counter() - t0)
+            for seq in range(n):
+                llama_cpp.llama_memory_seq_rm(mem, seq, 300, -1)
+            t0 = time.perf_counter()
+            for k in range(steps):
+                decode([(prompt[j % 300], 300 + k * n + j, 0) for j in range(n)])
+            single = n * steps / (time.perf_counter() - t0)
+            llama_cpp.llama_memory_seq_rm(mem, 0, 300, -1)
+            rows[n] = {"multi": multi, "one": single}
+    engine.close()
+    return {"rows": rows}
+
+
+# --------------------------------------------------------------------------- parent
+
+
+def child(argv: list[str]) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), *argv]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"child {' '.join(argv)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def same(a: dict[str, list], b: dict[str, list]) -> int:
+    return sum(x == y for key in a for x, y in zip(a[key], b.get(key, [])))
+
+
+def main(args: argparse.Namespace) -> int:
+    load = os.getloadavg()
+    print(f"bench/batching.py on {os.cpu_count()} CPU(s), load average {load[0]:.2f} "
+          f"{load[1]:.2f} {load[2]:.2f}; batched engine threads: {args.batched_threads or 'all'}")
+    raw = child(["--child=decode", f"--batched-threads={args.batched_threads or 0}"])
+    print("llama_decode alone (SmolLM2-135M Q4_1), tokens/s with n tokens in one step:")
+    print("  n               " + "".join(f"{n:>8}" for n in raw["rows"]))
+    for key, label in (("multi", "n sequences"), ("one", "one sequence")):
+        print(f"  {label:<16}" + "".join(f"{r[key]:>8.1f}" for r in raw["rows"].values()))
+    if args.decode_only:
+        return 0
+    base = [f"--scenarios={args.scenarios}", f"--repetitions={args.repetitions}",
+            f"--max-turns={args.max_turns}"]
+    if args.batched_threads:
+        base.append(f"--batched-threads={args.batched_threads}")
+    if args.config:
+        base.append(f"--config={args.config}")
+    rows = []
+    for workers in args.levels:
+        for backend in ("today", "batched"):
+            rows.append(child(["--child=tournament", f"--backend={backend}",
+                               f"--workers={workers}", *base]))
+            r = rows[-1]
+            print(f"  {backend:<8} workers {workers}: {r['n']} negotiations in {r['wall']:.1f} s",
+                  flush=True)
+    reference = next(r for r in rows if r["backend"] == "today" and r["workers"] == 1)
+    print(f"\ntournament: buyer vs seller (hybrid), {reference['n']} negotiations "
+          f"({args.scenarios} scenarios x {args.repetitions}), {args.max_turns} turns at most")
+    head = (f"{'backend':<9}{'at once':>8}{'neg/min':>9}{'tok/s':>8}{'peak MB':>9}{'invalid':>8}"
+            f"{'viol.':>6}{'fallb.':>7}{'reuse max':>10}{'tok/step':>9}{'same':>7}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['backend']:<9}{r['workers']:>8}{r['per_min']:>9.2f}{r['tok_s']:>8.1f}"
+              f"{r['rss']:>9.0f}{r['invalid']:>8}{r['violations']:>6}{r['fallbacks']:>7}"
+              f"{r['reuse_max'] or 0:>10.2f}{r['per_step'] or 0:>9.1f}"
+              f"{same(r['outcomes'], reference['outcomes']):>4}/{r['n']:<2}")
+    games = [child(["--child=discord", f"--backend={b}", f"--games={args.games}",
+                    f"--messages={args.messages}", f"--today-slots={args.today_slots}",
+                    *base]) for b in ("today", "batched")]
+    print(f"\nDiscord: {args.games} concurrent games x {args.messages} offers (+ the openings), "
+          f"hybrid seller, through the model queue")
+    for g in games:
+        print(f"{g['backend']:<9}{g['slots']:>3} slot(s): reply p50 {g['p50']:.2f} s, p95 "
+              f"{g['p95']:.2f} s, max {g['max']:.2f} s; {g['turns']} replies in {g['wall']:.1f} s; "
+              f"peak RSS {g['rss']:.0f} MB")
+    by = {(r["backend"], r["workers"]): r for r in rows}
+    print("\nMust show:")
+    if ("batched", 6) in by:
+        six, one_today = by[("batched", 6)], by[("today", 1)]
+        one_b = by.get(("batched", 1))
+        today6 = by.get(("today", 6))
+        print(f"  six at once (batched) / one at a time (today): "
+              f"{six['per_min'] / one_today['per_min']:.2f}x (goal >= 3.0)"
+              + (f"; batched 6/1: {six['per_min'] / one_b['per_min']:.2f}x" if one_b else "")
+              + (f"; today 6/1: {today6['per_min'] / one_today['per_min']:.2f}x" if today6 else ""))
+    batched_rows = [r for r in rows if r["backend"] == "batched"]
+    print(f"  batched: invalid acts {sum(r['invalid'] for r in batched_rows)}, reservation "
+          f"violations {sum(r['violations'] for r in batched_rows)}, worst prefix reuse "
+          f"{max(r['reuse_max'] or 0 for r in batched_rows):.2f} (goal <= 1.3)")
+    today_g, batched_g = games
+    print(f"  p95 reply latency, {args.games} games, batched: {batched_g['p95']:.2f} s (goal <= 3 s;"
+          f" today on {args.today_slots} instances: {today_g['p95']:.2f} s)")
+    print(f"  peak RSS with {args.games} conversations (batched) {batched_g['rss']:.0f} MB vs "
+          f"{args.today_slots} per-seat instances (today) {today_g['rss']:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="config file (default: the repo's config.toml)")
+    parser.add_argument("--scenarios", type=int, default=6)
+    parser.add_argument("--repetitions", type=int, default=2)
+    parser.add_argument("--max-turns", type=int, default=6)
+    parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[1, 2, 4, 6, 8])
+    parser.add_argument("--batched-threads", type=int, default=None,
+                        help="threads of the batched engine (default: every CPU)")
+    parser.add_argument("--games", type=int, default=12)
+    parser.add_argument("--messages", type=int, default=3)
+    parser.add_argument("--today-slots", type=int, default=4,
+                        help="model_slots (instances) for today's backend in the Discord run")
+    parser.add_argument("--decode-only", action="store_true", help="the llama_decode table only")
+    parser.add_argument("--child", choices=("tournament", "discord", "decode"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--backend", choices=("today", "batched"), help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    parsed = parser.parse_args()
+    if parsed.child:
+        import logging
+
+        logging.basicConfig(level=logging.ERROR)
+        if parsed.child == "decode":
+            parsed.batched_threads = parsed.batched_threads or None
+            print(json.dumps(decode_child(parsed)))
+            sys.exit(0)
+        run = tournament_child if parsed.child == "tournament" else discord_child
+        print(json.dumps(asyncio.run(run(parsed))))
+        sys.exit(0)
+    sys.exit(main(parsed))
