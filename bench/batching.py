@@ -122,7 +122,9 @@ async def tournament_child(args: argparse.Namespace) -> dict[str, Any]:
         outcomes.setdefault(key, []).append([rec.outcome.value, rec.deal_price,
                                              [turn_key(t) for t in rec.turns]])
     steps = sum(e.steps for e in engines.values())
-    return {"backend": args.backend, "workers": workers, "n": stats.ran, "wall": stats.wall_seconds,
+    # "workers" is the level asked for; at most as many negotiations as planned run at once
+    return {"backend": args.backend, "workers": args.workers, "at_once": workers, "n": stats.ran,
+            "wall": stats.wall_seconds,
             "per_min": stats.per_minute, "tok_s": generated / stats.wall_seconds,
             "rss": rss_mb(), "rss_before": rss_before, "invalid": invalid,
             "violations": int(violations), "fallbacks": fallbacks, "errors": stats.errors,
@@ -186,7 +188,7 @@ async def discord_child(args: argparse.Namespace) -> dict[str, Any]:
 
 def decode_child(args: argparse.Namespace) -> dict[str, Any]:
     """llama_decode alone: tokens/s when one step carries n tokens of n sequences (batched
-    generation) or n tokens of one sequence (a prompt chunk), after a 300-token prompt each."""
+    generation) or n tokens of one sequence (a prompt chunk), after a 128-token prompt each."""
     import llama_cpp
 
     from bot.llm.batch_engine import BatchedEngine
@@ -195,7 +197,7 @@ def decode_child(args: argparse.Namespace) -> dict[str, Any]:
     asyncio.run(engine.start())
     ctx, batch, mem = engine._ctx.ctx, engine._batch, engine._ctx.memory
     prompt = engine._model.tokenize(b"I would like to buy your bike for a fair price. " * 40,
-                                    True, False)[:300]
+                                    True, False)[:128]
 
     def decode(items: list[tuple[int, int, int]]) -> None:
         batch.n_tokens = len(items)
@@ -207,22 +209,21 @@ def decode_child(args: argparse.Namespace) -> dict[str, Any]:
 
     with engine._cond:  # the engine's thread is idle: the bench drives the context itself
         for seq in range(12):
-            for start in range(0, 300, 100):
-                decode([(t, start + i, seq) for i, t in enumerate(prompt[start:start + 100])])
+            decode([(t, i, seq) for i, t in enumerate(prompt)])
         rows = {}
         for n in (1, 2, 4, 8, 12):
             steps = 20
             t0 = time.perf_counter()
             for k in range(steps):
-                decode([(prompt[k], 300 + k, seq) for seq in range(n)])
+                decode([(prompt[k], 128 + k, seq) for seq in range(n)])
             multi = n * steps / (time.perf_counter() - t0)
             for seq in range(n):
-                llama_cpp.llama_memory_seq_rm(mem, seq, 300, -1)
+                llama_cpp.llama_memory_seq_rm(mem, seq, 128, -1)
             t0 = time.perf_counter()
             for k in range(steps):
-                decode([(prompt[j % 300], 300 + k * n + j, 0) for j in range(n)])
+                decode([(prompt[j % 128], 128 + k * n + j, 0) for j in range(n)])
             single = n * steps / (time.perf_counter() - t0)
-            llama_cpp.llama_memory_seq_rm(mem, 0, 300, -1)
+            llama_cpp.llama_memory_seq_rm(mem, 0, 128, -1)
             rows[n] = {"multi": multi, "one": single}
     engine.close()
     return {"rows": rows}
@@ -266,7 +267,8 @@ def main(args: argparse.Namespace) -> int:
             rows.append(child(["--child=tournament", f"--backend={backend}",
                                f"--workers={workers}", *base]))
             r = rows[-1]
-            print(f"  {backend:<8} workers {workers}: {r['n']} negotiations in {r['wall']:.1f} s",
+            print(f"  {backend:<8} workers {workers}: {r['n']} negotiations ({r['at_once']} at once "
+                  f"at most) in {r['wall']:.1f} s",
                   flush=True)
     reference = next(r for r in rows if r["backend"] == "today" and r["workers"] == 1)
     print(f"\ntournament: buyer vs seller (hybrid), {reference['n']} negotiations "
