@@ -151,7 +151,8 @@ class BatchedEngine:
                  n_slots: int = 8, n_ctx: int = 2048, n_threads: int | None = None,
                  n_gpu_layers: int = 0, seed: int | None = None, chat_format: str | None = None,
                  lora: str | Path | None = None, lora_scale: float = 1.0,
-                 base_dir: str | Path | None = None) -> None:
+                 base_dir: str | Path | None = None, manifest_file: Any = None,
+                 force_unverified: bool = False) -> None:
         if n_slots < 1 or n_slots > llama_cpp.llama_max_parallel_sequences():
             raise ModelError(f"{name or model}: n_slots must be in [1, "
                              f"{llama_cpp.llama_max_parallel_sequences()}], got {n_slots}")
@@ -166,6 +167,8 @@ class BatchedEngine:
         self.lora = str(lora) if lora is not None else None
         self.lora_scale = lora_scale
         self.base_dir = base_dir
+        self.manifest_file = manifest_file  # a trained model folder's record of its GGUF
+        self.force_unverified = force_unverified
         self.model_path: Path | None = None
         self._rng = random.Random(seed)
         self._cond = threading.Condition()
@@ -211,6 +214,10 @@ class BatchedEngine:
 
     def _load(self) -> None:
         path = resolve_model(self.model_ref, self.base_dir)
+        if self.manifest_file is not None:  # the file loaded must be the one verified
+            from bot.llm.adapters import check_manifest_file
+
+            check_manifest_file(self.manifest_file, force_unverified=self.force_unverified)
         check_gguf_magic(path)
         if self.n_gpu_layers != 0 and not gpu_offload_supported():
             log.warning("%s: n_gpu_layers=%d asked for, but this llama-cpp-python build is "

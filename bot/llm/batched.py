@@ -68,7 +68,9 @@ def acquire_engine(spec: ModelSpec, base_dir: str | Path | None = None) -> Batch
                                    n_ctx=spec.n_ctx, n_threads=spec.n_threads,
                                    n_gpu_layers=spec.n_gpu_layers, seed=spec.seed,
                                    chat_format=spec.chat_format, lora=getattr(spec, "lora", None),
-                                   base_dir=base_dir)
+                                   base_dir=base_dir,
+                                   manifest_file=getattr(spec, "manifest_file", None),
+                                   force_unverified=spec.force_unverified)
         _engines[key] = (engine, users + 1)
         engine._key = key  # type: ignore[attr-defined]
     return engine
