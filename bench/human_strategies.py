@@ -10,7 +10,8 @@ by a backend that always fails, so the hybrid agent says its policy's move with 
 way; ``--narrator model`` runs the embedded model (slow on 2 cores) to show they agree.
 
     PYTHONPATH=. python bench/human_strategies.py                      # 30 scenarios x 14 strategies
-    PYTHONPATH=. python bench/human_strategies.py --narrator model --scenarios 3 --strategies stubborn-fraction,fair
+    PYTHONPATH=. python bench/human_strategies.py --narrator model --scenarios 3 --strategies stubborn-fraction,fair --compare
+    PYTHONPATH=. python bench/human_strategies.py --pairings          # hybrid vs hybrid, personality table
 
 Surplus share: the person's share of the bargaining zone (between the bot's private limit
 and the person's own, the published fraction) in a deal, 0 without one (no deal is worth
@@ -237,6 +238,41 @@ async def bench(cfg: Config, narrator: str, scenarios: list[Scenario], who: list
     return rows
 
 
+async def pairing(cfg: Config, narrator: str, scenarios: list[Scenario], buyer: str,
+                  seller: str) -> dict[str, Any]:
+    """Agent vs agent (bot-vs-bot, the tournament's runner) on ``scenarios``: agreement, mean
+    fairness and mean bias over the deals (the paper's metrics)."""
+    from bot.negotiation.runner import run_negotiation
+
+    fac = factory(cfg, narrator)
+    try:
+        recs = [await run_negotiation(sc, fac.build(buyer, Role.BUYER), fac.build(seller, Role.SELLER),
+                                      max_turns=cfg.negotiation.max_turns,
+                                      first_mover=cfg.negotiation.first_mover)
+                for sc in scenarios]
+    finally:
+        await fac.aclose()
+    fair = [r.metrics["fairness"] for r in recs if r.metrics.get("fairness") is not None]
+    bias = [r.metrics["bias"] for r in recs if r.metrics.get("bias") is not None]
+    return {"agreement": sum(r.deal_price is not None for r in recs) / len(recs),
+            "fairness": statistics.fmean(fair) if fair else None,
+            "bias": statistics.fmean(bias) if bias else None}
+
+
+PERSONALITY_AGENTS = {"aggressive": "hybrid-aggressive", "fair": "hybrid", "passive": "hybrid-passive"}
+
+
+def personality_table(cfg: Config, narrator: str, scenarios: list[Scenario]) -> str:
+    lines = ["| buyer \\ seller | " + " | ".join(PERSONALITY_AGENTS) + " |", "|---|---|---|---|"]
+    for b, bname in PERSONALITY_AGENTS.items():
+        cells = []
+        for sname in PERSONALITY_AGENTS.values():
+            r = asyncio.run(pairing(cfg, narrator, scenarios, f"{bname}-buyer", f"{sname}-seller"))
+            cells.append(f"{100 * r['agreement']:.0f}% / {r['fairness']:.2f} / {r['bias']:+.2f}")
+        lines.append(f"| {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     keys = sorted({(r["role"], r["strategy"]) for r in rows}, key=lambda k: (k[0], list(STRATEGIES).index(k[1])))
@@ -259,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--roles", default="buyer,seller", help="the person's roles to run")
     ap.add_argument("--seed", type=int, default=0, help="agent seed and private-limit draw")
     ap.add_argument("--json", default="", help="write every game's row to this JSON file")
+    ap.add_argument("--pairings", action="store_true",
+                    help="instead: hybrid-buyer vs hybrid-seller and the personality table "
+                         "(agreement / fairness / bias), agent vs agent")
+    ap.add_argument("--compare", action="store_true",
+                    help="with --narrator model: also play the same games with the template narrator "
+                         "and count the games whose acts and prices agree move for move")
     args = ap.parse_args(argv)
     import logging
 
@@ -267,6 +309,13 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config(args.config)
     scenarios = load_scenario_set(cfg, "agreemate")[: args.scenarios]
+    if args.pairings:
+        r = asyncio.run(pairing(cfg, args.narrator, scenarios, "hybrid-buyer", "hybrid-seller"))
+        print(f"hybrid-buyer vs hybrid-seller, {len(scenarios)} scenarios: agreement "
+              f"{r['agreement']:.2f}, fairness {r['fairness']:.2f}, bias {r['bias']:+.2f}")
+        print("Personalities (agreement / mean fairness / mean bias, +1: the buyer got its target):")
+        print(personality_table(cfg, args.narrator, scenarios))
+        return 0
     names = [n for n in args.strategies.split(",") if n] or list(STRATEGIES)
     unknown = set(names) - set(STRATEGIES)
     if unknown:
@@ -282,6 +331,14 @@ def main(argv: list[str] | None = None) -> int:
         in_deals = "–" if s["share_in_deals"] is None else f"{s['share_in_deals']:.2f}"
         print(f"| {s['person']} | {s['strategy']} | {s['games']} | {100 * s['deal_rate']:.0f}% | "
               f"{s['surplus_share']:.2f} | {in_deals} |")
+    if args.compare and args.narrator == "model":
+        again = asyncio.run(bench(cfg, "template", scenarios, who, args.seed))
+        same = sum(a["moves"] == b["moves"] for a, b in zip(rows, again))
+        print(f"model vs template narrator: {same} of {len(rows)} games with the same acts and "
+              f"prices move for move")
+        for a, b in zip(rows, again):
+            if a["moves"] != b["moves"]:
+                print(f"  differs: {a['role']} {a['strategy']} {a['scenario'][:8]}: {a['moves']} vs {b['moves']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

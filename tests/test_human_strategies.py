@@ -50,3 +50,18 @@ def test_deals_stay_inside_the_bots_private_limit(table):
     for r in rows:
         if r["deal"]:
             assert (r["price"] >= r["limit"] - 1e-9) if r["role"] == "buyer" else (r["price"] <= r["limit"] + 1e-9)
+
+
+def _pairing(buyer, seller):
+    cfg = load_config(None)
+    return asyncio.run(hs.pairing(cfg, "template", load_scenario_set(cfg, "agreemate"), buyer, seller))
+
+
+def test_hybrid_pair_still_agrees_fairly():
+    r = _pairing("hybrid-buyer", "hybrid-seller")
+    assert r["agreement"] >= 0.9 and r["fairness"] >= 0.3
+
+
+def test_aggressive_still_beats_passive():
+    assert _pairing("hybrid-aggressive-buyer", "hybrid-passive-seller")["bias"] > 0.5  # buyer's way
+    assert _pairing("hybrid-passive-buyer", "hybrid-aggressive-seller")["bias"] < -0.2  # seller's
