@@ -34,10 +34,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.negotiation.agents import DialogueState, RuleAgent  # noqa: E402
-from bot.negotiation.guard import guard_turn  # noqa: E402
-from bot.negotiation.scenario import Scenario, rounding_step  # noqa: E402
-from bot.negotiation.turns import Act, Role, Turn  # noqa: E402
+from bot.negotiation.agents import DialogueState, RuleAgent
+from bot.negotiation.guard import guard_turn
+from bot.negotiation.scenario import Scenario, rounding_step
+from bot.negotiation.turns import Act, Role, Turn
 
 MAX_TURNS = 15
 ANAC = ("AgentK", "Atlas3", "CUHKAgent", "HardHeaded", "Gahboninho", "IAMhaggler2011", "AgentGG",
@@ -155,7 +155,7 @@ def make(name: str, role: Role, sc: Scenario, values: list[float], ours: dict[st
         return _make_negotiator_class()(decide=ours[name], role=role, scenario=sc, values=values,
                                         max_turns=steps, name=f"{name}-{role.value}")
     if name in NEGMAS:
-        import negmas.sao as sao
+        from negmas import sao
 
         return getattr(sao, name)(name=f"{name}-{role.value}")
     import negmas_genius_agents as genius
@@ -206,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     ours = our_agents(load_policy_class(args.policy_file or None))
     field = [n for n in args.field.split(",") if n] or [*ours, *ANAC, *NEGMAS]
     stats = {n: {"u": [], "deals": 0, "n": 0, "nash": [], "as_buyer": [], "as_seller": []} for n in field}
+    versus: dict[tuple[str, str], list] = {}  # (ours, opponent) -> [games, deals, utility sum]
     t0 = time.perf_counter()
     for sc in scenarios:
         for buyer in field:
@@ -214,11 +215,17 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 try:
                     result = negotiate(sc, buyer, seller, ours, args.steps)
-                except Exception as exc:  # an ANAC port that breaks: counted as no agreement, said
+                except Exception as exc:  # noqa: BLE001 (an ANAC port that breaks: no agreement, said)
                     print(f"  {buyer} vs {seller} on {sc.id[:8]} failed: {type(exc).__name__}: {exc}",
                           file=sys.stderr)
                     result = None
                 ub, us = result if result is not None else (0.0, 0.0)
+                for me, other, u in ((buyer, seller, ub), (seller, buyer, us)):
+                    if me in ours:
+                        pair = versus.setdefault((me, other), [0, 0, 0.0])
+                        pair[0] += 1
+                        pair[1] += result is not None
+                        pair[2] += u
                 dist = math.hypot(ub - 0.5, us - 0.5)
                 for name, u, role in ((buyer, ub, "as_buyer"), (seller, us, "as_seller")):
                     s = stats[name]
@@ -237,6 +244,19 @@ def main(argv: list[str] | None = None) -> int:
     for rank, (n, u, agree, nash, ub, us) in enumerate(rows, 1):
         mark = "**" if n in ours else ""
         print(f"| {rank} | {mark}{n}{mark} | {u:.3f} | {ub:.3f} | {us:.3f} | {100 * agree:.0f}% | {nash:.3f} |")
+    mine = [n for n in ours if n in field]
+    if mine:
+        print("\nAgainst each opponent, both roles (agreement / mean utility):")
+        print("| opponent | " + " | ".join(mine) + " |")
+        print("|---|" + "---:|" * len(mine))
+        for other in field:
+            if other in ours:
+                continue
+            cells = []
+            for me in mine:
+                games, deals, total = versus.get((me, other), [0, 0, 0.0])
+                cells.append(f"{100 * deals / games:.0f}% / {total / games:.2f}" if games else "–")
+            print(f"| {other} | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -27,18 +27,18 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.config import Config, load_config  # noqa: E402
-from bot.errors import ModelError  # noqa: E402
-from bot.negotiation.prompts import money  # noqa: E402
-from bot.negotiation.scenario import Scenario, round_price  # noqa: E402
-from bot.negotiation.turns import Role  # noqa: E402
-
+from bot.config import Config, load_config
+from bot.errors import ModelError
+from bot.negotiation.prompts import money
+from bot.negotiation.scenario import Scenario, round_price
+from bot.negotiation.turns import Role
 
 # --------------------------------------------------------------------------- the people
 
@@ -49,7 +49,7 @@ class Person:
 
     name: str
     role: Role
-    speak: Callable[["Person", Any, int], str]
+    speak: Callable[[Person, Any, int], str]
     # a person's own limit: the published fraction (buyer pays up to the listing, seller
     # goes down to 0.7 x listing)
 
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = asyncio.run(bench(cfg, args.narrator, scenarios, who, args.seed))
     print(f"{len(rows)} games, narrator {args.narrator}, {time.perf_counter() - t0:.1f}s")
-    print(f"| person | strategy | games | deal rate | mean surplus share (no deal = 0) | share in deals |")
+    print("| person | strategy | games | deal rate | mean surplus share (no deal = 0) | share in deals |")
     print("|---|---|---:|---:|---:|---:|")
     for s in summarise(rows):
         in_deals = "–" if s["share_in_deals"] is None else f"{s['share_in_deals']:.2f}"

@@ -10,9 +10,9 @@ pytest.importorskip("negmas")
 pytest.importorskip("negmas_genius_agents")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import anac  # noqa: E402
+import anac
 
-from bot.negotiation.scenario import Scenario  # noqa: E402
+from bot.negotiation.scenario import Scenario
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from bot.config import load_config
 from bot.scenarios import load_scenario_set
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import human_strategies as hs  # noqa: E402
+import human_strategies as hs
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def table():
 
 
 def test_every_strategy_played_every_scenario(table):
-    summary, rows = table
+    summary, _ = table
     assert len(summary) == 2 * len(hs.STRATEGIES) and all(s["games"] == 30 for s in summary.values())
 
 

@@ -215,3 +215,11 @@ def test_every_personality_has_a_prompt_a_policy_and_a_rule_factor():
         assert tuple(table) == PERSONALITIES
     hint = typing.get_type_hints(AgentConfig)["personality"]
     assert typing.get_args(hint) == PERSONALITIES
+
+
+def test_a_longer_turn_cap_spreads_the_drift(scenario):
+    turns = [Turn(Role.BUYER, Act.INIT_PRICE, 120, ""), Turn(Role.SELLER, Act.INIT_PRICE, 200, ""),
+             Turn(Role.BUYER, Act.COUNTER_PRICE, 120, "")]
+    policy = ConcessionPolicy(QUIET["fair"])
+    short, long = policy.drift(st(scenario, Role.SELLER, turns, 15)), policy.drift(st(scenario, Role.SELLER, turns, 60))
+    assert 0 < long < short / 3  # a 60-turn game does not hand out a 15-turn game's drift 4 times over

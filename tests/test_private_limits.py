@@ -49,6 +49,7 @@ def _play(person_lines, seed):
     the model replaced by its template narrator (bench/human_strategies.py)."""
     sys.path.insert(0, str(REPO / "bench"))
     import human_strategies as hs
+
     from bot.commands.play import new_game, play_session
     from bot.scenarios import load_scenario_set
 
@@ -70,7 +71,7 @@ def _play(person_lines, seed):
 def test_games_record_their_private_limit_and_reveal_it_only_at_the_end():
     limits = set()
     for seed in range(6):
-        sc, record, out = _play(["hi", "would you take $150?"] + ["$150"] * 10, seed)
+        _, record, out = _play(["hi", "would you take $150?"] + ["$150"] * 10, seed)
         res = record.scenario.seller_reservation
         limits.add(res)
         assert record.to_dict()["scenario"]["seller_reservation"] == res  # in the game's record

@@ -20,9 +20,11 @@ who repeated "I can pay 0.7 x listing, final offer" used to get exactly the bott
 - Acceptance depends on behaviour too: an offer as good as the agent's next price is always
   taken; an offer close to it (``accept_gap`` x listing, at least one rounding step: no cent
   ping-pong) only from a side that has been conceding. On the agent's last turn it accepts
-  only what clears a floor between its next price (stubborn counterpart) and its limit (a
-  fully reciprocating one), else it walks away from a stubborn side (or always, with
-  ``walk_away``) or repeats its price: there is no last-turn cave to wait for.
+  only what clears a floor between its next price (stubborn counterpart: it still gives up
+  ``LAST_TURN_GIVE`` of its room, no more) and its limit (a fully reciprocating one); else it
+  makes its last counter-offer (the other side may take it) or, with ``walk_away``, walks
+  away: there is no last-turn cave to wait for.
+- The drift shares are per turn of a 15-turn game; a longer cap spreads them over its turns.
 
 ``limit`` lies between the agent's target (0) and its reservation price (1), so no
 personality crosses its reservation. Prices are rounded the way people round them for the
@@ -34,8 +36,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from bot.negotiation.agents import DialogueState, round_price, rounding_step
 from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality
@@ -43,6 +45,8 @@ from bot.negotiation.turns import Act, Role, Turn
 
 CREDIBLE_LOW = 0.5   # a buyer's offers below this x listing count as this (anchoring buys nothing)
 CREDIBLE_HIGH = 1.0  # a seller's asks above the listing count as the listing
+GAME_TURNS = 15  # the turn cap the drift shares are set for (the paper's, config.toml's default)
+LAST_TURN_GIVE = 0.3  # on its last turn it takes an offer within this share of its room, whoever
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,10 @@ class ConcessionPolicy:
         k, total = self._turns_for(state)
         t = k / max(total - 1, 1)
         p = self.params
-        return p.drift_start + (p.drift_end - p.drift_start) * min(1.0, t ** (1 / p.beta))
+        share = p.drift_start + (p.drift_end - p.drift_start) * min(1.0, t ** (1 / p.beta))
+        # the shares are per turn of a 15-turn game; a longer (shorter) cap spreads the same
+        # drift over more (fewer) turns, so a generous cap does not drain the agent early
+        return 1 - (1 - share) ** (GAME_TURNS / max(state.max_turns, 2))
 
     def next_price(self, state: DialogueState) -> float:
         sc = state.scenario
@@ -218,10 +225,10 @@ class ConcessionPolicy:
                 # accept down to a floor that falls from the next price (stubborn side) to the
                 # limit (a side that matched every concession)
                 limit = self.limit(state)
-                floor = price - coop ** 2 * (price - limit)
+                floor = price - max(coop ** 2, LAST_TURN_GIVE) * (price - limit)
                 if self._good_for_me(state, theirs, floor):
                     return Plan(Act.ACCEPT, theirs)
-        if last_turn and theirs is not None and (params.walk_away or coop < 0.3):
+        if last_turn and theirs is not None and params.walk_away:
             return Plan(Act.QUIT, None)
         if mine is None:
             return Plan(Act.INIT_PRICE, price)
