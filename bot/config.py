@@ -118,6 +118,7 @@ class NegotiationConfig:
     first_mover: Literal["buyer", "seller"] = "buyer"
     seller_bottom_fraction: float = 0.7
     buyer_ceiling_fraction: float = 1.0
+    reservation_spread: float = 0.1
     turn_timeout_s: float = 120.0
     # bot-vs-bot: a side whose model fails (unreachable, load failure, HTTP error, timeout) on
     # this many consecutive turns, or on every turn it plays, voids the negotiation as an error
@@ -130,6 +131,9 @@ class NegotiationConfig:
         for key in ("seller_bottom_fraction", "buyer_ceiling_fraction"):
             v = getattr(self, key)
             require(0 < v <= 2, f"{where}.{key}", f"must be in (0, 2], got {v}")
+        require(0 <= self.reservation_spread < min(self.seller_bottom_fraction, 1.0),
+                f"{where}.reservation_spread",
+                f"must be >= 0 and below seller_bottom_fraction (and 1), got {self.reservation_spread}")
         require(self.turn_timeout_s > 0, f"{where}.turn_timeout_s",
                  f"must be > 0 seconds, got {self.turn_timeout_s}")
 

@@ -77,6 +77,19 @@ async def test_everyone_gets_the_same_challenge_once_and_a_ranking(world):
     rows = await world.bot.store.finished_games(daily=ann_game.daily)
     assert {r.player_id for r in rows} == {ann.id, ben.id, cal.id}
 
+    # the day's limit stays secret: neither the cards nor the standings give it (or the share
+    # of the zone, from which it follows) away while the day runs
+    bottom = ann_game.game.scenario.seller_reservation
+    card = {f.name: f.value for f in ann_thread.embeds[-1].fields}
+    assert "once the day is over" in card["The seller's secret bottom line"]
+    assert not any(k.startswith("Your surplus") for k in card)
+    assert "% of the zone" not in embed.description
+    assert {f.name: f.value for f in embed.fields}["The seller's secret bottom line"] == \
+        "revealed once the day is over"
+    assert f"${bottom:,.0f}" not in str([f.value for f in embed.fields])
+    # ... and the seed is the day's secret, not the published formula
+    assert ann_game.seed != challenge_seed(world.guild.id, ann_game.daily)
+
 
 async def test_the_final_ranking_is_posted_once_after_the_day(world):
     dee = world.person("dee")
@@ -89,6 +102,10 @@ async def test_the_final_ranking_is_posted_once_after_the_day(world):
     assert await daily(world).announce_finished_days(now=tomorrow) == [(world.guild.id, day)]
     final = world.channel.messages[-1].embed
     assert final.title == f"Final ranking: daily challenge {day}" and "dee" in final.description
+    challenge = await world.bot.store.daily_challenge(world.guild.id, day)
+    bottom = challenge.scenario["seller_reservation"]
+    revealed = {f.name: f.value for f in final.fields}["The seller's secret bottom line"]
+    assert revealed == f"${bottom:,.0f} (seed {challenge.seed})"  # revealed after the day
     assert await daily(world).announce_finished_days(now=tomorrow) == []  # only once
 
 

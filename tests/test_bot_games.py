@@ -50,6 +50,7 @@ async def test_a_full_game_won_with_the_accept_button(world):
     await world.say(alice, thread, "would you take $120?")
     assert "yours $120" in thread.texts[-1] and "turns left" in thread.texts[-1]
     offer = world.games.live[1].game.agent_offer
+    bottom = world.games.live[1].game.scenario.seller_reservation  # drawn for this game
 
     status = await world.press(alice, thread, "status")
     assert status.sent[-1]["ephemeral"] and status.sent[-1]["embed"].title.startswith("Status")
@@ -58,13 +59,14 @@ async def test_a_full_game_won_with_the_accept_button(world):
     card = thread.embeds[-1]
     assert card.title == f"Deal at ${offer:,.0f}"
     fields = {f.name: f.value for f in card.fields}
-    assert fields["The seller's secret bottom line"] == "$140"  # revealed at the end
+    assert fields["The seller's secret bottom line"] == f"${bottom:,.0f}"  # revealed at the end
     surplus = next(v for k, v in fields.items() if k.startswith("Your surplus"))
-    assert f"${offer - 140:,.0f} was left on the table" in surplus
+    assert f"${offer - bottom:,.0f} was left on the table" in surplus
     assert intro.view is None  # the buttons are gone
     (row,) = await world.bot.store.finished_games()
     assert row.outcome == "deal" and row.deal_price == offer and row.player_id == alice.id
-    assert row.metrics["buyer_surplus_share"] == pytest.approx((200 - offer) / 60)
+    assert row.metrics["buyer_surplus_share"] == pytest.approx((200 - offer) / (200 - bottom))
+    assert row.scenario["seller_reservation"] == bottom  # the game's record keeps its limit
     assert world.games.live == {} and world.games.places == {}
 
 

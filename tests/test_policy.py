@@ -45,9 +45,9 @@ def test_aggressive_concedes_less_than_passive(scenario):
     prices = {p: ConcessionPolicy(QUIET[p]).next_price(st(scenario, Role.SELLER, turns))
               for p in ("aggressive", "fair", "passive")}
     assert prices["aggressive"] > prices["fair"] > prices["passive"]
-    early = ConcessionPolicy(QUIET["fair"]).concession(st(scenario, Role.SELLER, turns))
-    late = ConcessionPolicy(QUIET["fair"]).concession(st(scenario, Role.SELLER, turns * 4))
-    assert late > early
+    early = ConcessionPolicy(QUIET["fair"]).drift(st(scenario, Role.SELLER, turns))
+    late = ConcessionPolicy(QUIET["fair"]).drift(st(scenario, Role.SELLER, turns * 4))
+    assert late > early  # Boulware: holds back early
 
 
 @pytest.mark.parametrize("buyer", ["aggressive", "fair", "passive"])
@@ -81,13 +81,81 @@ def test_close_offers_are_accepted_not_haggled_in_cents():
     assert plan.act is Act.ACCEPT and plan.price == 7.5
 
 
-def test_aggressive_walks_away_from_a_bad_last_offer(scenario):
+def _alternating(buyer_prices, seller_prices):
     turns = []
-    for i in range(13):
-        role = Role.BUYER if i % 2 == 0 else Role.SELLER
-        turns.append(Turn(role, Act.COUNTER_PRICE, 141 if role is Role.BUYER else 190, ""))
+    for b, sp in zip(buyer_prices, seller_prices):
+        turns.append(Turn(Role.BUYER, Act.COUNTER_PRICE, b, ""))
+        if sp is not None:
+            turns.append(Turn(Role.SELLER, Act.COUNTER_PRICE, sp, ""))
+    return turns
+
+
+def test_aggressive_walks_away_from_a_bad_last_offer(scenario):
+    # 13 turns: a stubborn buyer at 141 against a seller holding 190, the seller's last turn
+    turns = _alternating([141] * 7, [190] * 6 + [None])
     assert ConcessionPolicy(QUIET["aggressive"]).plan(st(scenario, Role.SELLER, turns)).act is Act.QUIT
-    assert ConcessionPolicy(QUIET["fair"]).plan(st(scenario, Role.SELLER, turns)).act is Act.ACCEPT
+    # nor does a fair seller cave on its last turn to a side that never moved
+    assert ConcessionPolicy(QUIET["fair"]).plan(st(scenario, Role.SELLER, turns)).act is not Act.ACCEPT
+
+
+def test_last_turn_accepts_a_side_that_reciprocated(scenario):
+    # the buyer matched the seller's concessions all along; its last offer is within the limit
+    turns = _alternating([120, 130, 140, 148, 154, 158, 160], [200, 190, 182, 176, 172, 170, None])
+    plan = ConcessionPolicy(QUIET["fair"]).plan(st(scenario, Role.SELLER, turns))
+    assert (plan.act, plan.price) == (Act.ACCEPT, 160)
+
+
+def _seller_prices_against(scenario, buyer_line):
+    """The fair seller's asks against a buyer whose k-th offer is buyer_line(k)."""
+    turns, asks = [], []
+    for k in range(7):
+        turns.append(Turn(Role.BUYER, Act.COUNTER_PRICE, buyer_line(k), ""))
+        plan = ConcessionPolicy(QUIET["fair"]).plan(st(scenario, Role.SELLER, turns))
+        if plan.act is not Act.COUNTER_PRICE and plan.act is not Act.INIT_PRICE and plan.act is not Act.INSIST:
+            break
+        asks.append(plan.price)
+        turns.append(Turn(Role.SELLER, plan.act, plan.price, ""))
+    return asks
+
+
+def test_stubborn_anchor_gets_little_and_reciprocity_pays(scenario):
+    stubborn = _seller_prices_against(scenario, lambda k: 140)           # the bottom line, every turn
+    conceding = _seller_prices_against(scenario, lambda k: 120 + 5 * k)  # 2.5% of the listing a turn
+    given_stubborn = 200 - stubborn[-1]
+    assert given_stubborn <= 0.4 * (200 - scenario.seller_reservation)  # little of the zone
+    # by the same turn, the conceding buyer got more: the seller answered its concessions
+    n = min(len(stubborn), len(conceding))
+    assert conceding[n - 1] < stubborn[n - 1]
+    # and the stubborn buyer never gets close to the bottom line: nothing converges on it
+    assert min(stubborn) >= scenario.seller_reservation + 0.25 * (200 - scenario.seller_reservation)
+
+
+def test_absurd_anchor_then_concessions_buys_nothing(scenario):
+    # opening at $10 and "conceding" to $100 (half the listing) counts as no concession at all
+    anchored = _seller_prices_against(scenario, lambda k: [10, 40, 70, 100, 100, 100, 100][k])
+    flat = _seller_prices_against(scenario, lambda k: 100)
+    assert anchored == flat
+
+
+@pytest.mark.parametrize("personality", ["aggressive", "fair", "passive"])
+def test_every_personality_answers_concessions(scenario, personality):
+    base = [Turn(Role.BUYER, Act.INIT_PRICE, 120, ""), Turn(Role.SELLER, Act.INIT_PRICE, 200, "")]
+    still = ConcessionPolicy(QUIET[personality]).next_price(
+        st(scenario, Role.SELLER, [*base, Turn(Role.BUYER, Act.COUNTER_PRICE, 120, "")]))
+    moved = ConcessionPolicy(QUIET[personality]).next_price(
+        st(scenario, Role.SELLER, [*base, Turn(Role.BUYER, Act.COUNTER_PRICE, 150, "")]))
+    assert moved < still <= 200
+
+
+def test_no_cent_ping_pong():
+    # prices stay on the item's rounding step, and two offers a step apart close the deal
+    sc = Scenario.build(id="lamp", title="lamp", listing_price=480, buyer_target=300)
+    turns = _alternating([300, 340, 370, 395], [480, 440, 420, None])
+    policy = ConcessionPolicy(QUIET["fair"])
+    plan = policy.plan(st(sc, Role.SELLER, turns))
+    assert plan.price % 5 == 0
+    near = _alternating([300, 340, 370, 415], [480, 440, 420, None])
+    assert policy.plan(st(sc, Role.SELLER, near)).act is Act.ACCEPT
 
 
 def narration(text):
@@ -147,3 +215,11 @@ def test_every_personality_has_a_prompt_a_policy_and_a_rule_factor():
         assert tuple(table) == PERSONALITIES
     hint = typing.get_type_hints(AgentConfig)["personality"]
     assert typing.get_args(hint) == PERSONALITIES
+
+
+def test_a_longer_turn_cap_spreads_the_drift(scenario):
+    turns = [Turn(Role.BUYER, Act.INIT_PRICE, 120, ""), Turn(Role.SELLER, Act.INIT_PRICE, 200, ""),
+             Turn(Role.BUYER, Act.COUNTER_PRICE, 120, "")]
+    policy = ConcessionPolicy(QUIET["fair"])
+    short, long = policy.drift(st(scenario, Role.SELLER, turns, 15)), policy.drift(st(scenario, Role.SELLER, turns, 60))
+    assert 0 < long < short / 3  # a 60-turn game does not hand out a 15-turn game's drift 4 times over

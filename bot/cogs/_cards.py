@@ -60,7 +60,8 @@ def intro_embed(scenario: Scenario, *, human_role: Role, player: str, agent: str
         value=("Type your messages here like in a chat: ask questions, make offers "
                "(\"would you take $150?\"). **Accept** takes my current offer, **Walk away** "
                "ends without a deal, **Status** shows the table. My "
-               f"{limit_word(bot_role)} stays secret until the end."),
+               f"{limit_word(bot_role)} is drawn for this game and stays secret until "
+               + ("the day's challenge is over." if daily else "the end.")),
         inline=False)
     embed.set_footer(text=f"{player} vs {agent}")
     return embed
@@ -116,7 +117,11 @@ def _ending(record: NegotiationRecord, human_role: Role) -> tuple[str, discord.C
 def result_card(record: NegotiationRecord, *, human_role: Role, player: str, agent: str,
                 game_id: int, daily: str | None = None) -> discord.Embed:
     """The end of a game: the price, the person's surplus against the bot's secret limit
-    (revealed now), and the negotiation's metrics."""
+    (revealed now), and the negotiation's metrics.
+
+    A daily challenge game reveals neither the limit nor the share of the zone (from which
+    the limit follows): everyone plays the same limit that day, so both wait for the final
+    ranking once the day is over."""
     sc = record.scenario
     bot_role = human_role.other
     secret = sc.reservation(bot_role)
@@ -126,10 +131,15 @@ def result_card(record: NegotiationRecord, *, human_role: Role, player: str, age
         description=clip(f"**{sc.title}**, listed at {money(sc.listing_price)}. {player} played "
                          f"the {human_role.value} against `{agent}`.", EMBED_DESCRIPTION_LIMIT))
     embed.add_field(name=f"The {bot_role.value}'s secret {limit_word(bot_role)}",
-                    value=money(secret))
+                    value="revealed with the final ranking, once the day is over" if daily
+                    else money(secret))
     embed.add_field(name="Your target", value=money(sc.target(human_role)))
     metrics = record.metrics
-    if record.deal_price is not None:
+    if record.deal_price is not None and daily:
+        embed.add_field(name="Your deal", inline=False,
+                        value=f"{money(record.deal_price)}; your share of the bargaining zone "
+                              f"comes with the final ranking.")
+    elif record.deal_price is not None:
         p = record.deal_price
         share = metrics.get(f"{human_role.value}_surplus_share")
         low, high = sc.seller_reservation, sc.buyer_reservation
@@ -200,12 +210,15 @@ def daily_ranking(rows: Sequence[Any], names: Mapping[int, str]) -> list[DailyEn
     return [e for _, e in entries]
 
 
-def ranking_lines(entries: Sequence[DailyEntry], *, limit: int = 15) -> str:
+def ranking_lines(entries: Sequence[DailyEntry], *, limit: int = 15, shares: bool = True) -> str:
+    """The ranking as lines; ``shares=False`` (a day still running) leaves the shares of the
+    zone out, since with the price they give the bot's secret limit away."""
     lines = []
     for rank, e in enumerate(entries[:limit], 1):
         if e.deal_price is not None:
+            share = f"{pct(e.share)} of the zone, " if shares else ""
             lines.append(f"**{rank}.** {e.name}: deal at {money(e.deal_price)}, "
-                         f"{pct(e.share)} of the zone, {e.turns} turns")
+                         f"{share}{e.turns} turns")
         else:
             lines.append(f"**{rank}.** {e.name}: no deal ({e.outcome.replace('_', ' ')})")
     if len(entries) > limit:

@@ -3,8 +3,10 @@ day; the ranking is posted in the channel where the day's challenge started once
 over and its last game has ended.
 
 The day's challenge is fixed by the first person who plays it (stored in the database), so a
-restart or a config change during the day never splits the field. The item and the seed are a
-function of the server and the date: every server gets its own challenge.
+restart or a config change during the day never splits the field. The item is a function of
+the server and the date (every server gets its own challenge); the bot's private limit and
+the agent's seed come from a secret drawn then and stored with the challenge, so no one can
+compute them: they are revealed with the final ranking once the day is over.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import secrets
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +23,10 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot import checks
-from bot.cogs._cards import INFO_COLOUR, daily_ranking, ranking_lines
+from bot.cogs._cards import INFO_COLOUR, daily_ranking, limit_word, ranking_lines
 from bot.discord_util import defer, respond
 from bot.negotiation.prompts import money
-from bot.negotiation.scenario import Scenario
+from bot.negotiation.scenario import Scenario, draw_private_limit
 from bot.negotiation.turns import Role
 
 if TYPE_CHECKING:
@@ -71,8 +74,11 @@ class Daily(commands.Cog):
         games = self.bot.get_cog("Games")
         settings = self.bot.settings.daily
         human_role = Role.parse(settings.human_role)
-        seed = challenge_seed(guild_id, day)
-        scenario = random.Random(seed).choice(await games.scenarios(settings.scenario_set))
+        scenario = random.Random(challenge_seed(guild_id, day)).choice(
+            await games.scenarios(settings.scenario_set))
+        seed = secrets.randbelow(2**31)  # the day's secret: the agent's seed and its limit
+        scenario = draw_private_limit(scenario, human_role.other, seed=seed,
+                                      spread=self.bot.cfg.negotiation.reservation_spread)
         agent = settings.agent or await games.default_agent(guild_id, human_role.other)
         return await self.bot.store.ensure_daily_challenge(
             guild_id, day, scenario=scenario.to_dict(), agent=agent,
@@ -126,10 +132,16 @@ class Daily(commands.Cog):
             return discord.Embed(title=title, colour=INFO_COLOUR,
                                  description="Nobody has played this day's challenge.")
         sc = Scenario.from_dict(challenge.scenario)
-        embed = discord.Embed(title=title, colour=INFO_COLOUR, description=ranking_lines(ranking))
+        over = final or day < self.today()
+        embed = discord.Embed(title=title, colour=INFO_COLOUR,
+                              description=ranking_lines(ranking, shares=over))
         embed.add_field(name="Item", value=f"{sc.title} ({money(sc.listing_price)})")
         embed.add_field(name="Players were", value=f"the {challenge.human_role}s")
         embed.add_field(name="Against", value=f"`{challenge.agent}`")
+        bot_role = Role.parse(challenge.human_role).other
+        embed.add_field(name=f"The {bot_role.value}'s secret {limit_word(bot_role)}",
+                        value=(f"{money(sc.reservation(bot_role))} (seed {challenge.seed})" if over
+                               else "revealed once the day is over"))
         if running:
             embed.set_footer(text=f"{running} game(s) still running")
         return embed

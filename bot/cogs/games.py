@@ -53,7 +53,7 @@ from bot.discord_util import (
 )
 from bot.errors import DataError, HaggleError, StoreError, TurnError
 from bot.negotiation.personality import PERSONALITIES, RULE_CONCESSION_FACTOR
-from bot.negotiation.scenario import Scenario
+from bot.negotiation.scenario import Scenario, draw_private_limit
 from bot.negotiation.session import Exchange, HumanGame
 from bot.negotiation.turns import Outcome, Role
 from bot.queues import QueueFull
@@ -181,6 +181,9 @@ class Games(commands.Cog):
 
         try:
             scenario = pick_scenario(scenarios, item, seed)
+            # the bot's limit, private to this game: drawn here, revealed on the result card
+            scenario = draw_private_limit(scenario, human_role.other, seed=seed,
+                                          spread=self.bot.cfg.negotiation.reservation_spread)
         except DataError:
             await respond(interaction, f"No item matches {clip(item, 80)!r}: pick one from the "
                                        f"list, or leave it empty for a random one.")

@@ -15,7 +15,7 @@ from typing import Protocol, Sequence, runtime_checkable
 
 from bot.negotiation.guard import guard_turn
 from bot.negotiation.prompts import money
-from bot.negotiation.scenario import Scenario
+from bot.negotiation.scenario import Scenario, round_price, rounding_step  # noqa: F401 (re-exported)
 from bot.negotiation.turns import Act, Role, Turn, standing_price
 
 
@@ -49,25 +49,6 @@ class Agent(Protocol):
     name: str
 
     async def respond(self, state: DialogueState) -> Turn: ...
-
-
-def rounding_step(listing: float) -> float:
-    """The step people round prices to for an item listed at ``listing``."""
-    if listing < 20:
-        return 0.5
-    if listing < 100:
-        return 1.0
-    if listing < 1000:
-        return 5.0
-    if listing < 10000:
-        return 25.0
-    return 100.0
-
-
-def round_price(price: float, listing: float) -> float:
-    """Round like people do for the item's price range: $7.50, $45, $120, $1,250."""
-    step = rounding_step(listing)
-    return round(price / step) * step or step
 
 
 # Template utterances: several phrasings per move so transcripts read naturally. Keys are

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from bot.errors import ScenarioError
@@ -13,6 +14,29 @@ from bot.negotiation.turns import Role
 # listing price. Both are configurable ([negotiation] in config.toml).
 DEFAULT_SELLER_BOTTOM_FRACTION = 0.7
 DEFAULT_BUYER_CEILING_FRACTION = 1.0
+# In games with people the bot's own limit is private: drawn per game from the configured
+# fraction +- this share of the listing ([negotiation] reservation_spread).
+DEFAULT_RESERVATION_SPREAD = 0.1
+
+
+def rounding_step(listing: float) -> float:
+    """The step people round prices to for an item listed at ``listing``."""
+    if listing < 20:
+        return 0.5
+    if listing < 100:
+        return 1.0
+    if listing < 1000:
+        return 5.0
+    if listing < 10000:
+        return 25.0
+    return 100.0
+
+
+def round_price(price: float, listing: float) -> float:
+    """Round like people do for the item's price range: $7.50, $45, $120, $1,250."""
+    step = rounding_step(listing)
+    return round(price / step) * step or step
+
 
 
 def _positive(value: Any, name: str, scenario_id: str) -> float:
@@ -126,3 +150,26 @@ class Scenario:
             "id", "title", "listing_price", "buyer_target", "seller_target",
             "buyer_reservation", "seller_reservation") }, description=data.get("description", ""),
             category=data.get("category", ""))
+
+
+def draw_private_limit(scenario: Scenario, role: Role | str, *, seed: int | str,
+                       spread: float = DEFAULT_RESERVATION_SPREAD) -> Scenario:
+    """``scenario`` with ``role``'s reservation price drawn for one game.
+
+    The draw is uniform in (the scenario's reservation +- ``spread`` x listing), seeded by
+    ``seed`` and the scenario, rounded the way people round prices, and kept on the right side
+    of ``role``'s target (a seller's bottom line never above its target, a buyer's ceiling
+    never below its own). No formula gives it away; the game's record carries it, so the
+    result card can reveal it. ``spread`` 0 keeps the scenario's own reservation.
+    """
+    role = Role.parse(role)
+    if not 0 <= spread < 1:
+        raise ScenarioError(f"reservation spread must be in [0, 1), got {spread!r}")
+    if spread == 0:
+        return scenario
+    listing = scenario.listing_price
+    rng = random.Random(f"private-limit|{seed}|{scenario.id}|{role.value}")
+    drawn = round_price(scenario.reservation(role) + rng.uniform(-spread, spread) * listing, listing)
+    if role is Role.SELLER:
+        return replace(scenario, seller_reservation=min(drawn, scenario.seller_target))
+    return replace(scenario, buyer_reservation=max(drawn, scenario.buyer_target))

@@ -1,0 +1,101 @@
+"""Private limits: the bot's reservation price is drawn per game, recorded, and never crossed."""
+
+import asyncio
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import load_config
+from bot.errors import ScenarioError
+from bot.negotiation.guard import violates_reservation
+from bot.negotiation.prompts import money
+from bot.negotiation.scenario import Scenario, draw_private_limit
+from bot.negotiation.turns import Role
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_limits_vary_within_the_spread_and_respect_targets(scenario):
+    drawn = [draw_private_limit(scenario, Role.SELLER, seed=s, spread=0.1).seller_reservation
+             for s in range(40)]
+    assert len(set(drawn)) >= 5  # no formula gives it away
+    assert all(120 <= d <= 160 and d % 5 == 0 for d in drawn)  # 140 +- 20, rounded like prices
+    assert draw_private_limit(scenario, Role.SELLER, seed=7).seller_reservation == \
+        draw_private_limit(scenario, Role.SELLER, seed=7).seller_reservation  # seeded
+    buyer = [draw_private_limit(scenario, Role.BUYER, seed=s).buyer_reservation for s in range(40)]
+    assert min(buyer) >= scenario.buyer_target and len(set(buyer)) >= 5
+    # the other side's reservation is untouched, and spread 0 keeps the scenario as it is
+    assert draw_private_limit(scenario, Role.SELLER, seed=1).buyer_reservation == 200
+    assert draw_private_limit(scenario, Role.SELLER, seed=1, spread=0) == scenario
+    tight = Scenario.build(id="t", title="t", listing_price=100, buyer_target=60, seller_target=72)
+    assert all(draw_private_limit(tight, Role.SELLER, seed=s).seller_reservation <= 72 for s in range(40))
+    with pytest.raises(ScenarioError, match="spread"):
+        draw_private_limit(scenario, Role.SELLER, seed=1, spread=1.5)
+
+
+def test_config_rejects_a_spread_beyond_the_fraction(tmp_path):
+    bad = tmp_path / "config.toml"
+    bad.write_text("[negotiation]\nreservation_spread = 0.8\n")
+    with pytest.raises(Exception, match="reservation_spread"):
+        load_config(bad)
+
+
+def _play(person_lines, seed):
+    """A scripted buyer against the default seller through `haggle play`'s own functions,
+    the model replaced by its template narrator (bench/human_strategies.py)."""
+    sys.path.insert(0, str(REPO / "bench"))
+    import human_strategies as hs
+
+    from bot.commands.play import new_game, play_session
+    from bot.scenarios import load_scenario_set
+
+    cfg = load_config(None)
+    sc = load_scenario_set(cfg, "agreemate")[1]  # a $200 item
+
+    async def go():
+        fac = hs.factory(cfg, "template")
+        agent = fac.build(cfg.default_agent(Role.SELLER), Role.SELLER, seed=seed)
+        game, _ = new_game(cfg, sc, agent, human_role=Role.BUYER, seed=seed)
+        lines = iter(person_lines)
+        out = io.StringIO()
+        record = await play_session(game, lambda g: asyncio.sleep(0, next(lines, "")), out)
+        return sc, record, out.getvalue()
+
+    return asyncio.run(go())
+
+
+def test_games_record_their_private_limit_and_reveal_it_only_at_the_end():
+    limits = set()
+    for seed in range(6):
+        _, record, out = _play(["hi", "would you take $150?"] + ["$150"] * 10, seed)
+        res = record.scenario.seller_reservation
+        limits.add(res)
+        assert record.to_dict()["scenario"]["seller_reservation"] == res  # in the game's record
+        transcript, _, verdict = out.rpartition("hidden bottom line was")
+        assert money(res) not in transcript.split("\n", 1)[1]  # never said during the game
+        assert money(res) in verdict
+        for i, t in enumerate(record.turns):
+            if t.role is Role.SELLER:
+                assert not violates_reservation(t, record.scenario, record.turns[:i])
+    assert len(limits) >= 3 and limits != {0.7 * 200}
+
+
+def test_stubborn_published_fraction_gets_no_deal_through_play():
+    for seed in range(3):
+        _, record, _ = _play(["I can pay $140, that's my final offer."] * 8, seed)
+        assert record.deal_price is None  # today's exploit closed: it used to get $140 each time
+
+
+def test_haggle_play_prints_the_drawn_limit():
+    proc = subprocess.run([sys.executable, "-m", "bot.cli", "play", "--role", "buyer", "--agent", "rule",
+                           "--scenario-set", "agreemate", "--seed", "5", "--json"],
+                          input="would you take 50?\nok deal\n", capture_output=True, text=True,
+                          cwd=REPO, timeout=120, check=True)
+    record = json.loads(proc.stdout)
+    res = record["scenario"]["seller_reservation"]
+    assert f"hidden bottom line was {money(res)}." in proc.stderr
+    assert res != 0.7 * record["scenario"]["listing_price"]  # drawn, not the published fraction
