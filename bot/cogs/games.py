@@ -1,9 +1,8 @@
 """/haggle: a person haggles with an agent in a thread of their own (or in a DM).
 
-The person types offers as ordinary messages; the core's parser reads them and the agent answers
-in character. Buttons under the opening card: Accept (the bot's current offer), Walk away,
-Status. A game ends on a deal, a walk-away, the turn cap, or the inactivity timeout, and then
-the result card reveals the bot's secret limit.
+The person types offers as ordinary messages; the agent answers in character. Buttons: Accept
+(the bot's current offer), Walk away, Status. A game ends on a deal, a walk-away, the turn cap
+or the inactivity timeout; the result card then reveals the bot's limit, drawn for this game.
 
 Why it is built this way:
 
@@ -17,8 +16,7 @@ Why it is built this way:
   granted (one llama.cpp instance per slot, shared by the games in turn).
 - One turn at a time per game (a lock), one running game per person per server, and nothing
   a person types can crash the listener: bad input gets a one-line reply, an agent failure
-  takes the person's move back so they can send it again, and a thread deleted mid-game ends
-  the game as abandoned.
+  takes the person's move back, a thread deleted mid-game ends the game as abandoned.
 
 The game in memory, its stand-in agent, its buttons and its thread: bot/cogs/_live.py.
 """
