@@ -14,9 +14,8 @@ Why it is built this way:
 - The agent is never called outside the model queue: between turns a game holds a stand-in
   that refuses to answer, and each turn builds the real agent on the model slot the queue
   granted (one llama.cpp instance per slot, shared by the games in turn).
-- One turn at a time per game (a lock), one running game per person per server, and nothing
-  a person types can crash the listener: bad input gets a one-line reply, an agent failure
-  takes the person's move back, a thread deleted mid-game ends the game as abandoned.
+- One turn at a time per game (a lock), one running game per person per server; bad input
+  gets a one-line reply, an agent failure takes the person's move back.
 
 The game in memory, its stand-in agent, its buttons and its thread: bot/cogs/_live.py.
 """
