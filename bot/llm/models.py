@@ -227,7 +227,7 @@ BACKENDS = ("llamacpp", "openai")
 SCHEMA_STYLES = ("json_object", "json_schema", "none")
 
 # Keys that only one backend reads; setting them for the other is a mistake worth reporting.
-_LLAMACPP_ONLY = {"path", "n_ctx", "n_threads", "n_gpu_layers", "chat_format", "shared", "quant",
+_LLAMACPP_ONLY = {"path", "n_ctx", "n_threads", "n_gpu_layers", "chat_format", "shared", "quant", "lora",
                   "force_unverified"}
 _OPENAI_ONLY = {"url", "api_key_env", "schema_style", "model"}
 
@@ -257,6 +257,7 @@ class ModelSpec:
     model: str | None = None  # openai: the served model's name (default: NAME)
     quant: str | None = None  # trained model folder: the file type to run (default: best verified)
     force_unverified: bool = False  # trained model folder: run a file that failed verification
+    lora: str | None = None  # a GGUF LoRA adapter (file or adapter folder) applied at load (bot/llm/lora.py)
     # Not a config key: set when ``path`` names a trained model folder, the manifest's record of
     # the file it resolved to, which the loader checks the file against (size and sha256).
     manifest_file: ManifestFile | None = None
@@ -371,6 +372,14 @@ class ModelSpec:
                 values["path"] = str(expected.path)
                 values["manifest_file"] = expected
                 folder = True
+        lora = values.get("lora")
+        if lora is not None:
+            if not isinstance(lora, str) or not lora.strip():
+                raise ConfigError(f"models.{name}.lora: must be a LoRA adapter folder or .gguf path")
+            lora_path = Path(lora).expanduser()
+            if not lora_path.is_absolute() and base_dir is not None:
+                lora_path = Path(base_dir).absolute() / lora_path
+            values["lora"] = str(lora_path)
         if values.get("quant") is not None and not folder:
             raise ConfigError(f"models.{name}.quant: chooses a file of a trained model folder, "
                               f"but path {path!r} is not one; set path to the folder `haggle train "
