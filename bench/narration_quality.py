@@ -41,10 +41,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.agent_factory import AgentFactory  # noqa: E402
 from bot.config import load_config  # noqa: E402
-from bot.datasets import load_agreemate_scenarios, load_craigslist  # noqa: E402
+from bot.agreemate import load_agreemate_scenarios  # noqa: E402
+from bot.datasets import load_craigslist  # noqa: E402
 from bot.negotiation.narration import CHECKS, distinct_n, narration_findings  # noqa: E402
 from bot.negotiation.prompts import money  # noqa: E402
 from bot.negotiation.runner import run_negotiation  # noqa: E402
+
+
+class Shipped:
+    """An agreemate scenario in the shape pick_dialogues returns (no human lines)."""
+
+    def __init__(self, scenario):
+        self.scenario, self.turns = scenario, ()
+
+
+def pick_shipped(n: int, seed: int):
+    scenarios = load_agreemate_scenarios()
+    return [Shipped(s) for s in scenarios[:n]]
 
 
 def pick_dialogues(cfg, n: int, seed: int):
@@ -107,8 +120,12 @@ async def play(cfg, dialogues, buyer: str, seller: str, seed: int) -> list[dict]
                              "price": t.price, "line": t.utterance, "previous": previous_line(record.turns, i),
                              "fallback": t.fallback, "guard": t.guard, "seconds": t.seconds,
                              "prompt_tokens_evaluated": t.prompt_tokens_evaluated,
+                             "prompt_tokens": t.prompt_tokens,
                              "outcome": record.outcome.value, "negotiation_seconds": took,
-                             "turns": len(record.turns)})
+                             "turns": len(record.turns), "index": i,
+                             "metrics": {k: record.metrics.get(k) for k in (
+                                 "agreed", "fairness", "reservation_violations",
+                                 "text_price_mismatches")} if i == 0 else None})
             print(f"  {sc.title[:50]!r}: {record.outcome.value}, {len(record.turns)} turns, {took:.1f} s",
                   flush=True)
     finally:
@@ -127,7 +144,21 @@ def score_rows(rows: list[dict]) -> dict:
         flagged += bool(f)
         found.update({x.check for x in f})
     lines = [r["line"] for r in model]
-    return {"turns": len(rows), "model_lines": len(model),
+    firsts = [r for r in rows if r.get("metrics")]
+    fair = [r["metrics"]["fairness"] for r in firsts if r["metrics"]["fairness"] is not None]
+    evaluated = sum(r["prompt_tokens_evaluated"] or 0 for r in rows)
+    final = 0
+    for sc in {r["scenario"] for r in rows}:
+        for role in ("buyer", "seller"):
+            mine = [r for r in rows if r["scenario"] == sc and r["role"] == role and r["prompt_tokens"]]
+            final += mine[-1]["prompt_tokens"] if mine else 0
+    outcome = {"negotiations": len(firsts),
+               "agreement": sum(bool(r["metrics"]["agreed"]) for r in firsts) / max(len(firsts), 1),
+               "fairness": sum(fair) / len(fair) if fair else None,
+               "reservation_violations": sum(r["metrics"]["reservation_violations"] or 0 for r in firsts),
+               "text_price_mismatches": sum(r["metrics"]["text_price_mismatches"] or 0 for r in firsts),
+               "prefix_reuse": evaluated / final if final else None}
+    return {"turns": len(rows), **outcome, "model_lines": len(model),
             "template_share": sum(r["fallback"] for r in rows) / max(len(rows), 1),
             "flagged_share": flagged / max(len(model), 1),
             **{c: found[c] for c in CHECKS},
@@ -205,6 +236,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=None)
     ap.add_argument("--scenarios", type=int, default=12)
+    ap.add_argument("--scenario-set", choices=("craigslist-test", "agreemate"), default="craigslist-test",
+                    help="agreemate: the 30 shipped scenarios in order, for the outcome metrics "
+                         "(no blind sample: those items are not unseen)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--buyer", default="buyer")
     ap.add_argument("--seller", default="seller")
@@ -213,25 +247,43 @@ def main() -> int:
     ap.add_argument("--sample-from", default=None)
     ap.add_argument("--per-kind", type=int, default=75)
     ap.add_argument("--score", default=None, help="a judged JSONL to score against OUT/key.json")
+    ap.add_argument("--rescore", action="append", default=[], metavar="NAME=FILE.jsonl",
+                    help="score a variant's rows written by an earlier run (repeatable), beside "
+                         "the variants run now")
     args = ap.parse_args()
     out = Path(args.out)
     if args.score:
         score_judged(out / "key.json", Path(args.score))
         return 0
     cfg = load_config(args.config)
-    dialogues = pick_dialogues(cfg, args.scenarios, args.seed)
+    if args.scenario_set == "agreemate":
+        if args.sample_from:
+            raise SystemExit("--sample-from needs unseen items: use --scenario-set craigslist-test")
+        dialogues = pick_shipped(args.scenarios, args.seed)
+    else:
+        dialogues = pick_dialogues(cfg, args.scenarios, args.seed)
     variants = [parse_variant(v) for v in args.variant] or [("config", {})]
     out.mkdir(parents=True, exist_ok=True)
     results, rows_by = {}, {}
+    for item in args.rescore:
+        name, _, path = item.partition("=")
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+        for r in rows:
+            r.setdefault("prompt_tokens", None)
+            r.setdefault("metrics", None)
+        results[name], rows_by[name] = score_rows(rows), rows
+    if args.rescore and not args.variant:
+        variants = []
     for name, spec in variants:
         print(f"== {name} {spec}", flush=True)
         rows = asyncio.run(play(variant_config(cfg, spec), dialogues, args.buyer, args.seller, args.seed))
         results[name] = score_rows(rows)
         rows_by[name] = rows
         (out / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    cols = ["turns", "model_lines", "template_share", "flagged_share", *CHECKS, "distinct_1",
+    cols = ["turns", "agreement", "fairness", "reservation_violations", "text_price_mismatches",
+            "prefix_reuse", "model_lines", "template_share", "flagged_share", *CHECKS, "distinct_1",
             "distinct_2", "s_per_turn"]
-    print(f"\nscenarios: {len(dialogues)} CraigslistBargains test dialogues (seed {args.seed})")
+    print(f"\nscenarios: {len(dialogues)} {args.scenario_set} (seed {args.seed})")
     print("variant".ljust(18) + "".join(c[:12].rjust(13) for c in cols))
     for name, r in results.items():
         cells = [f"{r[c]:.3f}" if isinstance(r[c], float) else str(r[c]) for c in cols]

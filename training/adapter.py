@@ -48,7 +48,7 @@ def _base_info(ref: str) -> tuple[Path, dict[str, Any]]:
 
 
 def adapter_stage(out_dir: str | Path, *, adapter_dir: str | Path | None = None, name: str | None = None,
-                  verify_prompts: int = 8, threads: int = 1) -> dict[str, Any]:
+                  verify_prompts: int = 8, threads: int = 1, verify: bool = True) -> dict[str, Any]:
     """Write OUT/NAME.lora.gguf from the peft adapter (default OUT/adapter, else the newest
     checkpoint), verify it and record it in OUT/manifest.json; returns the manifest."""
     from training.lora_gguf import verify_lora_gguf, write_lora_gguf
@@ -79,9 +79,9 @@ def adapter_stage(out_dir: str | Path, *, adapter_dir: str | Path | None = None,
     report_path = data_dir / f"{name}.report.json"
     prompts = prompts_from_jsonl(eval_path, verify_prompts) if eval_path.is_file() else []
     verdict = verify_lora_gguf(base_ref, adapter_dir, target, prompts=prompts, threads=threads) \
-        if prompts else None
+        if prompts and verify else None
     report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
-    if fit.get("eval_loss_after") is None and eval_path.is_file():
+    if fit.get("eval_loss_after") is None and eval_path.is_file() and verify:
         fit["eval_loss_after"] = eval_loss(base_ref, adapter_dir, eval_path, fit.get("config") or {},
                                            threads=threads)
     data = {}

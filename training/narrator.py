@@ -42,7 +42,7 @@ POLICY_ACTS = frozenset({Act.INIT_PRICE, Act.COUNTER_PRICE, Act.OFFER, Act.INSIS
                          Act.INQUIRE, Act.INFORM, Act.QUIT, Act.REJECT})
 
 # A number as people write a price: "$1,200", "1200", "1.2k", "150 dollars", "150 bucks".
-_PRICE_TEXT = re.compile(r"\$\s?\d[\d,]*(?:\.\d+)?(?:\s?[kK]\b)?|\b\d[\d,]*(?:\.\d+)?(?:\s?[kK]\b)?"
+_PRICE_TEXT = re.compile(r"\$\s?\d(?:[\d,]*\d)?(?:\.\d+)?(?:\s?[kK]\b)?|\b\d(?:[\d,]*\d)?(?:\.\d+)?(?:\s?[kK]\b)?"
                          r"(?:\s?(?:dollars|bucks)\b)?")
 
 
@@ -189,3 +189,23 @@ def write_narrator_data(dialogues: Sequence[Dialogue], out_dir, *, split: str,
     out["files"] = {p.name: sha256_file(p) for p in (train_path, eval_path_for(train_path))}
     write_json_atomic(report_path_for(train_path), out)
     return out
+
+
+def stage_narrator_data(cfg, split: str, out_path, *, data: str | None = None,
+                        max_turns: int | None = None, eval_fraction: float = 0.05,
+                        seed: int = 0) -> dict[str, Any]:
+    """`haggle train data --role narrator`: the examples of ``split`` written beside ``out_path``
+    (narrator.jsonl, .eval.jsonl, .report.json; the folder is out_path's)."""
+    from pathlib import Path
+
+    from bot.datasets import load_craigslist
+    from bot.errors import DataError
+    from training.pipeline import craigslist_ref
+
+    if split == "test":
+        raise DataError("the narrator trains on a labelled split (validation, or train from the Hub); "
+                        "the test split's items are bench/narration_quality.py's blind reading")
+    dialogues = load_craigslist(craigslist_ref(cfg, split, data))
+    out_dir = Path(out_path).parent
+    return write_narrator_data(dialogues, out_dir, split=split, eval_fraction=eval_fraction, seed=seed,
+                               max_turns=max_turns or cfg.negotiation.max_turns)

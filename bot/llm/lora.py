@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from bot.errors import ModelError
-from bot.llm.models import file_sha256
+from bot.files import file_sha256
 
 MANIFEST = "manifest.json"
 
