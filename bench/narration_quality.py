@@ -101,8 +101,9 @@ def previous_line(turns, i: int) -> str:
     return "(first line)"
 
 
-async def play(cfg, dialogues, buyer: str, seller: str, seed: int) -> list[dict]:
-    """Every turn of the negotiations, as rows (item, role, act, price, line, previous line)."""
+async def play(cfg, dialogues, buyer: str, seller: str, seed: int, log_path: Path | None = None) -> list[dict]:
+    """Every turn of the negotiations, as rows (item, role, act, price, line, previous line);
+    with ``log_path`` each negotiation's rows are appended there as soon as it ends."""
     rows = []
     factory = AgentFactory(cfg)
     try:
@@ -128,6 +129,9 @@ async def play(cfg, dialogues, buyer: str, seller: str, seed: int) -> list[dict]
                                  "text_price_mismatches")} if i == 0 else None})
             print(f"  {sc.title[:50]!r}: {record.outcome.value}, {len(record.turns)} turns, {took:.1f} s",
                   flush=True)
+            if log_path is not None:
+                with log_path.open("a", encoding="utf-8") as fh:
+                    fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows[-len(record.turns):])
     finally:
         await factory.aclose()
     return rows
@@ -276,7 +280,10 @@ def main() -> int:
         variants = []
     for name, spec in variants:
         print(f"== {name} {spec}", flush=True)
-        rows = asyncio.run(play(variant_config(cfg, spec), dialogues, args.buyer, args.seller, args.seed))
+        partial = out / f"{name}.partial.jsonl"
+        partial.unlink(missing_ok=True)
+        rows = asyncio.run(play(variant_config(cfg, spec), dialogues, args.buyer, args.seller, args.seed,
+                                log_path=partial))
         results[name] = score_rows(rows)
         rows_by[name] = rows
         (out / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

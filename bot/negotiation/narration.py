@@ -52,7 +52,7 @@ _SELLER_TALK = re.compile(
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
     r"\bi'?m interested in (buying|your)\b|\bcan i buy\b|\bgo up to\b|\bthe most i can\b|"
-    r"\bi'?m looking to buy\b|\bi would buy\b|\bi can afford\b", re.I)
+    r"\bi'?m looking to buy\b|\bi would buy\b|\bi can afford\b|\bi'?m (just )?looking for\b", re.I)
 # A seller who opens by asking the buyer for a price has taken the buyer's words.
 _BUYER_OPENING = re.compile(r"\b(could|can) you do\b|\bwould you (take|accept)\b", re.I)
 _YES = re.compile(r"\b(deal|ok(ay)?|sure|sounds (good|great|fair)|works|agreed?|yes|yeah|yep|"
@@ -62,7 +62,7 @@ _YES = re.compile(r"\b(deal|ok(ay)?|sure|sounds (good|great|fair)|works|agreed?|
 _NO = re.compile(r"\b(no|not|can'?t|cannot|won'?t|too (low|high|much)|sorry|pass)\b", re.I)
 # A counter that sounds like a yes: "deal"/"sounds good" with nothing that makes it a proposal.
 _PROPOSAL = re.compile(r"\?|\b(how about|would you|could you|can you|can do|could do|"
-                       r"meet|best|lowest|most|offer|take|do|go|let'?s|say|if)\b", re.I)
+                       r"meet|best|lowest|most|offer|if)\b", re.I)
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
     m = _EMPTY_SLOT.search(text)
     if m:
         out.append(Finding("broken_slot", m.group(0)))
-    if re.search(r"\$\s*[?.!,]|\bprice of\s*$", text):
+    if re.search(r"\$\s*[?.!,]|\bprice of\s*$|\[\w*\]|`", text):
         out.append(Finding("broken_slot", "a dangling mark where a word should be"))
     m = _ECHO.search(text)
     if m:
@@ -111,7 +111,8 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
     elif act in (Act.QUIT, Act.REJECT) and _YES.search(text) and not _NO.search(text):
         out.append(Finding("wrong_act", "walking away sounds like a yes"))
     elif act in (Act.COUNTER_PRICE, Act.OFFER, Act.INIT_PRICE) and re.search(
-            r"\b(deal|agreed|i accept|sounds good|you got it)\b", text, re.I) and not _PROPOSAL.search(text):
+            r"\b(deal|agreed|i accept|sounds good|you got it|i'?ll take it|i'?ll do it)\b", text, re.I) \
+            and not _PROPOSAL.search(text):
         out.append(Finding("wrong_act", "a proposal that reads like an accept"))
     elif act is Act.INQUIRE and "?" not in text:
         out.append(Finding("wrong_act", "an inquiry that asks nothing"))
