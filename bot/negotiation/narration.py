@@ -48,11 +48,12 @@ _HOUSING = re.compile(r"\b(housing|apartment|house|room|studio|rent|lease|condo)
 _SELLER_TALK = re.compile(
     r"\bi'?m asking\b|\bi am asking\b|\bit'?s yours\b|\bi('?d| can| could| will) let it go\b|"
     r"\bi (can|could|will) come down\b|\bmy lowest\b|\bi'?m selling\b|\bi am selling\b|"
-    r"\bmy (item|listing)\b|\bi can sell\b|\bi'?ll sell\b", re.I)
+    r"\bmy (item|listing)\b|\bi can sell\b|\bi'?ll sell\b|\bwilling to sell\b", re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
     r"\bi'?m interested in (buying|your)\b|\bcan i buy\b|\bgo up to\b|\bthe most i can\b|"
-    r"\bi'?m looking to buy\b|\bi would buy\b|\bi can afford\b|\bi'?m (just )?looking for\b", re.I)
+    r"\bi'?m looking to buy\b|\bi would buy\b|\bi can afford\b|\bi'?m (just )?looking for\b|"
+    r"\bi'?ll pay\b|\bgoing to spend\b|\bmy collection\b", re.I)
 # A seller who opens by asking the buyer for a price has taken the buyer's words.
 _BUYER_OPENING = re.compile(r"\b(could|can) you do\b|\bwould you (take|accept)\b", re.I)
 _YES = re.compile(r"\b(deal|ok(ay)?|sure|sounds (good|great|fair)|works|agreed?|yes|yeah|yep|"
