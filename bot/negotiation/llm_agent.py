@@ -237,7 +237,7 @@ class LLMAgent:
                     state, plan, f"no usable narration among {self.candidates} candidates: {why}")
             except ModelError as exc:
                 log.warning("%s: model failed, playing a fallback turn: %s", self.name, exc)
-                turn = await self._fallback(state, plan, f"model error: {exc}")
+                turn = await self._fallback(state, plan, f"model error: {exc}", model_failed=True)
             turn = replace(turn, prompt_tokens=usage["prompt_tokens"],
                            prompt_tokens_evaluated=usage["prompt_tokens_evaluated"],
                            completion_tokens=usage["completion_tokens"])
