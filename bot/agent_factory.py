@@ -63,7 +63,7 @@ class AgentFactory:
             policy = ConcessionPolicy(agent.personality, seed=seed)
         return LLMAgent(name, backend, sampling=sampling, personality=agent.personality, cot=agent.cot,
                         max_repairs=agent.max_repairs, fallback=rule,
-                        policy=policy)
+                        policy=policy, candidates=agent.candidates)
 
     async def probe(self, seats: Iterable[tuple[str, Role | str, str]]) -> list[str]:
         """Probe, once each, the models the agents of ``seats`` (agent name, role, seat) run on:

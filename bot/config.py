@@ -172,6 +172,9 @@ class AgentConfig:
     max_tokens: int = 160
     seed: int | None = None
     max_repairs: int = 1
+    # hybrid agents: narrations sampled per turn, the best passing the checks is said
+    # (bot/negotiation/narration.py); 1 = a single sample, re-asked on a problem
+    candidates: int = 1
     # rule agents: fraction of the remaining gap conceded per turn, and the gap (a fraction
     # of the listing price) within which an offer is accepted
     concession: float = 0.25
@@ -188,6 +191,8 @@ class AgentConfig:
                  f"must be in [16, 4096], got {self.max_tokens}")
         require(0 <= self.max_repairs <= 5, f"{where}.max_repairs",
                  f"must be in [0, 5], got {self.max_repairs}")
+        require(1 <= self.candidates <= 8, f"{where}.candidates",
+                f"must be in [1, 8], got {self.candidates}")
         require(0 < self.concession <= 1, f"{where}.concession",
                  f"must be in (0, 1], got {self.concession}")
         require(0 <= self.accept_gap < 1, f"{where}.accept_gap",

@@ -53,11 +53,16 @@ def test_narration_schemas_compile(compiles, act, role):
         assert compiles(narration_schema(act=act, price=price, role=role, cot=role is Role.BUYER))
 
 
-def test_narration_pattern_puts_the_price_after_an_opener():
+def test_narration_pattern_states_the_price_once_where_people_put_it():
     pattern = narration_pattern(Act.COUNTER_PRICE, 1200, Role.SELLER)
     assert re.match(pattern, "How about $1,200? It's barely used.")
+    assert re.match(pattern, "$1,200 and it's yours, it's barely used")
+    assert re.match(pattern, "it's barely used, so I could do $1,200")
     assert not re.match(pattern, "How about $1,200? Or $1,100.")
+    assert not re.match(pattern, "It's barely used.")  # the price must be stated
     assert not re.match(pattern, "How about $1,200, that's ¼ off.")
     assert not re.match(pattern, 'How about $1,200" and more')
     assert re.match(narration_pattern(Act.INQUIRE, None, Role.BUYER), "Does it still work?")
+    assert re.match(narration_pattern(Act.INQUIRE, None, Role.BUYER), "Hi! Is it still available? I'm nearby.")
+    assert not re.match(narration_pattern(Act.INQUIRE, None, Role.BUYER), "I'm nearby.")
     assert re.match(narration_pattern(Act.ACCEPT, 7.5, Role.BUYER), "Deal, $7.50 works.")

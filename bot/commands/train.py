@@ -7,6 +7,14 @@
     haggle train verify --role seller                        # top-1 agreement, per file
     haggle train all    --role seller --split validation --max-steps 300 --threads 1
 
+The narrator (the words of hybrid agents, docs/narration.md) trains a LoRA adapter that ships
+as one small GGUF file, applied by llama.cpp on the embedded base ([models.NAME] lora):
+
+    haggle train data    --role narrator --split validation  # people's words for given moves
+    haggle train fit     --role narrator --max-steps 40 --batch-size 4 --max-seq-len 640 \
+                         --set lora_r=16 --set lora_alpha=32 --set learning_rate=5e-4 --threads 1
+    haggle train adapter --role narrator                     # narrator.lora.gguf + manifest
+
 Everything lands in one folder per model, ``--out DIR`` (default adapters/<role>/), recorded in
 its manifest.json (the stages are training/pipeline.py's); ``data`` alone writes ``--out FILE`` (default
 DIR/data/<role>.jsonl) and its .eval.jsonl and .report.json siblings. Hyperparameters come
@@ -33,8 +41,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STAGES = ("data", "fit", "merge", "export", "verify", "all")
+STAGES = ("data", "fit", "merge", "export", "verify", "adapter", "all")
 ROLES = ("buyer", "seller", "generalist")  # = training.data.ROLES (not imported: keeps --help light)
+NARRATOR = "narrator"  # training/narrator.py: a LoRA adapter, exported by the adapter stage
 SPLITS = ("train", "validation", "test")
 
 
@@ -50,8 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                "Several GPUs: accelerate launch --multi_gpu --num_processes N -m bot.cli train "
                "fit|all ... (data-parallel; see docs/training.md)")
     p.add_argument("stage", choices=STAGES, help="which stage to run")
-    p.add_argument("--role", choices=ROLES, required=True,
-                   help="buyer: buyer turns; seller: seller turns; generalist: both + Deal or No Deal")
+    p.add_argument("--role", choices=(*ROLES, NARRATOR), required=True,
+                   help="buyer: buyer turns; seller: seller turns; generalist: both + Deal or No "
+                        "Deal; narrator: both sides' words for the move they played (hybrid agents)")
     p.add_argument("--out", metavar="PATH",
                    help="the model folder (default adapters/ROLE); for `data`, the examples file "
                         "(default DIR/data/ROLE.jsonl)")
@@ -160,6 +170,16 @@ def stage_data(cfg: Config, train_cfg: TrainingConfig,
     """The data stage (training.pipeline.stage_data) with the flags' files; prints the report."""
     from training import pipeline
 
+    if args.role == NARRATOR:
+        from training.narrator import stage_narrator_data
+
+        report = stage_narrator_data(cfg, args.split, examples_path(args), data=args.data,
+                                     max_turns=args.max_turns, eval_fraction=train_cfg.eval_fraction,
+                                     seed=train_cfg.seed)
+        print(f"narrator examples from the {report['split']} split: {report['examples']['train']} "
+              f"train, {report['examples']['eval']} eval; {report['trained_turns']} narrations "
+              f"trained, by act: {report['targets']}; not targets: {report['not_targets']}")
+        return report
     result = pipeline.stage_data(cfg, train_cfg, args.role, args.split, examples_path(args),
                                  data=args.data, deal=args.deal, max_turns=args.max_turns)
     _print_data(result)
@@ -252,6 +272,9 @@ def run(args: argparse.Namespace) -> int:
     from training import pipeline
 
     root = model_dir(args)
+    if args.role == NARRATOR and args.stage in ("merge", "export", "verify"):
+        raise ConfigError(f"the narrator ships as a LoRA adapter file: run `haggle train adapter "
+                          f"--role narrator`, not {args.stage}")
     if args.stage in ("fit", "all"):
         if args.stage == "all" and not args.examples:
             if processes > 1:  # rank 0 writes the examples, the others wait and read them
@@ -268,6 +291,18 @@ def run(args: argparse.Namespace) -> int:
             end_process_group()
         if args.stage == "fit" or not result.main_process:
             return 0  # merge, export and verify run once, in rank 0
+    if args.stage == "adapter" or (args.stage == "all" and args.role == NARRATOR):
+        from training.adapter import adapter_stage
+
+        manifest = adapter_stage(root, name=args.role if args.role == NARRATOR else None,
+                                 threads=args.threads or 1)
+        a, v, f = manifest["adapter"], manifest.get("verify") or {}, manifest["fit"]
+        print(f"adapter: {root / a['file']} ({a['bytes'] / 2**20:.1f} MiB); eval loss "
+              f"{_num(f.get('eval_loss_before'))} -> {_num(f.get('eval_loss_after'))} after "
+              f"{f.get('steps')} steps; llama.cpp top-1 agreement with peft "
+              f"{v.get('agreement', 'n/a')} over {v.get('positions', 0)} positions")
+        print(f"manifest: {root / 'manifest.json'}")
+        return 0
     if args.stage in ("merge", "all"):
         print(f"merge: {pipeline.stage_merge(train_cfg, root)}")
         if args.stage == "merge":

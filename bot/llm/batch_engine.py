@@ -243,7 +243,12 @@ class BatchedEngine:
             self._free()
             raise LlamaCppBackend._load_error(self, path, exc) from exc  # type: ignore[arg-type]
         if self.lora is not None:
-            self._set_adapter(resolve_model(self.lora, self.base_dir))
+            from bot.llm.lora import resolve_lora  # a folder's manifest checks file and base
+
+            lora = Path(self.lora).expanduser()
+            if not lora.is_absolute():
+                lora = Path(self.base_dir or ".").absolute() / lora
+            self._set_adapter(resolve_lora(lora, base=path))
         self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
         self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(self._ctx.ctx))
         self.n_vocab = self._model.n_vocab()

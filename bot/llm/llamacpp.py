@@ -128,6 +128,7 @@ class _Job:
 
     cancel: threading.Event = field(default_factory=threading.Event)
     prompt_evaluated: int | None = None
+    sampler: Any = None  # the grammar-checked sampler of this call, when it used one
 
 
 class _GrammarCheckedSampler:
@@ -147,6 +148,10 @@ class _GrammarCheckedSampler:
         self.n_vocab = n_vocab
         self._all = llama_internals.LlamaTokenDataArray(n_vocab=n_vocab)
         self._one = llama_internals.LlamaTokenDataArray(n_vocab=1)
+        # The model's own log-likelihood of what it wrote (raw logits, before temperature and
+        # the grammar): how candidate replies are ranked (bot/negotiation/llm_agent.py).
+        self.logprob_sum = 0.0
+        self.n_tokens = 0
 
     def _draw(self, logits: np.ndarray, *, masked: bool) -> int:
         cur = self._all
@@ -172,6 +177,9 @@ class _GrammarCheckedSampler:
         token = self._draw(logits, masked=False)
         if not self._allowed(token):
             token = self._draw(logits, masked=True)
+        top = float(logits.max())
+        self.logprob_sum += float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
+        self.n_tokens += 1
         llama_cpp.llama_sampler_accept(self.grammar.sampler, token)
         llama_cpp.llama_sampler_accept(self.chain.sampler, token)
         return token
@@ -197,7 +205,10 @@ class _MeteredLlama(Llama):
         chain = super()._init_sampler(*args, grammar=None, **kwargs)
         grammar_only = llama_internals.LlamaSampler()
         grammar_only.add_grammar(self._model, grammar)
-        return _GrammarCheckedSampler(chain, grammar_only, self.n_vocab())
+        sampler = _GrammarCheckedSampler(chain, grammar_only, self.n_vocab())
+        if self._haggle_job is not None:
+            self._haggle_job.sampler = sampler
+        return sampler
 
     def eval(self, tokens: Sequence[int]) -> None:
         job = self._haggle_job
@@ -271,11 +282,15 @@ class LlamaCppBackend:
         checked_grammar: bool = True,
         manifest_file: ManifestFile | None = None,
         force_unverified: bool = False,
+        lora: str | Path | None = None,
     ) -> None:
         self.model_ref = str(model)
         # a trained model folder's file: checked against its manifest (size, sha256) at load
         self.manifest_file = manifest_file
         self.force_unverified = force_unverified
+        # A GGUF LoRA adapter applied on the base at load ([models.NAME] lora; bot/llm/lora.py
+        # resolves an adapter folder to its checked file).
+        self.lora = str(lora) if lora is not None else None
         self.name = name or Path(self.model_ref).stem
         self.n_ctx_requested = n_ctx
         self.n_threads = n_threads or default_threads()
@@ -309,6 +324,7 @@ class LlamaCppBackend:
             base_dir=base_dir,
             manifest_file=spec.manifest_file,
             force_unverified=spec.force_unverified,
+            lora=getattr(spec, "lora", None),
         )
 
     def __repr__(self) -> str:
@@ -345,6 +361,11 @@ class LlamaCppBackend:
             # identity: a reload of an unchanged file costs one stat)
             check_manifest_file(self.manifest_file, force_unverified=self.force_unverified)
         check_gguf_magic(path)
+        lora_path = None
+        if self.lora is not None:
+            from bot.llm.lora import resolve_lora
+
+            lora_path = resolve_lora(self.lora, base=path)
         offload = gpu_offload_supported()
         log.info(
             "%s: loading %s (llama-cpp-python %s, GPU offload %s, n_gpu_layers=%d, n_ctx=%d, "
@@ -372,6 +393,7 @@ class LlamaCppBackend:
                 seed=self.seed if self.seed is not None else llama_cpp.LLAMA_DEFAULT_SEED,
                 chat_format=self.chat_format,
                 verbose=self.verbose,
+                lora_path=str(lora_path) if lora_path is not None else None,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise self._load_error(path, exc) from exc
@@ -526,6 +548,9 @@ class LlamaCppBackend:
         seconds = time.perf_counter() - started
         choice = response["choices"][0]
         usage = response.get("usage") or {}
+        extra: dict[str, Any] = {}
+        if job.sampler is not None and job.sampler.n_tokens:
+            extra = {"logprob": job.sampler.logprob_sum, "logprob_tokens": job.sampler.n_tokens}
         return ChatResult(
             text=choice["message"].get("content") or "",
             prompt_tokens=usage.get("prompt_tokens", prompt_tokens),
@@ -533,6 +558,7 @@ class LlamaCppBackend:
             completion_tokens=usage.get("completion_tokens"),
             seconds=seconds,
             finish_reason=choice.get("finish_reason"),
+            extra=extra,
         )
 
     # ---- closing

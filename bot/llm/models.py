@@ -229,7 +229,7 @@ SCHEMA_STYLES = ("json_object", "json_schema", "none")
 
 # Keys that only one backend reads; setting them for the other is a mistake worth reporting.
 _LLAMACPP_ONLY = {"path", "n_ctx", "n_threads", "n_gpu_layers", "chat_format", "shared", "quant",
-                  "force_unverified"}
+                  "lora", "force_unverified"}
 _OPENAI_ONLY = {"url", "api_key_env", "schema_style", "model"}
 _BATCHED_ONLY = {"n_slots"}
 _MISPLACED = {"llamacpp": _OPENAI_ONLY | _BATCHED_ONLY, "llamacpp-batched": _OPENAI_ONLY,
@@ -264,6 +264,7 @@ class ModelSpec:
     quant: str | None = None  # trained model folder: the file type to run (default: best verified)
     force_unverified: bool = False  # trained model folder: run a file that failed verification
     n_slots: int = 8  # llamacpp-batched: conversations decoded together (KV: n_slots x n_ctx)
+    lora: str | None = None  # a GGUF LoRA adapter (file or adapter folder), bot/llm/lora.py
     # Not a config key: set when ``path`` names a trained model folder, the manifest's record of
     # the file it resolved to, which the loader checks the file against (size and sha256).
     manifest_file: ManifestFile | None = None
@@ -382,6 +383,14 @@ class ModelSpec:
                 values["path"] = str(expected.path)
                 values["manifest_file"] = expected
                 folder = True
+        lora = values.get("lora")
+        if lora is not None:
+            if not isinstance(lora, str) or not lora.strip():
+                raise ConfigError(f"models.{name}.lora: must be a LoRA adapter folder or .gguf path")
+            lora_path = Path(lora).expanduser()
+            if not lora_path.is_absolute() and base_dir is not None:
+                lora_path = Path(base_dir).absolute() / lora_path
+            values["lora"] = str(lora_path)
         if values.get("quant") is not None and not folder:
             raise ConfigError(f"models.{name}.quant: chooses a file of a trained model folder, "
                               f"but path {path!r} is not one; set path to the folder `haggle train "

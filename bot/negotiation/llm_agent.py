@@ -32,6 +32,7 @@ from typing import Any
 from bot.errors import ContextOverflow, ModelError, TurnError
 from bot.negotiation.agents import DialogueState, RuleAgent, template_utterance, words_only
 from bot.negotiation.guard import guard_turn, stated_prices, utterance_problem
+from bot.negotiation.narration import narration_findings
 from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality
 from bot.negotiation.policy import ConcessionPolicy
 from bot.negotiation.prompts import (PRICED_REPLY_ACTS, REPLY_ACTS, build_messages, directive,
@@ -83,7 +84,8 @@ class LLMAgent:
     def __init__(self, name: str, backend: Any, *, sampling: Any = None,
                  personality: Personality = DEFAULT_PERSONALITY,
                  cot: bool = False, max_repairs: int = 1, timeout: float | None = None,
-                 fallback: RuleAgent | None = None, policy: ConcessionPolicy | None = None) -> None:
+                 fallback: RuleAgent | None = None, policy: ConcessionPolicy | None = None,
+                 candidates: int = 1) -> None:
         self.name = name
         self.backend = backend
         self.sampling = sampling
@@ -95,6 +97,8 @@ class LLMAgent:
         self.max_tokens = getattr(sampling, "max_tokens", None) or 160
         self.fallback = fallback or RuleAgent(f"{name}-fallback", seed=0)
         self.policy = policy
+        # hybrid: narrations sampled per turn; the best one that passes every check is said
+        self.candidates = max(1, int(candidates))
         self.stats = {"turns": 0, "repaired": 0, "fallback": 0, "model_failed": 0}
 
     # ---- prompting
@@ -118,11 +122,64 @@ class LLMAgent:
             messages = self._build(state, keep, extra)
         return messages
 
-    async def _ask(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> Any:
+    async def _ask(self, messages: list[dict[str, str]], schema: dict[str, Any],
+                   sampling: Any = None) -> Any:
         kwargs: dict[str, Any] = {"schema": schema, "timeout": self.timeout}
-        if self.sampling is not None:
-            kwargs["sampling"] = self.sampling
+        sampling = sampling if sampling is not None else self.sampling
+        if sampling is not None:
+            kwargs["sampling"] = sampling
         return await self.backend.chat(messages, **kwargs)
+
+    def _candidate_sampling(self, k: int) -> Any:
+        """The sampling of candidate ``k``: the agent's own for the first, another seed after."""
+        if k == 0 or self.sampling is None or not hasattr(self.sampling, "seed"):
+            return self.sampling
+        return replace(self.sampling, seed=((self.sampling.seed or 0) + 1009 * k) % (2**31))
+
+    async def _narrate(self, state: DialogueState, plan: Any, schema: dict[str, Any], extra: str,
+                       system_text: str, usage: dict[str, Any]) -> tuple[Turn | None, str | None]:
+        """Sample ``candidates`` narrations of the planned move and keep the best that passes
+        every check (``_problem`` and narration.narration_findings), ranked by the model's own
+        mean log-likelihood per token. (None, why) when none passes."""
+        messages = await self._messages(state, None, extra)
+        best: tuple[float, Turn] | None = None
+        problems: list[str] = []
+        for k in range(self.candidates):
+            sampling = self._candidate_sampling(k)
+            try:
+                result = await self._ask(messages, schema, sampling)
+            except ContextOverflow:
+                messages = await self._messages(state, 2, extra)
+                result = await self._ask(messages, schema, sampling)
+            if usage["prompt_tokens"] is None:
+                usage["prompt_tokens"] = result.prompt_tokens
+            usage["prompt_tokens_evaluated"] += result.prompt_tokens_evaluated or 0
+            usage["completion_tokens"] += result.completion_tokens or 0
+            try:
+                utterance, thought = parse_narration(result.text)
+            except TurnError as exc:
+                problems.append(str(exc))
+                continue
+            turn = Turn(state.role, plan.act, plan.price, utterance,
+                        thought=thought if self.cot else None)
+            problem = self._problem(turn, state, system_text)
+            if problem is None:
+                found = narration_findings(utterance, plan.act, state.role, price=plan.price,
+                                           category=state.scenario.category or "",
+                                           title=state.scenario.title)
+                problem = "; ".join(f"{f.check}: {f.detail}" for f in found) or None
+            if problem is not None:
+                problems.append(problem)
+                log.debug("%s: candidate %d unusable (%s): %r", self.name, k, problem, utterance)
+                continue
+            extra_info = getattr(result, "extra", None) or {}
+            n = extra_info.get("logprob_tokens") or 0
+            score = extra_info["logprob"] / n if n else 0.0
+            if best is None or score > best[0]:
+                best = (score, turn)
+        if best is None:
+            return None, "; ".join(dict.fromkeys(problems)) or "no candidate"
+        return best[1], None
 
     def _problem(self, turn: Turn, state: DialogueState, system_text: str) -> str | None:
         """Why the reply is not fit to send, or None."""
@@ -173,6 +230,18 @@ class LLMAgent:
             return Turn(state.role, plan.act, plan.price, utterance, thought=thought if self.cot else None)
 
         usage = {"prompt_tokens": None, "prompt_tokens_evaluated": 0, "completion_tokens": 0}
+        if plan is not None and self.candidates > 1:
+            try:
+                chosen, why = await self._narrate(state, plan, schema, extra, system_text, usage)
+                turn = chosen if chosen is not None else await self._fallback(
+                    state, plan, f"no usable narration among {self.candidates} candidates: {why}")
+            except ModelError as exc:
+                log.warning("%s: model failed, playing a fallback turn: %s", self.name, exc)
+                turn = await self._fallback(state, plan, f"model error: {exc}", model_failed=True)
+            turn = replace(turn, prompt_tokens=usage["prompt_tokens"],
+                           prompt_tokens_evaluated=usage["prompt_tokens_evaluated"],
+                           completion_tokens=usage["completion_tokens"])
+            return guard_turn(turn, state.scenario, state.turns)
         try:
             messages = await self._messages(state, None, extra)
             problem = None

@@ -172,13 +172,16 @@ def directive(act: Act, price: float | None, role: Role) -> str:
         Act.OFFER: f"offer {p}",
         Act.INSIST: f"hold firm at {p}: say it is as far as you can go",
         Act.ACCEPT: f"accept the {other}'s offer of {p}",
-        Act.INQUIRE: "say hello and ask one question about the item",
-        Act.INFORM: "tell them one good thing about the item from its description",
+        Act.INQUIRE: "ask them one question about the item",
+        Act.INFORM: "answer them, or tell them one thing about the item from its description",
         Act.INTRO: "greet them",
         Act.QUIT: "walk away politely",
         Act.REJECT: "turn the offer down politely and end the talk",
     }.get(act, "reply")
-    price_rule = (f"State {p} and no other price." if price is not None else "Mention no price.")
+    if act is Act.ACCEPT and price is not None:  # naming the price is natural, not required
+        price_rule = f"You may say {p}; name no other price."
+    else:
+        price_rule = (f"State {p} and no other price." if price is not None else "Mention no price.")
     return f"Your move: {text}. {price_rule} Write only what you say, in one or two sentences."
 
 
@@ -288,26 +291,16 @@ def reply_schema(*, cot: bool = False, acts: Iterable[Act] | None = None,
     return shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
 
 
-# Grammar-constrained narration: how a hybrid agent's words for a priced move may begin. The
-# model picks the opener (its own choice among people's phrasings), the grammar then puts the
-# policy's price right after it, and the model finishes the sentence freely: the price is stated
-# exactly once and no other number can appear.
-OPENERS: Mapping[tuple[Act, Role], tuple[str, ...]] = {
-    (Act.INIT_PRICE, Role.SELLER): ("I'm asking", "It's yours for", "I'd let it go for", "I can do",
-                                    "The price is"),
-    (Act.INIT_PRICE, Role.BUYER): ("Would you take", "Could you do", "I can offer", "How about",
-                                   "Would you accept"),
-    (Act.COUNTER_PRICE, Role.SELLER): ("How about", "I can do", "I could do", "Meet me at", "Let's say",
-                                       "I'd take", "The best I can do is", "I can come down to"),
-    (Act.COUNTER_PRICE, Role.BUYER): ("Would you take", "How about", "I can offer", "I could do",
-                                      "Could you do", "I can go up to", "Let's say", "Would you do"),
-    (Act.INSIST, Role.SELLER): ("I can't go lower than", "I have to stay at", "My lowest is",
-                                "I'm firm at"),
-    (Act.INSIST, Role.BUYER): ("I can't go higher than", "The most I can pay is", "My limit is",
-                               "I'm staying at"),
-}
-OPENERS = {**OPENERS, (Act.OFFER, Role.SELLER): OPENERS[(Act.COUNTER_PRICE, Role.SELLER)],
-           (Act.OFFER, Role.BUYER): OPENERS[(Act.COUNTER_PRICE, Role.BUYER)]}
+# Grammar-constrained narration: a hybrid agent's words for a priced move state the policy's
+# price exactly once, written as money() writes it, anywhere in the sentence ("how about $150?",
+# "$150 and it's yours"), and no other number: the free text can hold no digit, vulgar fraction
+# or $, so the words can never contradict the move. (An earlier grammar forced one of a few
+# fixed openers before the price; a narrator trained on people's words (training/narrator.py)
+# puts the price where people do.) The lengths are the reply budget: a narration the grammar
+# would cut off at its cap is caught by the serving checks (bot/negotiation/narration.py).
+NARRATION_BEFORE_PRICE = 80   # characters of free text before the price
+NARRATION_AFTER_PRICE = 100   # ... and after it
+NARRATION_UNPRICED = 160      # characters of an unpriced narration
 # Free text: no digits, vulgar fractions or $ (no other price), no quotes, backslashes, brackets
 # or line breaks.
 _FREE = r'[^$0-9"\\\n(){}<>\u00bc-\u00be\u2150-\u215e]'
@@ -320,14 +313,14 @@ def _price_pattern(price: float) -> str:
 
 def narration_pattern(act: Act, price: float | None, role: Role) -> str:
     """The regex the utterance of a hybrid move must match (JSON schema ``pattern``)."""
-    openers = OPENERS.get((act, role))
-    if openers and price is not None:
-        return (f"^({'|'.join(openers)}) {_price_pattern(price)}{_FREE}{{0,100}}$")
+    if act in PRICED_REPLY_ACTS and price is not None:
+        return (f"^{_FREE}{{0,{NARRATION_BEFORE_PRICE}}}{_price_pattern(price)}"
+                f"{_FREE}{{0,{NARRATION_AFTER_PRICE}}}$")
     if act is Act.ACCEPT and price is not None:  # naming the price is natural, not required
-        return f"^{_FREE}{{2,60}}({_price_pattern(price)}{_FREE}{{0,60}})?$"
+        return f"^{_FREE}{{2,80}}({_price_pattern(price)}{_FREE}{{0,80}})?$"
     if act is Act.INQUIRE:
-        return f"^{_FREE}{{4,120}}[?]$"
-    return f"^{_FREE}{{2,140}}$"
+        return f"^{_FREE}{{3,120}}[?]{_FREE}{{0,40}}$"
+    return f"^{_FREE}{{2,{NARRATION_UNPRICED}}}$"
 
 
 def narration_schema(*, cot: bool = False, act: Act | None = None, price: float | None = None,

@@ -1,0 +1,129 @@
+"""Checks on a narrated line: would a person haggling over this item write it for this move?
+
+A hybrid agent's policy picks the act and the price; the model only writes the words, and the
+grammar (prompts.narration_pattern) already guarantees the price is stated once and no other
+number appears. What the grammar cannot see, these checks catch, from what the default agents
+were measured to write (docs/narration.md):
+
+    cut off          the line stops mid-sentence ("... I would be") or at the grammar's cap
+    broken slot      a slot left empty around the price ("for a price of ?", "in the .")
+    instruction echo the prompt's wording comes back ("No other price specified.")
+    wrong role       a buyer talks like the seller or the reverse ("I'm asking $90")
+    off topic        assistant talk or things unrelated to a haggle ("assist you", "a lease")
+    wrong act        an accept that accepts nothing, a counter that sounds like a yes ("deal")
+
+They run at serving time on every candidate line (llm_agent.py picks the best passing one),
+in bench/narration_quality.py on whole transcripts, and in tests. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from bot.negotiation.prompts import NARRATION_AFTER_PRICE, NARRATION_UNPRICED
+from bot.negotiation.turns import Act, Role
+
+CHECKS = ("cut_off", "broken_slot", "instruction_echo", "wrong_role", "off_topic", "wrong_act")
+
+# A sentence cannot end on these words ("... I would be", "... for the").
+_DANGLING = frozenset(
+    "a an the of for to at in on with and or but if so my your our their its be "
+    "would could should can will i i'm i'd i'll we than as from by very really just".split())
+# An article or "of" right before punctuation: an empty slot ("in the .", "a price of ?").
+_EMPTY_SLOT = re.compile(r"\b(a|an|the|of|price of)\s*[?.!,;:]", re.I)
+_ECHO = re.compile(
+    r"no other price|price (is )?(specified|given|decided|stated)|your move|one or two sentences|"
+    r"write only|state the price|the price exactly|these instructions|json|utterance|"
+    r"directive|counter-?offer of|as an ai\b|language model|\bmention no\b|private goal|"
+    r"turns? (left|in all)|\[turn", re.I)
+_OFF_TOPIC = re.compile(
+    r"\bassist(ance)?\b|how (can|may) i help|here to help|happy to help|customer service|"
+    r"\bmy work\b|in exchange for|a story\b|\blease\b|\brent(al)?\b|\bapartment\b|\bstudio\b|"
+    r"new home|your family|\bsubscribe|\bwebsite\b|\bclick\b|\bemail me\b|\bphone number\b|"
+    r"\bshipping address\b|\bcredit card\b|\bpaypal\b|\bthank you for (your|the) (purchase|order)",
+    re.I)
+_HOUSING = re.compile(r"\b(housing|apartment|house|room|studio|rent|lease|condo)\b", re.I)
+_SELLER_TALK = re.compile(
+    r"\bi'?m asking\b|\bi am asking\b|\bit'?s yours\b|\bi('?d| can| could| will) let it go\b|"
+    r"\bi (can|could|will) come down\b|\bmy lowest\b|\bi'?m selling\b|\bi am selling\b|"
+    r"\bmy (item|listing)\b|\bi can sell\b|\bi'?ll sell\b|\bwilling to sell\b", re.I)
+_BUYER_TALK = re.compile(
+    r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
+    r"\bi'?m interested in (buying|your)\b|\bcan i buy\b|\bgo up to\b|\bthe most i can\b|"
+    r"\bi'?m looking to buy\b|\bi would buy\b|\bi can afford\b|\bi'?m (just )?looking for\b|"
+    r"\bi'?ll pay\b|\bgoing to spend\b|\bmy collection\b", re.I)
+# A seller who opens by asking the buyer for a price has taken the buyer's words.
+_BUYER_OPENING = re.compile(r"\b(could|can) you do\b|\bwould you (take|accept)\b", re.I)
+_YES = re.compile(r"\b(deal|ok(ay)?|sure|sounds (good|great|fair)|works|agreed?|yes|yeah|yep|"
+                  r"accept|i'?ll take it|let'?s do it|you got it|you'?ve got|fine|perfect|great|"
+                  r"alright|all right|allright|awesome|cool|good (deal|price))\b",
+                  re.I)
+_NO = re.compile(r"\b(no|not|can'?t|cannot|won'?t|too (low|high|much)|sorry|pass)\b", re.I)
+# A counter that sounds like a yes: "deal"/"sounds good" with nothing that makes it a proposal.
+_PROPOSAL = re.compile(r"\?|\b(how about|would you|could you|can you|can do|could do|"
+                       r"meet|best|lowest|most|offer|if)\b", re.I)
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    detail: str
+
+
+def _last_word(text: str) -> str:
+    words = re.findall(r"[a-z']+|\$?\d[\d,.]*", text.lower())
+    return words[-1] if words else ""
+
+
+def narration_findings(utterance: str, act: Act, role: Role, *, price: float | None = None,
+                       category: str = "", title: str = "") -> list[Finding]:
+    """What is wrong with ``utterance`` as ``role``'s words for ``act`` (empty: nothing found)."""
+    text = utterance.strip()
+    out: list[Finding] = []
+    if not text:
+        return [Finding("cut_off", "empty")]
+    tail = text.rstrip()
+    cap = NARRATION_AFTER_PRICE if price is not None else NARRATION_UNPRICED
+    if tail[-1] not in ".!?)" and _last_word(tail) in _DANGLING:
+        out.append(Finding("cut_off", f"ends on {_last_word(tail)!r}"))
+    elif len(tail) >= cap - 2 and tail[-1] not in ".!?":
+        out.append(Finding("cut_off", "stops at the length cap"))
+    m = _EMPTY_SLOT.search(text)
+    if m:
+        out.append(Finding("broken_slot", m.group(0)))
+    if re.search(r"\$\s*[?.!,]|\bprice of\s*$|\[\w*\]|`", text):
+        out.append(Finding("broken_slot", "a dangling mark where a word should be"))
+    m = _ECHO.search(text)
+    if m:
+        out.append(Finding("instruction_echo", m.group(0)))
+    m = _OFF_TOPIC.search(text)
+    housing_item = bool(_HOUSING.search(f"{category} {title}"))
+    if m and not (housing_item and _HOUSING.search(m.group(0))):
+        out.append(Finding("off_topic", m.group(0)))
+    m = (_SELLER_TALK if role is Role.BUYER else _BUYER_TALK).search(text)
+    if m is None and role is Role.SELLER and act is Act.INIT_PRICE:
+        m = _BUYER_OPENING.search(text)
+    if m:
+        out.append(Finding("wrong_role", m.group(0)))
+    if act is Act.ACCEPT and (not _YES.search(text) or re.search(r"\bno\b|\bnot\b|can'?t", text, re.I)):
+        out.append(Finding("wrong_act", "an accept that does not say yes"))
+    elif act in (Act.QUIT, Act.REJECT) and _YES.search(text) and not _NO.search(text):
+        out.append(Finding("wrong_act", "walking away sounds like a yes"))
+    elif act in (Act.COUNTER_PRICE, Act.OFFER, Act.INIT_PRICE) and re.search(
+            r"\b(deal|agreed|i accept|sounds good|you got it|i'?ll take it|i'?ll do it)\b", text, re.I) \
+            and not _PROPOSAL.search(text):
+        out.append(Finding("wrong_act", "a proposal that reads like an accept"))
+    elif act is Act.INQUIRE and "?" not in text:
+        out.append(Finding("wrong_act", "an inquiry that asks nothing"))
+    return out
+
+
+def distinct_n(lines: Sequence[str], n: int) -> float | None:
+    """Distinct n-grams / all n-grams over ``lines`` (words, lower case); None without n-grams."""
+    grams = []
+    for line in lines:
+        words = re.findall(r"[a-z']+|\$[\d,.]+", line.lower())
+        grams += [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+    return len(set(grams)) / len(grams) if grams else None

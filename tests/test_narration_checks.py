@@ -1,0 +1,156 @@
+"""The narration checks (bot/negotiation/narration.py): they flag what the default agents were
+seen writing, pass what people and the templates write, and choose among candidate lines."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from bot.llm.base import ChatResult, Sampling
+from bot.llm.fake import FakeBackend
+from bot.negotiation.agents import _TEMPLATES, DialogueState, template_utterance
+from bot.negotiation.llm_agent import LLMAgent
+from bot.negotiation.narration import distinct_n, narration_findings
+from bot.negotiation.policy import ConcessionPolicy
+from bot.negotiation.turns import Act, Role, Turn
+
+VALIDATION = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "craigslist_bargains" / "validation.json"
+
+# Lines the default agents wrote (issue 14), with the check each must trip.
+SEEN = [
+    ("I am here to assist you in finding a new home that is the right fit for your family.",
+     Act.INQUIRE, Role.BUYER, None, "off_topic"),
+    ("Please provide a detailed shipping address so I can get it ready to ship. I would be",
+     Act.INQUIRE, Role.BUYER, None, "cut_off"),
+    ("I can offer $66 to you in exchange for a story about my work and how I've helped people.",
+     Act.COUNTER_PRICE, Role.BUYER, 66, "off_topic"),
+    ("I can offer $1,375 to the seller in return for a month's lease on a studio apartment.",
+     Act.COUNTER_PRICE, Role.BUYER, 1375, "off_topic"),
+    ("I'd take $175 and I can offer it to you for a price of ?", Act.COUNTER_PRICE, Role.SELLER, 175,
+     "broken_slot"),
+    ("I can offer $1,525 for your item in the .", Act.COUNTER_PRICE, Role.BUYER, 1525, "broken_slot"),
+    ("The price is $620. No other price specified.", Act.INIT_PRICE, Role.SELLER, 620, "instruction_echo"),
+    ("Hi, could you do $600 for it?", Act.INIT_PRICE, Role.SELLER, 600, "wrong_role"),
+    ("I'm asking $90 for it, it's in great shape.", Act.COUNTER_PRICE, Role.BUYER, 90, "wrong_role"),
+    ("I think we are done here.", Act.ACCEPT, Role.BUYER, 90, "wrong_act"),
+]
+
+
+@pytest.mark.parametrize("line, act, role, price, check", SEEN)
+def test_lines_the_agents_were_seen_writing_are_flagged(line, act, role, price, check):
+    found = {f.check for f in narration_findings(line, act, role, price=price, category="electronics",
+                                                 title="Travel adaptor")}
+    assert check in found
+
+
+@pytest.mark.parametrize("line, act, role, price", [
+    ("How about $150? It's barely been ridden.", Act.COUNTER_PRICE, Role.SELLER, 150),
+    ("hi, is the bike still available? does it have any rust?", Act.INQUIRE, Role.BUYER, None),
+    ("I could do $120 if you can meet me today", Act.COUNTER_PRICE, Role.BUYER, 120),
+    ("ok deal, $130 works", Act.ACCEPT, Role.SELLER, 130),
+    ("Sorry, that's too low for me. Good luck!", Act.QUIT, Role.SELLER, None),
+])
+def test_lines_a_person_writes_pass(line, act, role, price):
+    assert narration_findings(line, act, role, price=price, title="Road bike") == []
+
+
+def test_housing_words_are_on_topic_for_housing():
+    line = "Would you take $1,375 for the apartment?"
+    assert narration_findings(line, Act.COUNTER_PRICE, Role.BUYER, price=1375, category="housing",
+                              title="Studio apartment near campus") == []
+    assert narration_findings(line, Act.COUNTER_PRICE, Role.BUYER, price=1375, category="electronics",
+                              title="Camera")
+
+
+def test_every_template_passes_the_checks_for_its_move():
+    rng = random.Random(0)
+    for (act, role), options in _TEMPLATES.items():
+        for role_ in ([role] if role else list(Role)):
+            for option in options:
+                price = 150.0 if "{p}" in option else None
+                line = option.format(p="$150")
+                found = narration_findings(line, act, role_, price=price, title="Road bike")
+                assert found == [], (act, role_, line, found)
+    assert template_utterance(Act.ACCEPT, Role.BUYER, 150, rng)
+
+
+def test_no_counter_template_reads_like_an_accept():
+    for role in Role:
+        for option in _TEMPLATES[(Act.COUNTER_PRICE, role)]:
+            assert "deal" not in option.lower() and "i'd take" not in option.lower(), option
+
+
+@pytest.mark.skipif(not VALIDATION.is_file(), reason="needs shared/data/craigslist_bargains")
+def test_most_human_narrations_pass_the_checks():
+    """People's words for the policy's moves (the narrator's training targets) mostly pass:
+    the checks flag what people do not write."""
+    from bot.datasets import load_craigslist
+    from training.narrator import build_narrator_examples
+
+    examples, _ = build_narrator_examples(load_craigslist(VALIDATION)[:200], split="validation")
+    passed = total = 0
+    for ex in examples:
+        msgs = ex["messages"]
+        for i, m in enumerate(msgs):
+            if m["role"] != "assistant" or m.get("train") is False:
+                continue
+            note = msgs[i - 1]["content"]
+            line = json.loads(m["content"])["utterance"]
+            act = _act_of(note)
+            if act is None:
+                continue
+            total += 1
+            item = msgs[0]["content"].split("\n")[1]  # "Item: TITLE (category)"
+            passed += not narration_findings(line, act, Role(ex["role"]), price=150 if "$" in line else None,
+                                             title=item, category=item)
+    assert total > 200 and passed / total >= 0.9, (passed, total)
+
+
+def _act_of(note: str):
+    for text, act in (("make a counter-offer", Act.COUNTER_PRICE), ("propose ", Act.INIT_PRICE),
+                      ("accept the", Act.ACCEPT), ("ask them one question", Act.INQUIRE),
+                      ("answer them", Act.INFORM), ("hold firm", Act.INSIST)):
+        if text in note.rsplit("(Your move:", 1)[-1]:
+            return act
+    return None
+
+
+def test_distinct_n():
+    assert distinct_n(["a b c", "a b d"], 2) == pytest.approx(3 / 4)
+    assert distinct_n([], 1) is None
+
+
+# ---- candidates at serving time
+
+
+def narration(text):
+    return json.dumps({"utterance": text})
+
+
+def hybrid_state(scenario):
+    return DialogueState(scenario, Role.SELLER, (Turn(Role.BUYER, Act.INIT_PRICE, 150, "would you take $150?"),), 15)
+
+
+async def test_the_best_passing_candidate_is_said(scenario):
+    policy = ConcessionPolicy("fair", seed=0)
+    plan = policy.plan(hybrid_state(scenario))
+    p = f"${plan.price:,.0f}"
+    backend = FakeBackend([
+        ChatResult(narration(f"I can offer {p} for your item in the ."), extra={"logprob": -1.0, "logprob_tokens": 10}),
+        ChatResult(narration(f"How about {p}? The tyres are new."), extra={"logprob": -8.0, "logprob_tokens": 10}),
+        ChatResult(narration(f"{p} is fair, it rides great."), extra={"logprob": -5.0, "logprob_tokens": 10}),
+    ])
+    agent = LLMAgent("s", backend, policy=policy, candidates=3, sampling=Sampling(seed=0))
+    turn = await agent.respond(hybrid_state(scenario))
+    assert not turn.fallback and turn.utterance == f"{p} is fair, it rides great."  # most likely passing
+    assert len(backend.calls) == 3 and len({c.sampling.seed for c in backend.calls}) == 3
+
+
+async def test_no_passing_candidate_falls_back_to_a_template(scenario):
+    policy = ConcessionPolicy("fair", seed=0)
+    plan = policy.plan(hybrid_state(scenario))
+    bad = narration(f"The price is ${plan.price:,.0f}. No other price specified.")
+    agent = LLMAgent("s", FakeBackend([bad, bad]), policy=policy, candidates=2)
+    turn = await agent.respond(hybrid_state(scenario))
+    assert turn.fallback and "instruction_echo" in turn.guard and turn.price == plan.price
