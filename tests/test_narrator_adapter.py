@@ -153,3 +153,14 @@ def test_a_model_table_resolves_lora_against_the_config_folder(tmp_path):
     from bot.errors import ConfigError
     with pytest.raises(ConfigError, match="lora"):
         ModelSpec.from_table("x", {"lora": ""}, tmp_path)
+
+
+def test_the_shipped_narrator_adapter_passes_its_manifest_check():
+    # config.toml's [models.narrator] points at it: the committed file must be the one verified,
+    # trained on the embedded base.
+    from bot.llm.lora import resolve_lora
+    from bot.llm.models import embedded_model_path
+    from tests.conftest import REPO
+
+    path = resolve_lora(REPO / "adapters" / "narrator", base=embedded_model_path())
+    assert path.name.endswith(".lora.gguf") and path.stat().st_size <= 8 * 1024 * 1024
