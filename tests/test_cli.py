@@ -136,9 +136,15 @@ def test_a_ctrl_c_during_start_up_is_raised_after_the_imports(monkeypatch, capsy
         return real()
 
     monkeypatch.setattr(bot.cli, "build_parser", interrupted_while_importing)
-    assert bot.cli.main(["tournament", "--help"]) == 130
+    # As a terminal starts it: Ctrl-C raises. (A test run started in the background, e.g.
+    # `make test &`, inherits SIGINT ignored, and Python then keeps it ignored.)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert bot.cli.main(["tournament", "--help"]) == 130
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert reached == [True] and "haggle: interrupted" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_as_the_program_haggle_leaves_sigint_at_the_default_for_python_s_shut_down():
@@ -149,6 +155,13 @@ def test_as_the_program_haggle_leaves_sigint_at_the_default_for_python_s_shut_do
             " '--scenario-set', 'agreemate', '--seed', '1']\n"
             "rc = main()\nprint(rc, signal.getsignal(signal.SIGINT) is signal.SIG_DFL)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
-                          timeout=120, check=False)
+                          timeout=120, check=False, preexec_fn=_sigint_as_a_terminal_gives_it)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "0 True"
+
+
+def _sigint_as_a_terminal_gives_it() -> None:
+    """In the child: SIGINT at the OS default, whatever this test run inherited."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
