@@ -100,8 +100,10 @@ def _ending(record: NegotiationRecord, human_role: Role) -> tuple[str, discord.C
     who = "you" if last is not None and last.role is human_role else f"the {human_role.other.value}"
     if record.outcome is Outcome.DEAL:
         return f"Deal at {money(record.deal_price)}", DEAL_COLOUR
-    if record.outcome is Outcome.QUIT:
-        return f"No deal: {who} walked away", NO_DEAL_COLOUR
+    if record.outcome is Outcome.QUIT:  # the agent quits with a turn; a person may without one
+        agent_quit = last is not None and last.role is not human_role and last.act is Act.QUIT
+        return f"No deal: {'the ' + human_role.other.value if agent_quit else 'you'} walked away", \
+            NO_DEAL_COLOUR
     if record.outcome is Outcome.REJECT:
         return f"No deal: {who} rejected the offer", NO_DEAL_COLOUR
     if record.outcome is Outcome.TURN_LIMIT:

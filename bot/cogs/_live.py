@@ -53,6 +53,8 @@ class LiveGame:
     game: HumanGame
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     place: Any = None          # the thread (or DM channel) object, once known
+    waiting: asyncio.Task[Any] | None = None  # the task whose turn waits in a model's line
+    withdrawn: bool = False    # that turn was cancelled by the person's deal / walk-away
 
     @property
     def place_id(self) -> int:

@@ -25,6 +25,7 @@ The game in memory, its stand-in agent, its buttons and its thread: bot/cogs/_li
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -53,9 +54,10 @@ from bot.discord_util import (
 )
 from bot.errors import DataError, HaggleError, StoreError, TurnError
 from bot.negotiation.personality import PERSONALITIES, RULE_CONCESSION_FACTOR
+from bot.negotiation.prompts import money
 from bot.negotiation.scenario import Scenario
 from bot.negotiation.session import Exchange, HumanGame
-from bot.negotiation.turns import Outcome, Role
+from bot.negotiation.turns import Act, Outcome, Role
 from bot.queues import QueueFull
 
 if TYPE_CHECKING:
@@ -334,12 +336,24 @@ class Games(commands.Cog):
             await reply(f"That's {len(text):,} characters; keep it under {limit:,}. Just name your "
                         f"price or ask a question.")
             return
+        seen = live.game.agent_offer  # the offer a typed "deal" means
         if live.lock.locked():
-            await reply("Still answering your last message: one at a time, please.")
-            return
+            if live.game.ending_move(text) is None:
+                await reply("Still answering your last message: one at a time, please.")
+                return
+            self._withdraw(live)  # "deal" / "bye": a message still in line gives its place up
         async with live.lock:
             game = live.game
             if game.done:
+                return
+            ending = game.ending_move(text)
+            if ending is not None:  # a deal or a walk-away needs no model call: no queue
+                if ending.act is Act.ACCEPT and game.agent_offer != seen:
+                    await reply(f"My offer changed while you typed: it's "
+                                f"{money(game.agent_offer)} now. "
+                                f"Say deal again to take it.")
+                    return
+                await self._person_ends(live, text, message.channel)
                 return
             if not self._persons_turn(game):  # the bot owes a move (it opens, or failed before)
                 await self._agent_opens(live, message.channel)
@@ -355,6 +369,25 @@ class Games(commands.Cog):
             exchange = await self._agent_turn(live, message.channel, lambda g: g.say(text))
             if exchange is not None:
                 await self._settle(live, exchange, before, message.channel)
+
+    async def _person_ends(self, live: LiveGame, text: str, place: Any) -> None:
+        """The person's message ends the game (deal, walk-away): played without the agent, and
+        even while the agent still owes its move (a walk-away before its opening)."""
+        game = live.game
+        before = game.to_state()
+        if self._persons_turn(game):
+            exchange = await game.say(text)  # the game is over after it: the agent is not asked
+        else:
+            exchange = await game.walk_away()
+        await self._settle(live, exchange, before, place)
+
+    @staticmethod
+    def _withdraw(live: LiveGame) -> None:
+        """Cancel the game's turn that is still waiting in a model's line (never one that the
+        model is answering): the person ended the game meanwhile."""
+        if live.waiting is not None and not live.waiting.done():
+            live.withdrawn = True
+            live.waiting.cancel()
 
     async def _agent_opens(self, live: LiveGame, place: Any) -> None:
         """Let the agent make the move it owes (its opening, or a retry after a failure)."""
@@ -397,7 +430,17 @@ class Games(commands.Cog):
                 notice = await quietly(place.send(
                     f"⏳ You're {ordinal(ticket.position)} in line for the `{spec.model}` model; "
                     f"I'll answer as soon as it's your turn."))
-            slot = await ticket.wait()
+            live.waiting = asyncio.current_task()
+            try:
+                slot = await ticket.wait()
+            except asyncio.CancelledError:
+                if not live.withdrawn:
+                    raise
+                live.withdrawn = False
+                asyncio.current_task().uncancel()  # withdrawn by the person, not a shutdown
+                return None
+            finally:
+                live.waiting = None
             live.game.agent = self.build_agent(live, seat=f"discord/{spec.model}/slot{slot}")
             async with typing(place):
                 return await action(live.game)
@@ -506,27 +549,38 @@ class Games(commands.Cog):
             await respond(interaction, embed=status_embed(live.game, player=live.player_name,
                                                           agent=live.agent_name))
             return
-        if live.lock.locked():
-            await respond(interaction, "Hold on, I'm still answering your last message.")
-            return
+        # Accept and Walk away need no model call: they never wait in (or are refused by) the
+        # model's line; a turn still waiting there is withdrawn, one being answered finishes.
+        seen = live.game.agent_offer
+        self._withdraw(live)
         await interaction.response.defer()
         place = interaction.channel
         live.place = place
         async with live.lock:
             if live.game.done:
                 return
+            if action == "accept" and live.game.agent_offer != seen:
+                await interaction.followup.send(
+                    f"My offer changed while you clicked: it's {money(live.game.agent_offer)} "
+                    f"now. Press "
+                    f"Accept again to take it.", ephemeral=True)
+                return
             before = live.game.to_state()
             exchange = await (live.game.accept() if action == "accept" else live.game.walk_away())
             if exchange.notice:
                 await interaction.followup.send(exchange.notice, ephemeral=True)
                 return
-            turn = exchange.turns[0]
             try:
                 await self._save(live)
             except StoreError:
                 self._restore(live, before)
                 raise
-            await self._post(live, place, button_turn_text(turn.act, turn.price, live.player_name))
+            if exchange.turns:
+                turn = exchange.turns[0]
+                text = button_turn_text(turn.act, turn.price, live.player_name)
+            else:  # walked away before the agent's opening move
+                text = button_turn_text(Act.QUIT, None, live.player_name)
+            await self._post(live, place, text)
             await self._conclude(live, place)
 
     # ----------------------------------------------------------------- endings without a move

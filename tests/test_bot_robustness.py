@@ -1,0 +1,125 @@
+"""The bot under faults and load (issue 17): each test fails without its fix.
+
+Real Games cog, fake Discord objects (tests/bot_fakes.py), a real SQLite file and the scripted
+FakeBackend; see docs/robustness.md for what each item was and what the bot does now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from bot_fakes import LONGBOARD, World, make_config, start_bot
+
+from bot.llm.fake import FakeBackend, Slow
+
+
+def seller_reply(price: float) -> str:
+    return json.dumps({"act": "counter-price", "price": price,
+                       "utterance": f"I could let it go for ${price:g}."})
+
+
+def falling_prices(start: float = 195.0, step: float = 5.0):
+    state = {"price": start + step}
+
+    def reply(messages):
+        state["price"] = max(150.0, state["price"] - step)
+        return seller_reply(state["price"])
+
+    return reply
+
+
+async def llm_world(tmp_path, backend, *, negotiation=None, **bot_settings):
+    cfg = make_config(bot=bot_settings or None, negotiation=negotiation)
+    bot = await start_bot(tmp_path, cfg, backend_factory=lambda spec: backend)
+    return World(bot)
+
+
+async def until(condition, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+# --------------------------------------------------------------------------- item 6
+
+
+async def test_a_typed_deal_is_not_refused_by_a_full_model_queue(tmp_path):
+    backend = FakeBackend(default=Slow(falling_prices(), 0.4))
+    world = await llm_world(tmp_path, backend, model_slots=1, queue_size=0)
+    try:
+        ann, ben = world.person("ann"), world.person("ben")
+        _, a_thread = await world.haggle(ann, item=LONGBOARD, agent="llm-seller")
+        _, b_thread = await world.haggle(ben, item=LONGBOARD, agent="llm-seller")
+        await world.say(ben, b_thread, "would you take $120?")
+        offer = world.games.live[2].game.agent_offer
+        calls = len(backend.calls)
+        busy = asyncio.create_task(world.say(ann, a_thread, "would you take $110?"))
+        await until(lambda: world.games.live[1].lock.locked())  # ann's turn holds the only slot
+        await world.say(ben, b_thread, "deal")
+        assert not any("model is busy" in t for t in b_thread.texts)
+        assert b_thread.embeds[-1].title == f"Deal at ${offer:,.0f}"
+        row = await world.bot.store.game(2)
+        assert row.status == "finished" and row.outcome == "deal"
+        await busy
+        assert len(backend.calls) == calls + 1  # only ann's turn asked the model
+    finally:
+        await world.bot.close()
+
+
+async def test_bye_while_the_message_waits_in_line_withdraws_it(tmp_path):
+    backend = FakeBackend(default=Slow(falling_prices(), 0.4))
+    world = await llm_world(tmp_path, backend, model_slots=1, queue_size=5)
+    try:
+        ann, ben = world.person("ann"), world.person("ben")
+        _, a_thread = await world.haggle(ann, item=LONGBOARD, agent="llm-seller")
+        _, b_thread = await world.haggle(ben, item=LONGBOARD, agent="llm-seller")
+        first = asyncio.create_task(world.say(ann, a_thread, "would you take $110?"))
+        await until(lambda: world.games.live[1].lock.locked())
+        waiting = asyncio.create_task(world.say(ben, b_thread, "would you take $120?"))
+        await until(lambda: any("in line" in m.content for m in b_thread.messages))
+        await world.say(ben, b_thread, "bye")  # not "one at a time, please"
+        assert not any("one at a time" in t for t in b_thread.texts)
+        assert b_thread.embeds[-1].title == "No deal: you walked away"
+        await asyncio.wait_for(waiting, 2)  # the waiting message ends quietly
+        notice = next(m for m in b_thread.messages if "in line" in m.content)
+        assert notice.deleted
+        await first
+        assert len(backend.calls) == 1  # ben's withdrawn message never reached the model
+        row = await world.bot.store.game(2)
+        assert row.outcome == "quit" and row.state["turns"][-1]["act"] == "quit"
+    finally:
+        await world.bot.close()
+
+
+async def test_walk_away_works_while_the_bot_owes_its_opening_move(tmp_path):
+    opening = json.dumps({"act": "init-price", "price": 120, "utterance": "Would you take $120?"})
+    backend = FakeBackend([Slow(opening, 0.6)], default=opening)
+    world = await llm_world(tmp_path, backend, negotiation={"turn_timeout_s": 0.2})
+    try:
+        tia = world.person("tia")  # she sells; the bot buys, speaks first, and fails to
+        _, thread = await world.haggle(tia, role="seller", item=LONGBOARD, agent="llm-buyer")
+        assert "couldn't make my move" in thread.texts[-1]
+        press = await world.press(tia, thread, "walk")
+        assert not any("not your turn" in str(s) for s in press.sent)
+        assert thread.texts[-1] == "**tia** walks away."
+        assert thread.embeds[-1].title == "No deal: you walked away"
+        assert len(backend.calls) == 1  # walking away asked the model nothing
+        row = await world.bot.store.game(1)
+        assert row.status == "finished" and row.outcome == "quit"
+    finally:
+        await world.bot.close()
+
+
+async def test_typed_bye_before_the_opening_move_asks_no_model(tmp_path):
+    opening = json.dumps({"act": "init-price", "price": 120, "utterance": "Would you take $120?"})
+    backend = FakeBackend([Slow(opening, 0.6)], default=opening)
+    world = await llm_world(tmp_path, backend, negotiation={"turn_timeout_s": 0.2})
+    try:
+        tia = world.person("tia")
+        _, thread = await world.haggle(tia, role="seller", item=LONGBOARD, agent="llm-buyer")
+        await world.say(tia, thread, "no thanks, bye")
+        assert thread.embeds[-1].title == "No deal: you walked away"
+        assert len(backend.calls) == 1  # only the failed opening
+    finally:
+        await world.bot.close()
