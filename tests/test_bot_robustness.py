@@ -123,3 +123,42 @@ async def test_typed_bye_before_the_opening_move_asks_no_model(tmp_path):
         assert len(backend.calls) == 1  # only the failed opening
     finally:
         await world.bot.close()
+
+
+# --------------------------------------------------------------------------- item 2
+
+
+async def test_downtime_longer_than_the_timeout_is_not_charged_to_the_player(tmp_path):
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+
+    db = tmp_path / "haggle.db"
+    bot = await start_bot(tmp_path, db=db)
+    world = World(bot)
+    vic = world.person("vic")
+    _, thread = await world.haggle(vic, item=LONGBOARD, agent="rule-seller")
+    await world.say(vic, thread, "would you take $120?")
+    await bot.close()
+    # the bot stays down for an hour (the timeout is 10 minutes): the game's last save is old
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="seconds")
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE games SET updated_at = ?", (hour_ago,))
+
+    bot = await start_bot(tmp_path, db=db)
+    try:
+        world.bot = bot
+        bot.get_channel = world.get_channel
+        games = bot.get_cog("Games")
+        assert await games.expire_idle() == []  # not ended as vic's timeout
+        row = await bot.store.game(1)
+        assert row.status == "active"
+        (restart,) = row.state["bot"]["restarts"]  # the downtime is recorded
+        assert restart["idle_s"] >= 3600
+        await world.say(vic, thread, "how about $125?")  # resumes, and keeps the record
+        assert (await bot.store.game(1)).state["bot"]["restarts"] == [restart]
+        # the clock runs again from the restart: quiet for the whole timeout after it, it ends
+        later = games.started_at + timedelta(seconds=bot.settings.inactivity_timeout_s + 60)
+        assert await games.expire_idle(now=later) == [1]
+        assert (await bot.store.game(1)).outcome == "timeout"
+    finally:
+        await bot.close()

@@ -51,6 +51,7 @@ class LiveGame:
     daily: str | None
     intro_message_id: int | None
     game: HumanGame
+    restarts: list[dict[str, Any]] = field(default_factory=list)  # bot restarts it lived through
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     place: Any = None          # the thread (or DM channel) object, once known
     waiting: asyncio.Task[Any] | None = None  # the task whose turn waits in a model's line
@@ -66,7 +67,7 @@ class LiveGame:
 
     def meta(self) -> dict[str, Any]:
         return {"seed": self.seed, "personality": self.personality, "daily": self.daily,
-                "intro_message_id": self.intro_message_id}
+                "intro_message_id": self.intro_message_id, "restarts": self.restarts}
 
     def state(self) -> dict[str, Any]:
         """What the database keeps: HumanGame's state plus what the bot needs to resume."""

@@ -79,14 +79,31 @@ class Games(commands.Cog):
 
     async def cog_load(self) -> None:
         self.items.start(self.bot.settings.scenario_set)  # autocomplete must answer within 3 s
+        self.started_at = datetime.now(UTC)
         for row in await self.bot.store.active_games():
             self.places[row.thread_id or row.channel_id] = row.id
+            await self._note_restart(row)
         self.sweeper.change_interval(seconds=max(10.0, self.bot.settings.inactivity_timeout_s / 10))
         self.sweeper.start()
 
     async def cog_unload(self) -> None:
         self.sweeper.cancel()
         self.items.cancel()
+
+    async def _note_restart(self, row: Any) -> None:
+        """The bot was down while this game ran: record how long the game had been quiet when
+        the bot came back, and restart its inactivity clock (the downtime is not the player's)."""
+        idle_s = (self.started_at - datetime.fromisoformat(row.updated_at)).total_seconds()
+        state = dict(row.state)
+        meta = dict(state.get("bot", {}))
+        meta["restarts"] = [*meta.get("restarts", []),
+                            {"at": self.started_at.isoformat(timespec="seconds"),
+                             "idle_s": round(max(0.0, idle_s), 1)}]
+        state["bot"] = meta
+        try:
+            await self.bot.store.update_game(row.id, state=state)
+        except StoreError as exc:  # the clock still restarts: expire_idle counts from the start
+            log.warning("game %s: cannot record the restart: %s", row.id, exc)
 
     # ----------------------------------------------------------------- lookups
 
@@ -143,7 +160,7 @@ class Games(commands.Cog):
                         channel_id=row.channel_id, thread_id=row.thread_id, agent_name=row.agent,
                         seed=int(meta.get("seed", 0)), personality=meta.get("personality"),
                         daily=meta.get("daily"), intro_message_id=meta.get("intro_message_id"),
-                        game=game)
+                        restarts=list(meta.get("restarts", [])), game=game)
         live = self.live.setdefault(game_id, live)  # another task may have loaded it meanwhile
         self.places[live.place_id] = game_id
         return live
@@ -597,12 +614,16 @@ class Games(commands.Cog):
         await self.bot.wait_until_ready()
 
     async def expire_idle(self, now: datetime | None = None) -> list[int]:
-        """End every game nobody wrote in for ``[bot] inactivity_timeout_s``; returns their ids."""
+        """End every game nobody wrote in for ``[bot] inactivity_timeout_s``; returns their ids.
+
+        The clock counts from the game's last save or the bot's start, whichever is later: the
+        time the bot was down is never charged to the player."""
         now = now or datetime.now(UTC)
         timeout = self.bot.settings.inactivity_timeout_s
         expired = []
         for row in await self.bot.store.active_games():
-            if now - datetime.fromisoformat(row.updated_at) < timedelta(seconds=timeout):
+            since = max(datetime.fromisoformat(row.updated_at), self.started_at)
+            if now - since < timedelta(seconds=timeout):
                 continue
             live = await self.load(row.id)
             if live is None or live.lock.locked():
