@@ -162,3 +162,81 @@ async def test_downtime_longer_than_the_timeout_is_not_charged_to_the_player(tmp
         assert (await bot.store.game(1)).outcome == "timeout"
     finally:
         await bot.close()
+
+
+# --------------------------------------------------------------------------- item 3
+
+
+async def test_a_failing_final_save_is_retried_and_resolved_by_the_sweep(tmp_path, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    from bot.errors import StoreError
+
+    bot = await start_bot(tmp_path)
+    world = World(bot)
+    monkeypatch.setattr(world.games, "save_retry_pauses_s", (0.0, 0.0), raising=False)
+    try:
+        wyn = world.person("wyn")
+        _, thread = await world.haggle(wyn, item=LONGBOARD, agent="rule-seller")
+        real_finish = bot.store.finish_game
+        failures = {"left": 3}  # the first sweep's save and both retries fail: the disk is full
+
+        async def flaky_finish(*args, **kwargs):
+            if failures["left"]:
+                failures["left"] -= 1
+                raise StoreError("database or disk is full")
+            return await real_finish(*args, **kwargs)
+
+        monkeypatch.setattr(bot.store, "finish_game", flaky_finish)
+        games = world.games
+        later = datetime.now(UTC) + timedelta(hours=1)
+        assert await games.expire_idle(now=later) == []
+        pings = [t for t in thread.texts if "so this game is over" in t]
+        assert len(pings) == 1 and (await bot.store.game(1)).status == "active"
+
+        failures["left"] = 3  # still failing at the next sweep: nobody is pinged again
+        assert await games.expire_idle(now=later) == []
+        assert len([t for t in thread.texts if "so this game is over" in t]) == 1
+
+        # the store answers again: /haggle is not locked out, the old game is saved first
+        _, second = await world.haggle(wyn, item=LONGBOARD, agent="rule-seller")
+        assert second is not None and second is not thread
+        row = await bot.store.game(1)
+        assert row.status == "finished" and row.outcome == "timeout"
+        assert thread.embeds[-1].title == "No deal: the game timed out"
+        assert len([t for t in thread.texts if "so this game is over" in t]) == 1
+    finally:
+        await bot.close()
+
+
+async def test_the_sweep_saves_an_unsaved_ending_without_a_new_ping(tmp_path, monkeypatch):
+    from datetime import UTC, datetime, timedelta
+
+    from bot.errors import StoreError
+
+    bot = await start_bot(tmp_path)
+    world = World(bot)
+    monkeypatch.setattr(world.games, "save_retry_pauses_s", (0.0,), raising=False)
+    try:
+        xia = world.person("xia")
+        _, thread = await world.haggle(xia, item=LONGBOARD, agent="rule-seller")
+        real_finish = bot.store.finish_game
+        failures = {"left": 2}
+
+        async def flaky_finish(*args, **kwargs):
+            if failures["left"]:
+                failures["left"] -= 1
+                raise StoreError("database is locked")
+            return await real_finish(*args, **kwargs)
+
+        monkeypatch.setattr(bot.store, "finish_game", flaky_finish)
+        later = datetime.now(UTC) + timedelta(hours=1)
+        assert await world.games.expire_idle(now=later) == []
+        assert await world.games.expire_idle(now=later) == [1]  # the next sweep resolves it
+        row = await bot.store.game(1)
+        assert row.status == "finished" and row.outcome == "timeout"
+        assert len([t for t in thread.texts if "so this game is over" in t]) == 1
+        assert thread.embeds[-1].title == "No deal: the game timed out"
+        assert world.games.live == {}
+    finally:
+        await bot.close()

@@ -56,6 +56,7 @@ class LiveGame:
     place: Any = None          # the thread (or DM channel) object, once known
     waiting: asyncio.Task[Any] | None = None  # the task whose turn waits in a model's line
     withdrawn: bool = False    # that turn was cancelled by the person's deal / walk-away
+    unsaved: bool = False      # over in memory, but its final save failed (the sweep retries)
 
     @property
     def place_id(self) -> int:

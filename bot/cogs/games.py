@@ -70,6 +70,8 @@ PERSONALITY_CHOICES = [app_commands.Choice(name=p, value=p) for p in PERSONALITI
 class Games(commands.Cog):
     """Games people play against the bot."""
 
+    save_retry_pauses_s: tuple[float, ...] = (0.2, 1.0)  # pauses before retrying a final save
+
     def __init__(self, bot: HaggleBot) -> None:
         self.bot = bot
         self.live: dict[int, LiveGame] = {}   # game id -> game in memory
@@ -247,6 +249,11 @@ class Games(commands.Cog):
         self._opening.add(key)
         try:
             running = await self.bot.store.active_game_of(user.id, guild_id)
+            unsaved = self.live.get(running.id) if running is not None else None
+            if unsaved is not None and unsaved.game.done:  # over; only its final save failed
+                async with unsaved.lock:
+                    if await self._finish_unsaved(unsaved):
+                        running = None
             if running is not None:
                 where = f"<#{running.thread_id or running.channel_id}>"
                 await respond(interaction, f"You already have a game running in {where}. Finish "
@@ -362,6 +369,8 @@ class Games(commands.Cog):
         async with live.lock:
             game = live.game
             if game.done:
+                if live.unsaved:  # over, but its final save failed: try again now
+                    await self._finish_unsaved(live)
                 return
             ending = game.ending_move(text)
             if ending is not None:  # a deal or a walk-away needs no model call: no queue
@@ -543,13 +552,43 @@ class Games(commands.Cog):
             # 1,000); the result stays readable, and a new message would reopen it.
             await quietly(place.edit(archived=True))
 
-    async def _end(self, live: LiveGame, outcome: Outcome, reason: str, *, place: Any) -> None:
-        """End a running game without a move (timeout, deleted thread), saved and concluded."""
+    async def _end(self, live: LiveGame, outcome: Outcome, reason: str, *, place: Any) -> bool:
+        """End a running game without a move (timeout, deleted thread), saved and concluded.
+
+        When the final save keeps failing (disk full, database locked) the game stays in memory
+        as over-but-unsaved: the sweep saves and concludes it once the store answers again, the
+        player is not pinged again, and /haggle saves it first. True once saved."""
         if live.game.done:
-            return
+            return False
         live.game.abandon(outcome, reason)
-        await self._save(live)
+        if not await self._save_end(live):
+            return False
         await self._conclude(live, place)
+        return True
+
+    async def _save_end(self, live: LiveGame) -> bool:
+        """Save a game that is over, retrying a failing store briefly; False if it still fails
+        (the game is then marked unsaved for the sweep)."""
+        for pause in (*self.save_retry_pauses_s, None):
+            try:
+                await self._save(live)
+            except StoreError as exc:
+                if pause is None:
+                    log.error("game %s: its final save failed; the sweep retries: %s", live.id, exc)
+                    live.unsaved = True
+                    return False
+                await asyncio.sleep(pause)
+            else:
+                live.unsaved = False
+                return True
+        return False  # not reached
+
+    async def _finish_unsaved(self, live: LiveGame) -> bool:
+        """Save and conclude a game whose final save failed before; True once it is done."""
+        if not await self._save_end(live):
+            return False
+        await self._conclude(live, await self.place_of(live))
+        return True
 
     # ----------------------------------------------------------------- buttons
 
@@ -628,6 +667,11 @@ class Games(commands.Cog):
             live = await self.load(row.id)
             if live is None or live.lock.locked():
                 continue  # finished meanwhile, or a turn is under way right now
+            if live.game.done:  # over, but its final save failed: save it, ping nobody
+                async with live.lock:
+                    if await self._finish_unsaved(live):
+                        expired.append(row.id)
+                continue
             async with live.lock:
                 place = await self.place_of(live)
                 minutes = round(timeout / 60)
@@ -635,9 +679,9 @@ class Games(commands.Cog):
                     await quietly(place.send(
                         f"<@{live.player_id}>, no message for {minutes} minutes, so this game is "
                         f"over.", allowed_mentions=discord.AllowedMentions(users=True)))
-                await self._end(live, Outcome.TIMEOUT, f"no message for {timeout:g} s",
-                                place=place)
-            expired.append(row.id)
+                if await self._end(live, Outcome.TIMEOUT, f"no message for {timeout:g} s",
+                                   place=place):
+                    expired.append(row.id)
         return expired
 
     @commands.Cog.listener()
