@@ -1,0 +1,156 @@
+"""How /haggle games end without a move, around the Games cog (bot/cogs/games.py): the
+inactivity sweep, a deleted thread, and the faults around an ending.
+
+- The bot's downtime is not the player's: on start, each running game records the restart and
+  its inactivity clock counts from the bot's start (or its last save, if later).
+- A final save that keeps failing (disk full, database locked) leaves the game over-but-unsaved
+  in memory: the sweep saves and concludes it once the store answers, without pinging the
+  player again, and /haggle saves it first rather than locking the player out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord.ext import commands, tasks
+
+from bot.cogs._live import LiveGame
+from bot.discord_util import quietly
+from bot.errors import StoreError
+from bot.negotiation.turns import Outcome
+
+if TYPE_CHECKING:
+    from bot.app import HaggleBot
+
+log = logging.getLogger(__name__)
+
+
+class GameEndings:
+    """Mixed into the Games cog: what ends a game without a move, and recovery around it."""
+
+    bot: HaggleBot
+    live: dict[int, LiveGame]
+    places: dict[int, int]
+    started_at: datetime
+    save_retry_pauses_s: tuple[float, ...] = (0.2, 1.0)  # pauses before retrying a final save
+
+    if TYPE_CHECKING:  # the Games cog's own methods
+        async def load(self, game_id: int) -> LiveGame | None: ...
+        async def place_of(self, live: LiveGame) -> Any: ...
+        async def _save(self, live: LiveGame) -> None: ...
+        async def _conclude(self, live: LiveGame, place: Any) -> None: ...
+
+    async def _note_restart(self, row: Any) -> None:
+        """The bot was down while this game ran: record how long the game had been quiet when
+        the bot came back, and restart its inactivity clock (the downtime is not the player's)."""
+        idle_s = (self.started_at - datetime.fromisoformat(row.updated_at)).total_seconds()
+        state = dict(row.state)
+        meta = dict(state.get("bot", {}))
+        meta["restarts"] = [*meta.get("restarts", []),
+                            {"at": self.started_at.isoformat(timespec="seconds"),
+                             "idle_s": round(max(0.0, idle_s), 1)}]
+        state["bot"] = meta
+        try:
+            await self.bot.store.update_game(row.id, state=state)
+        except StoreError as exc:  # the clock still restarts: expire_idle counts from the start
+            log.warning("game %s: cannot record the restart: %s", row.id, exc)
+
+    async def _end(self, live: LiveGame, outcome: Outcome, reason: str, *, place: Any) -> bool:
+        """End a running game without a move (timeout, deleted thread), saved and concluded.
+
+        When the final save keeps failing (disk full, database locked) the game stays in memory
+        as over-but-unsaved: the sweep saves and concludes it once the store answers again, the
+        player is not pinged again, and /haggle saves it first. True once saved."""
+        if live.game.done:
+            return False
+        live.game.abandon(outcome, reason)
+        if not await self._save_end(live):
+            return False
+        await self._conclude(live, place)
+        return True
+
+    async def _save_end(self, live: LiveGame) -> bool:
+        """Save a game that is over, retrying a failing store briefly; False if it still fails
+        (the game is then marked unsaved for the sweep)."""
+        for pause in (*self.save_retry_pauses_s, None):
+            try:
+                await self._save(live)
+            except StoreError as exc:
+                if pause is None:
+                    log.error("game %s: its final save failed; the sweep retries: %s", live.id, exc)
+                    live.unsaved = True
+                    return False
+                await asyncio.sleep(pause)
+            else:
+                live.unsaved = False
+                return True
+        return False  # not reached
+
+    async def _finish_unsaved(self, live: LiveGame) -> bool:
+        """Save and conclude a game whose final save failed before; True once it is done."""
+        if not await self._save_end(live):
+            return False
+        await self._conclude(live, await self.place_of(live))
+        return True
+
+    # ----------------------------------------------------------------- endings without a move
+
+    @tasks.loop(seconds=60)
+    async def sweeper(self) -> None:
+        try:
+            await self.expire_idle()
+        except Exception:  # a bad sweep must not stop the next one
+            log.exception("inactivity sweep failed")
+
+    @sweeper.before_loop
+    async def _before_sweeper(self) -> None:
+        await self.bot.wait_until_ready()
+
+    async def expire_idle(self, now: datetime | None = None) -> list[int]:
+        """End every game nobody wrote in for ``[bot] inactivity_timeout_s``; returns their ids.
+
+        The clock counts from the game's last save or the bot's start, whichever is later: the
+        time the bot was down is never charged to the player."""
+        now = now or datetime.now(UTC)
+        timeout = self.bot.settings.inactivity_timeout_s
+        expired = []
+        for row in await self.bot.store.active_games():
+            since = max(datetime.fromisoformat(row.updated_at), self.started_at)
+            if now - since < timedelta(seconds=timeout):
+                continue
+            live = await self.load(row.id)
+            if live is None or live.lock.locked():
+                continue  # finished meanwhile, or a turn is under way right now
+            if live.game.done:  # over, but its final save failed: save it, ping nobody
+                async with live.lock:
+                    if await self._finish_unsaved(live):
+                        expired.append(row.id)
+                continue
+            async with live.lock:
+                place = await self.place_of(live)
+                minutes = round(timeout / 60)
+                if place is not None:
+                    await quietly(place.send(
+                        f"<@{live.player_id}>, no message for {minutes} minutes, so this game is "
+                        f"over.", allowed_mentions=discord.AllowedMentions(users=True)))
+                if await self._end(live, Outcome.TIMEOUT, f"no message for {timeout:g} s",
+                                   place=place):
+                    expired.append(row.id)
+        return expired
+
+    @commands.Cog.listener()
+    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
+        game_id = self.places.get(payload.thread_id)
+        if game_id is None:
+            return
+        live = await self.load(game_id)
+        if live is not None:
+            async with live.lock:
+                await self._end(live, Outcome.ABANDONED, "the game's thread was deleted",
+                                place=None)
+            log.info("game %s abandoned: its thread was deleted", game_id)
+
