@@ -240,3 +240,53 @@ async def test_the_sweep_saves_an_unsaved_ending_without_a_new_ping(tmp_path, mo
         assert world.games.live == {}
     finally:
         await bot.close()
+
+
+# --------------------------------------------------------------------------- item 4
+
+
+async def test_the_in_line_notice_goes_when_the_turn_starts(tmp_path):
+    backend = FakeBackend(default=Slow(falling_prices(), 0.4))
+    world = await llm_world(tmp_path, backend, model_slots=1, queue_size=5)
+    try:
+        ann, ben = world.person("ann"), world.person("ben")
+        _, a_thread = await world.haggle(ann, item=LONGBOARD, agent="llm-seller")
+        _, b_thread = await world.haggle(ben, item=LONGBOARD, agent="llm-seller")
+        first = asyncio.create_task(world.say(ann, a_thread, "would you take $110?"))
+        await until(lambda: world.games.live[1].lock.locked())
+        second = asyncio.create_task(world.say(ben, b_thread, "would you take $120?"))
+        await until(lambda: any("in line" in m.content for m in b_thread.messages))
+        await first
+        await until(lambda: len(backend.calls) == 2)  # ben's turn is with the model now
+        notice = next(m for m in b_thread.messages if "in line" in m.content)
+        assert notice.deleted  # not left up while the model answers
+        await second
+    finally:
+        await world.bot.close()
+
+
+async def test_close_lets_a_turn_under_way_finish_and_save(tmp_path):
+    db = tmp_path / "haggle.db"
+    backend = FakeBackend(default=Slow(falling_prices(), 0.4))
+    cfg = make_config(bot={"model_slots": 1, "queue_size": 5})
+    bot = await start_bot(tmp_path, cfg, db=db, backend_factory=lambda spec: backend)
+    world = World(bot)
+    ann, ben = world.person("ann"), world.person("ben")
+    _, a_thread = await world.haggle(ann, item=LONGBOARD, agent="llm-seller")
+    _, b_thread = await world.haggle(ben, item=LONGBOARD, agent="llm-seller")
+    first = asyncio.create_task(world.say(ann, a_thread, "would you take $110?"))
+    await until(lambda: len(backend.calls) == 1)  # ann's turn is with the model
+    second = asyncio.create_task(world.say(ben, b_thread, "would you take $120?"))
+    await until(lambda: any("in line" in m.content for m in b_thread.messages))
+    await bot.close()  # the process is told to stop mid-turn
+    await asyncio.wait_for(asyncio.gather(first, second), 2)
+    assert not any("went wrong" in t for t in a_thread.texts + b_thread.texts)
+    assert "I could let it go for" in a_thread.texts[-1]  # ann's answer was posted
+    assert "send it again" in b_thread.texts[-1]  # ben is told his message was not counted
+
+    bot = await start_bot(tmp_path, db=db)
+    try:
+        assert len((await bot.store.game(1)).state["turns"]) == 2  # saved before the close
+        assert (await bot.store.game(2)).state["turns"] == []
+    finally:
+        await bot.close()

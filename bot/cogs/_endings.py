@@ -1,6 +1,8 @@
 """How /haggle games end without a move, around the Games cog (bot/cogs/games.py): the
-inactivity sweep, a deleted thread, and the faults around an ending.
+inactivity sweep, a deleted thread, the bot closing, and the faults around an ending.
 
+- Closing: turns waiting in a model's line are withdrawn (the person told), turns under way
+  finish and are saved before the store closes.
 - The bot's downtime is not the player's: on start, each running game records the restart and
   its inactivity clock counts from the bot's start (or its last save, if later).
 - A final save that keeps failing (disk full, database locked) leaves the game over-but-unsaved
@@ -43,6 +45,29 @@ class GameEndings:
         async def place_of(self, live: LiveGame) -> Any: ...
         async def _save(self, live: LiveGame) -> None: ...
         async def _conclude(self, live: LiveGame, place: Any) -> None: ...
+
+    @staticmethod
+    def _withdraw(live: LiveGame, why: str | None = None) -> None:
+        """Cancel the game's turn that is still waiting in a model's line (never one that the
+        model is answering): the person ended the game meanwhile (``why`` None), or the bot is
+        closing (``why`` is told to the person)."""
+        if live.waiting is not None and not live.waiting.done():
+            live.withdrawn = why or ""
+            live.waiting.cancel()
+
+    async def _drain(self) -> None:
+        """Before the bot closes the store: turns waiting in a model's line are withdrawn (the
+        person is told to send the message again), turns under way finish and are saved."""
+        for live in list(self.live.values()):
+            self._withdraw(live, why="the bot is restarting")
+        limit = (self.bot.cfg.negotiation.turn_timeout_s or 60.0) + 5.0
+        try:
+            async with asyncio.timeout(limit):
+                for live in list(self.live.values()):
+                    async with live.lock:
+                        pass
+        except TimeoutError:
+            log.warning("closing with a game turn still under way after %.0f s", limit)
 
     async def _note_restart(self, row: Any) -> None:
         """The bot was down while this game ran: record how long the game had been quiet when

@@ -55,7 +55,7 @@ class LiveGame:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     place: Any = None          # the thread (or DM channel) object, once known
     waiting: asyncio.Task[Any] | None = None  # the task whose turn waits in a model's line
-    withdrawn: bool = False    # that turn was cancelled by the person's deal / walk-away
+    withdrawn: str | None = None  # that turn was cancelled: "" by the person, else the reason
     unsaved: bool = False      # over in memory, but its final save failed (the sweep retries)
 
     @property

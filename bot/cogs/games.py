@@ -90,6 +90,7 @@ class Games(GameEndings, commands.Cog):
     async def cog_unload(self) -> None:
         self.sweeper.cancel()
         self.items.cancel()
+        await self._drain()
 
     # ----------------------------------------------------------------- lookups
 
@@ -391,14 +392,6 @@ class Games(GameEndings, commands.Cog):
             exchange = await game.walk_away()
         await self._settle(live, exchange, before, place)
 
-    @staticmethod
-    def _withdraw(live: LiveGame) -> None:
-        """Cancel the game's turn that is still waiting in a model's line (never one that the
-        model is answering): the person ended the game meanwhile."""
-        if live.waiting is not None and not live.waiting.done():
-            live.withdrawn = True
-            live.waiting.cancel()
-
     async def _agent_opens(self, live: LiveGame, place: Any) -> None:
         """Let the agent make the move it owes (its opening, or a retry after a failure)."""
         before = live.game.to_state()
@@ -436,21 +429,27 @@ class Games(GameEndings, commands.Cog):
             return None
         notice = None
         try:
-            if ticket.position:
-                notice = await quietly(place.send(
-                    f"⏳ You're {ordinal(ticket.position)} in line for the `{spec.model}` model; "
-                    f"I'll answer as soon as it's your turn."))
             live.waiting = asyncio.current_task()
             try:
+                if ticket.position:
+                    notice = await quietly(place.send(
+                        f"⏳ You're {ordinal(ticket.position)} in line for the `{spec.model}` "
+                        f"model; I'll answer as soon as it's your turn."))
                 slot = await ticket.wait()
             except asyncio.CancelledError:
-                if not live.withdrawn:
+                why, live.withdrawn = live.withdrawn, None
+                if why is None:
                     raise
-                live.withdrawn = False
-                asyncio.current_task().uncancel()  # withdrawn by the person, not a shutdown
+                asyncio.current_task().uncancel()  # withdrawn on purpose: end quietly
+                if why:
+                    await quietly(place.send(f"Sorry, {why}: your message wasn't counted and "
+                                              f"the game is saved; send it again in a minute."))
                 return None
             finally:
                 live.waiting = None
+            if notice is not None:  # the turn runs now: the "in line" notice goes
+                await quietly(notice.delete())
+                notice = None
             live.game.agent = self.build_agent(live, seat=f"discord/{spec.model}/slot{slot}")
             async with typing(place):
                 return await action(live.game)
