@@ -290,3 +290,69 @@ async def test_close_lets_a_turn_under_way_finish_and_save(tmp_path):
         assert (await bot.store.game(2)).state["turns"] == []
     finally:
         await bot.close()
+
+
+async def test_a_reply_saved_but_not_posted_is_posted_after_a_restart(tmp_path, monkeypatch):
+    db = tmp_path / "haggle.db"
+    bot = await start_bot(tmp_path, db=db)
+    world = World(bot)
+    uma = world.person("uma")
+    _, thread = await world.haggle(uma, item=LONGBOARD, agent="rule-seller")
+    await world.say(uma, thread, "would you take $120?")
+    posted_before = len(thread.messages)
+
+    async def killed_before_posting(live, place, content=None, **kwargs):
+        return None  # the process died right after the save
+
+    monkeypatch.setattr(world.games, "_post", killed_before_posting)
+    await world.say(uma, thread, "how about $125?")
+    assert len(thread.messages) == posted_before  # saved (4 turns) but nothing posted
+    assert len((await bot.store.game(1)).state["turns"]) == 4
+    await bot.close()
+
+    bot = await start_bot(tmp_path, db=db)
+    try:
+        world.bot = bot
+        bot.get_channel = world.get_channel
+        games = bot.get_cog("Games")
+        assert await games.flush_outbox() == 1
+        assert len(thread.messages) == posted_before + 1
+        assert "turns left" in thread.texts[-1]  # the bot's reply to $125
+        assert await games.flush_outbox() == 0  # posted once, never twice
+        await world.say(uma, thread, "would you take $130?")  # the game goes on
+        assert len((await bot.store.game(1)).state["turns"]) == 6
+    finally:
+        await bot.close()
+
+
+async def test_a_result_card_saved_but_not_posted_is_posted_after_a_restart(tmp_path):
+    import discord
+
+    db = tmp_path / "haggle.db"
+    bot = await start_bot(tmp_path, db=db)
+    world = World(bot)
+    una = world.person("una")
+    _, thread = await world.haggle(una, item=LONGBOARD, agent="rule-seller")
+    await world.say(una, thread, "would you take $120?")
+    real_send = thread.send
+
+    async def failing_send(*args, **kwargs):
+        raise discord.HTTPException(type("R", (), {"status": 503, "reason": "down"})(), "down")
+
+    thread.send = failing_send  # Discord is down as the game ends
+    await world.press(una, thread, "walk")
+    assert (await bot.store.game(1)).status == "finished"
+    assert not thread.embeds or thread.embeds[-1].title != "No deal: you walked away"
+    await bot.close()
+
+    thread.send = real_send
+    bot = await start_bot(tmp_path, db=db)
+    try:
+        world.bot = bot
+        bot.get_channel = world.get_channel
+        games = bot.get_cog("Games")
+        assert await games.flush_outbox() == 1
+        assert thread.embeds[-1].title == "No deal: you walked away"
+        assert await games.flush_outbox() == 0
+    finally:
+        await bot.close()

@@ -162,6 +162,14 @@ def result_card(record: NegotiationRecord, *, human_role: Role, player: str, age
     return embed
 
 
+def turn_text(game: Any, turn: Any) -> str:
+    """One of the bot's moves as posted: what it says, then the table line."""
+    text = f"{turn.utterance}\n{table_line(game)}"
+    if turn.fallback:
+        text += "\n-# (the model stumbled; a rule-based move stood in)"
+    return text
+
+
 def button_turn_text(act: Act, price: float | None, player: str) -> str:
     if act is Act.ACCEPT and price is not None:
         return f"**{player}** accepts {money(price)}."

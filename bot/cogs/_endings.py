@@ -3,6 +3,8 @@ inactivity sweep, a deleted thread, the bot closing, and the faults around an en
 
 - Closing: turns waiting in a model's line are withdrawn (the person told), turns under way
   finish and are saved before the store closes.
+- The outbox: each game's state marks how many turns (and whether its result card) reached
+  Discord; a restart posts what was saved but not posted, once.
 - The bot's downtime is not the player's: on start, each running game records the restart and
   its inactivity clock counts from the bot's start (or its last save, if later).
 - A final save that keeps failing (disk full, database locked) leaves the game over-but-unsaved
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord.ext import commands, tasks
 
+from bot.cogs._cards import turn_text
 from bot.cogs._live import LiveGame
 from bot.discord_util import quietly
 from bot.errors import StoreError
@@ -44,7 +47,11 @@ class GameEndings:
         async def load(self, game_id: int) -> LiveGame | None: ...
         async def place_of(self, live: LiveGame) -> Any: ...
         async def _save(self, live: LiveGame) -> None: ...
-        async def _conclude(self, live: LiveGame, place: Any) -> None: ...
+        async def _conclude(self, live: LiveGame, place: Any, *,
+                            posted: bool = True) -> None: ...
+        async def _post(self, live: LiveGame, place: Any, content: str | None = None,
+                        **kwargs: Any) -> Any: ...
+        def from_row(self, row: Any) -> LiveGame: ...
 
     @staticmethod
     def _withdraw(live: LiveGame, why: str | None = None) -> None:
@@ -68,6 +75,40 @@ class GameEndings:
                         pass
         except TimeoutError:
             log.warning("closing with a game turn still under way after %.0f s", limit)
+
+    async def _mark_posted(self, live: LiveGame, *, card: bool = False) -> None:
+        live.posted, live.card_posted = len(live.game.negotiation.turns), card
+        try:
+            await self.bot.store.mark_posted(live.id, turns=live.posted, card=card)
+        except StoreError as exc:  # a restart may post it once more: logged, not fatal
+            log.warning("game %s: cannot mark its messages posted: %s", live.id, exc)
+
+    async def flush_outbox(self) -> int:
+        """After a restart: post what was saved but never posted (the bot stopped between the
+        save and the post): the bot's replies, then the result card. Returns how many."""
+        count = 0
+        for row in await self.bot.store.unposted_games():
+            live = await self.load(row.id) if row.status == "active" else self.from_row(row)
+            if live is None:
+                continue
+            async with live.lock:
+                place = await self.place_of(live)
+                if place is None:  # the thread is gone: nothing can be posted any more
+                    await self._mark_posted(live, card=live.game.done)
+                    continue
+                game, posted = live.game, True
+                for turn in game.negotiation.turns[live.posted:]:
+                    if turn.role is live.human_role:
+                        continue  # the person's own message is in Discord already
+                    posted = await self._post(live, place, turn_text(game, turn)) \
+                        is not None and posted
+                    count += 1
+                if game.done and not live.card_posted:
+                    count += 1
+                    await self._conclude(live, place, posted=posted)
+                elif posted:
+                    await self._mark_posted(live, card=live.card_posted)
+        return count
 
     async def _note_restart(self, row: Any) -> None:
         """The bot was down while this game ran: record how long the game had been quiet when
@@ -134,6 +175,10 @@ class GameEndings:
     @sweeper.before_loop
     async def _before_sweeper(self) -> None:
         await self.bot.wait_until_ready()
+        try:
+            await self.flush_outbox()
+        except Exception:  # the sweep must start anyway
+            log.exception("posting what was saved but not posted failed")
 
     async def expire_idle(self, now: datetime | None = None) -> list[int]:
         """End every game nobody wrote in for ``[bot] inactivity_timeout_s``; returns their ids.

@@ -38,7 +38,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import checks
-from bot.cogs._cards import button_turn_text, intro_embed, result_card, status_embed, table_line
+from bot.cogs._cards import button_turn_text, intro_embed, result_card, status_embed, turn_text
 from bot.cogs._endings import GameEndings
 from bot.cogs._items import ScenarioSets
 from bot.cogs._live import GameButton, LiveGame, Unseated, game_controls, make_place
@@ -139,18 +139,23 @@ class Games(GameEndings, commands.Cog):
         if row is None or row.status != "active":
             self.places = {k: v for k, v in self.places.items() if v != game_id}
             return None
+        live = self.live.setdefault(game_id, self.from_row(row))  # another task may have loaded it meanwhile
+        self.places[live.place_id] = game_id
+        return live
+
+    def from_row(self, row: Any) -> LiveGame:
+        """A saved game (running or finished) as a LiveGame, not registered anywhere."""
         meta = row.state.get("bot", {})
         game = HumanGame.from_state(row.state, Unseated(row.agent),
                                     turn_timeout=self.bot.cfg.negotiation.turn_timeout_s)
-        live = LiveGame(id=row.id, player_id=row.player_id,
+        return LiveGame(id=row.id, player_id=row.player_id,
                         player_name=row.state["names"][row.human_role], guild_id=row.guild_id,
                         channel_id=row.channel_id, thread_id=row.thread_id, agent_name=row.agent,
                         seed=int(meta.get("seed", 0)), personality=meta.get("personality"),
                         daily=meta.get("daily"), intro_message_id=meta.get("intro_message_id"),
-                        restarts=list(meta.get("restarts", [])), game=game)
-        live = self.live.setdefault(game_id, live)  # another task may have loaded it meanwhile
-        self.places[live.place_id] = game_id
-        return live
+                        restarts=list(meta.get("restarts", [])),
+                        posted=int(meta.get("posted", len(row.state["turns"]))),
+                        card_posted=bool(meta.get("card_posted", False)), game=game)
 
     async def place_of(self, live: LiveGame) -> Any:
         """The game's thread (or DM channel), or None when it is gone."""
@@ -480,13 +485,14 @@ class Games(GameEndings, commands.Cog):
         if exchange.notice:
             await self._post(live, place, exchange.notice)
         agent_turns = exchange.turns if agent_only else exchange.turns[1:]
+        posted = True  # saved first, then posted: a restart posts what is saved but not posted
         for turn in agent_turns:
-            text = f"{turn.utterance}\n{table_line(game)}"
-            if turn.fallback:
-                text += "\n-# (the model stumbled; a rule-based move stood in)"
-            await self._post(live, place, text)
+            posted = await self._post(live, place, turn_text(game, turn)) is not None \
+                and posted
         if game.done:
-            await self._conclude(live, place)
+            await self._conclude(live, place, posted=posted)
+        elif posted:
+            await self._mark_posted(live)
 
     def _restore(self, live: LiveGame, state: dict[str, Any]) -> None:
         """Put the game back as it was before a move that failed or could not be saved."""
@@ -518,16 +524,19 @@ class Games(GameEndings, commands.Cog):
                                          outcome=record.outcome.value,
                                          deal_price=record.deal_price, metrics=record.metrics)
 
-    async def _conclude(self, live: LiveGame, place: Any) -> None:
-        """Post the result card, take the buttons away, forget the game (it is saved)."""
+    async def _conclude(self, live: LiveGame, place: Any, *, posted: bool = True) -> None:
+        """Post the result card, take the buttons away, forget the game (it is saved); the
+        card is marked posted once it is (a restart posts it otherwise)."""
         self.live.pop(live.id, None)
         self.places.pop(live.place_id, None)
-        if place is None:
+        if place is None:  # nowhere to post it any more
+            await self._mark_posted(live, card=True)
             return
         card = result_card(live.game.record(), human_role=live.human_role,
                            player=live.player_name, agent=live.agent_name, game_id=live.id,
                            daily=live.daily)
-        await quietly(place.send(embed=card))
+        if await quietly(place.send(embed=card)) is not None and posted:
+            await self._mark_posted(live, card=True)
         if live.intro_message_id is not None:
             await quietly(place.get_partial_message(live.intro_message_id).edit(view=None))
         if live.thread_id is not None and isinstance(place, discord.Thread):
@@ -581,8 +590,8 @@ class Games(GameEndings, commands.Cog):
                 text = button_turn_text(turn.act, turn.price, live.player_name)
             else:  # walked away before the agent's opening move
                 text = button_turn_text(Act.QUIT, None, live.player_name)
-            await self._post(live, place, text)
-            await self._conclude(live, place)
+            posted = await self._post(live, place, text) is not None
+            await self._conclude(live, place, posted=posted)
 
 
 async def setup(bot: HaggleBot) -> None:
