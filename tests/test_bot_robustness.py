@@ -356,3 +356,68 @@ async def test_a_result_card_saved_but_not_posted_is_posted_after_a_restart(tmp_
         assert await games.flush_outbox() == 0
     finally:
         await bot.close()
+
+
+# --------------------------------------------------------------------------- item 7 and 1
+
+
+async def _tournament_run(world, user, channel=None, **params):
+    from bot_fakes import invoke
+
+    interaction = world.interaction(user, channel)
+    await invoke(world.bot.get_cog("Tournaments").run, interaction, **params)
+    return interaction
+
+
+async def test_two_tournament_runs_in_one_server_never_both_start(tmp_path, monkeypatch):
+    import sys
+
+    bot = await start_bot(tmp_path)
+    monkeypatch.setattr(sys.modules["bot.cogs.tournaments"], "_report_files",
+                        lambda data, report: None)
+    world = World(bot)
+    try:
+        boss = world.person("boss", manage_guild=True)
+        first, second = await asyncio.gather(
+            _tournament_run(world, boss, agents="rule-buyer, rule-seller", scenarios=1),
+            _tournament_run(world, boss, agents="rule-buyer, rule-seller", scenarios=2))
+        texts = [first.text, second.text]
+        assert sum("Tournament started" in t for t in texts) == 1
+        assert sum("being set up here" in t or "already running" in t for t in texts) == 1
+        assert len(world.channel.threads) == 1  # no orphan tournament thread
+        tournaments = bot.get_cog("Tournaments")
+        (job,) = tournaments.jobs.values()
+        await job.task
+        assert tournaments._starting == set()
+    finally:
+        await bot.close()
+
+
+async def test_the_bot_wide_cap_on_running_tournaments_says_so(tmp_path, monkeypatch):
+    import sys
+
+    from bot_fakes import FakeChannel, FakeGuild
+
+    bot = await start_bot(tmp_path, make_config(bot={"max_running_tournaments": 1}))
+    monkeypatch.setattr(sys.modules["bot.cogs.tournaments"], "_report_files",
+                        lambda data, report: None)
+    world = World(bot)
+    try:
+        boss, other = world.person("boss", manage_guild=True), world.person("o", manage_guild=True)
+        elsewhere = FakeChannel(FakeGuild("Another server"))
+        started = await _tournament_run(world, boss, agents="rule-buyer, rule-seller",
+                                        scenarios=3)
+        assert "Tournament started" in started.text
+        refused = await _tournament_run(world, other, elsewhere,
+                                        agents="rule-buyer, rule-seller", scenarios=1)
+        assert "max_running_tournaments" in refused.text and "1 tournament(s)" in refused.text
+        assert elsewhere.threads == []
+        (job,) = bot.get_cog("Tournaments").jobs.values()
+        await job.task
+        again = await _tournament_run(world, other, elsewhere,
+                                      agents="rule-buyer, rule-seller", scenarios=1)
+        assert "Tournament started" in again.text  # the slot is free once the first is done
+        for job in list(bot.get_cog("Tournaments").jobs.values()):
+            await job.task
+    finally:
+        await bot.close()

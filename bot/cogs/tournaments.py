@@ -113,6 +113,7 @@ class Tournaments(commands.Cog):
     def __init__(self, bot: HaggleBot) -> None:
         self.bot = bot
         self.jobs: dict[int, Job] = {}
+        self._starting: set[int] = set()  # servers whose /tournament run is being set up
 
     async def cog_unload(self) -> None:
         jobs = list(self.jobs.values())
@@ -144,16 +145,39 @@ class Tournaments(commands.Cog):
                   scenario_set: str = "agreemate",
                   workers: app_commands.Range[int, 1, 16] = 1,
                   seed: app_commands.Range[int, 0, 2_147_483_647] = 0) -> None:
-        from bot.tournament import default_name, plan_tournament, snapshot, split_names
-
         await defer(interaction, ephemeral=False)
         guild_id = interaction.guild_id
+        refusal = self._reserve(guild_id)  # checked and reserved at once: no await between
+        if refusal is not None:
+            await respond(interaction, refusal)
+            return
+        try:
+            await self._start(interaction, agents=agents, scenarios=scenarios,
+                              scenario_set=scenario_set, workers=workers, seed=seed)
+        finally:
+            self._starting.discard(guild_id)
+
+    def _reserve(self, guild_id: int) -> str | None:
+        """Reserve this server's tournament slot (None), or say why not: one tournament at a
+        time per server, at most ``[bot] max_running_tournaments`` on the whole bot."""
         running = self.jobs.get(guild_id)
         if running is not None:
-            await respond(interaction, f"A tournament is already running here "
-                                       f"({running.plan.name}): `/tournament status` shows it, "
-                                       f"`/tournament cancel` stops it.")
-            return
+            return (f"A tournament is already running here ({running.plan.name}): "
+                    f"`/tournament status` shows it, `/tournament cancel` stops it.")
+        if guild_id in self._starting:
+            return "A tournament is being set up here right now: `/tournament status` shows it."
+        cap = self.bot.settings.max_running_tournaments
+        if len(self.jobs) + len(self._starting) >= cap:
+            return (f"{cap} tournament(s) are running on this bot already, its limit "
+                    f"(`max_running_tournaments`); try again when one is done.")
+        self._starting.add(guild_id)
+        return None
+
+    async def _start(self, interaction: discord.Interaction, *, agents: str, scenarios: int,
+                     scenario_set: str, workers: int, seed: int) -> None:
+        from bot.tournament import default_name, plan_tournament, snapshot, split_names
+
+        guild_id = interaction.guild_id
         names = split_names(agents)
         name = default_name(agents=names, buyers=(), sellers=(), scenario_set=scenario_set,
                             scenarios=scenarios, seed=seed, repetitions=1) + f"@{guild_id}"
@@ -191,6 +215,7 @@ class Tournaments(commands.Cog):
                   channel_id=parent.id, thread=thread,
                   workers=min(workers, self.bot.settings.max_tournament_workers))
         self.jobs[guild_id] = job
+        self._starting.discard(guild_id)  # registered: no longer counted as being set up
         job.task = asyncio.create_task(self._run(job), name=f"tournament {plan.name}")
         job.task.add_done_callback(lambda _: self._forget(job))
         embed = discord.Embed(title=clip(f"Tournament started: {plan.name}", 256),
