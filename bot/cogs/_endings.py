@@ -41,6 +41,7 @@ class GameEndings:
     live: dict[int, LiveGame]
     places: dict[int, int]
     started_at: datetime
+    _marks: set[asyncio.Task[None]]  # posted-marks being written
     save_retry_pauses_s: tuple[float, ...] = (0.2, 1.0)  # pauses before retrying a final save
 
     if TYPE_CHECKING:  # the Games cog's own methods
@@ -75,18 +76,32 @@ class GameEndings:
                         pass
         except TimeoutError:
             log.warning("closing with a game turn still under way after %.0f s", limit)
+        await self.settle_marks()
 
-    async def _mark_posted(self, live: LiveGame, *, card: bool = False) -> None:
+    def _mark_posted(self, live: LiveGame, *, card: bool = False) -> None:
+        """Everything saved is posted: noted in memory now (the next save carries it) and in
+        the store right after, off the game's lock (the person may answer at once)."""
         live.posted, live.card_posted = len(live.game.negotiation.turns), card
+        task = asyncio.create_task(self._write_mark(live.id, live.posted, card))
+        self._marks.add(task)
+        task.add_done_callback(self._marks.discard)
+
+    async def _write_mark(self, game_id: int, turns: int, card: bool) -> None:
         try:
-            await self.bot.store.mark_posted(live.id, turns=live.posted, card=card)
+            await self.bot.store.mark_posted(game_id, turns=turns, card=card)
         except StoreError as exc:  # a restart may post it once more: logged, not fatal
-            log.warning("game %s: cannot mark its messages posted: %s", live.id, exc)
+            log.warning("game %s: cannot mark its messages posted: %s", game_id, exc)
+
+    async def settle_marks(self) -> None:
+        """Wait for the posted-marks still being written."""
+        while self._marks:
+            await asyncio.gather(*list(self._marks))
 
     async def flush_outbox(self) -> int:
         """After a restart: post what was saved but never posted (the bot stopped between the
         save and the post): the bot's replies, then the result card. Returns how many."""
         count = 0
+        await self.settle_marks()
         for row in await self.bot.store.unposted_games():
             live = await self.load(row.id) if row.status == "active" else self.from_row(row)
             if live is None:
@@ -94,7 +109,7 @@ class GameEndings:
             async with live.lock:
                 place = await self.place_of(live)
                 if place is None:  # the thread is gone: nothing can be posted any more
-                    await self._mark_posted(live, card=live.game.done)
+                    self._mark_posted(live, card=live.game.done)
                     continue
                 game, posted = live.game, True
                 for turn in game.negotiation.turns[live.posted:]:
@@ -107,7 +122,7 @@ class GameEndings:
                     count += 1
                     await self._conclude(live, place, posted=posted)
                 elif posted:
-                    await self._mark_posted(live, card=live.card_posted)
+                    self._mark_posted(live, card=live.card_posted)
         return count
 
     async def _note_restart(self, row: Any) -> None:

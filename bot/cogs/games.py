@@ -76,6 +76,7 @@ class Games(GameEndings, commands.Cog):
         self.live: dict[int, LiveGame] = {}   # game id -> game in memory
         self.places: dict[int, int] = {}      # thread / DM channel id -> its running game id
         self._opening: set[tuple[int | None, int]] = set()  # (server, person) starting a game
+        self._marks: set[asyncio.Task[None]] = set()  # posted-marks being written (_endings.py)
         self.items = ScenarioSets(bot.cfg)
 
     async def cog_load(self) -> None:
@@ -492,7 +493,7 @@ class Games(GameEndings, commands.Cog):
         if game.done:
             await self._conclude(live, place, posted=posted)
         elif posted:
-            await self._mark_posted(live)
+            self._mark_posted(live)
 
     def _restore(self, live: LiveGame, state: dict[str, Any]) -> None:
         """Put the game back as it was before a move that failed or could not be saved."""
@@ -530,13 +531,13 @@ class Games(GameEndings, commands.Cog):
         self.live.pop(live.id, None)
         self.places.pop(live.place_id, None)
         if place is None:  # nowhere to post it any more
-            await self._mark_posted(live, card=True)
+            self._mark_posted(live, card=True)
             return
         card = result_card(live.game.record(), human_role=live.human_role,
                            player=live.player_name, agent=live.agent_name, game_id=live.id,
                            daily=live.daily)
         if await quietly(place.send(embed=card)) is not None and posted:
-            await self._mark_posted(live, card=True)
+            self._mark_posted(live, card=True)
         if live.intro_message_id is not None:
             await quietly(place.get_partial_message(live.intro_message_id).edit(view=None))
         if live.thread_id is not None and isinstance(place, discord.Thread):

@@ -120,12 +120,15 @@ class GameQueries:
     @translated("marking a game's messages posted")
     async def mark_posted(self, game_id: int, *, turns: int, card: bool) -> None:
         """Record that the game's first ``turns`` turns (and its result card, if ``card``) are
-        posted in Discord: what a restart must still post is what lies past these marks."""
+        posted in Discord: what a restart must still post is what lies past these marks. The
+        marks only grow (a late write never takes back a newer one)."""
         async with self._transaction() as conn:
             await conn.execute(
-                "UPDATE games SET state = json_set(state, '$.bot.posted', ?,"
-                " '$.bot.card_posted', json(?)) WHERE id = ?",
-                (turns, "true" if card else "false", game_id))
+                "UPDATE games SET state = json_set(state,"
+                " '$.bot.posted', max(?, coalesce(json_extract(state, '$.bot.posted'), 0)),"
+                " '$.bot.card_posted', json(CASE WHEN ? OR coalesce(json_extract(state,"
+                " '$.bot.card_posted'), 0) THEN 'true' ELSE 'false' END)) WHERE id = ?",
+                (turns, int(card), game_id))
 
     @translated("reading games")
     async def unposted_games(self) -> list[GameRow]:
