@@ -421,3 +421,44 @@ async def test_the_bot_wide_cap_on_running_tournaments_says_so(tmp_path, monkeyp
             await job.task
     finally:
         await bot.close()
+
+
+# --------------------------------------------------------------------------- item 9
+
+
+async def test_models_list_shows_no_paths_or_urls_except_to_the_owner(tmp_path):
+    from dataclasses import replace
+
+    from bot_fakes import invoke
+
+    from bot.bot_config import BotConfig
+    from bot.config import parse_config
+
+    gguf = tmp_path / "secret-folder" / "tiny-model.Q4_0.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"GGUF" + b"\0" * 2_000_000)
+    raw = {"agents": {"a": {"kind": "llm", "role": "seller", "model": "local"},
+                      "b": {"kind": "llm", "role": "buyer", "model": "remote"}},
+           "models": {"local": {"path": str(gguf)},
+                      "remote": {"backend": "openai", "url": "http://10.1.2.3:8080/v1"}}}
+    cfg = replace(parse_config(raw, None), extra={"bot": BotConfig.from_table(
+        {"owner_ids": [4242], "command_cooldown_s": 0.0}, "bot")})
+    bot = await start_bot(tmp_path, cfg)
+    world = World(bot)
+    try:
+        models = bot.get_cog("Models")
+        anyone = world.interaction(world.person("viewer"))
+        await invoke(models.list_models, anyone)
+        embed = anyone.sent[-1]["embed"]
+        shown = "\n".join(f"{f.name}\n{f.value}" for f in embed.fields) + str(embed.description)
+        assert "`tiny-model.Q4_0.gguf`, 0.00 GB" in shown and "openai backend" in shown
+        assert str(tmp_path) not in shown and "secret-folder" not in shown
+        assert "10.1.2.3" not in shown and "http" not in shown
+
+        owner = world.interaction(world.person("owner", member_id=4242))
+        await invoke(models.list_models, owner)
+        full = "\n".join(f.value for f in owner.sent[-1]["embed"].fields)
+        assert str(gguf) in full and "http://10.1.2.3:8080/v1" in full
+        assert owner.sent[-1]["ephemeral"]  # full detail only privately
+    finally:
+        await bot.close()

@@ -23,9 +23,10 @@ import discord
 from discord.ext import commands, tasks
 
 from bot.cogs._cards import turn_text
-from bot.cogs._live import LiveGame
+from bot.cogs._live import LiveGame, Unseated
 from bot.discord_util import quietly
 from bot.errors import StoreError
+from bot.negotiation.session import HumanGame
 from bot.negotiation.turns import Outcome
 
 if TYPE_CHECKING:
@@ -52,7 +53,6 @@ class GameEndings:
                             posted: bool = True) -> None: ...
         async def _post(self, live: LiveGame, place: Any, content: str | None = None,
                         **kwargs: Any) -> Any: ...
-        def from_row(self, row: Any) -> LiveGame: ...
 
     @staticmethod
     def _withdraw(live: LiveGame, why: str | None = None) -> None:
@@ -77,6 +77,20 @@ class GameEndings:
         except TimeoutError:
             log.warning("closing with a game turn still under way after %.0f s", limit)
         await self.settle_marks()
+
+    def from_row(self, row: Any) -> LiveGame:
+        """A saved game (running or finished) as a LiveGame, not registered anywhere."""
+        meta = row.state.get("bot", {})
+        game = HumanGame.from_state(row.state, Unseated(row.agent),
+                                    turn_timeout=self.bot.cfg.negotiation.turn_timeout_s)
+        return LiveGame(id=row.id, player_id=row.player_id,
+                        player_name=row.state["names"][row.human_role], guild_id=row.guild_id,
+                        channel_id=row.channel_id, thread_id=row.thread_id, agent_name=row.agent,
+                        seed=int(meta.get("seed", 0)), personality=meta.get("personality"),
+                        daily=meta.get("daily"), intro_message_id=meta.get("intro_message_id"),
+                        restarts=list(meta.get("restarts", [])),
+                        posted=int(meta.get("posted", len(row.state["turns"]))),
+                        card_posted=bool(meta.get("card_posted", False)), game=game)
 
     def _mark_posted(self, live: LiveGame, *, card: bool = False) -> None:
         """Everything saved is posted: noted in memory now (the next save carries it) and in

@@ -144,20 +144,6 @@ class Games(GameEndings, commands.Cog):
         self.places[live.place_id] = game_id
         return live
 
-    def from_row(self, row: Any) -> LiveGame:
-        """A saved game (running or finished) as a LiveGame, not registered anywhere."""
-        meta = row.state.get("bot", {})
-        game = HumanGame.from_state(row.state, Unseated(row.agent),
-                                    turn_timeout=self.bot.cfg.negotiation.turn_timeout_s)
-        return LiveGame(id=row.id, player_id=row.player_id,
-                        player_name=row.state["names"][row.human_role], guild_id=row.guild_id,
-                        channel_id=row.channel_id, thread_id=row.thread_id, agent_name=row.agent,
-                        seed=int(meta.get("seed", 0)), personality=meta.get("personality"),
-                        daily=meta.get("daily"), intro_message_id=meta.get("intro_message_id"),
-                        restarts=list(meta.get("restarts", [])),
-                        posted=int(meta.get("posted", len(row.state["turns"]))),
-                        card_posted=bool(meta.get("card_posted", False)), game=game)
-
     async def place_of(self, live: LiveGame) -> Any:
         """The game's thread (or DM channel), or None when it is gone."""
         if live.place is None:
