@@ -462,3 +462,67 @@ async def test_models_list_shows_no_paths_or_urls_except_to_the_owner(tmp_path):
         assert owner.sent[-1]["ephemeral"]  # full detail only privately
     finally:
         await bot.close()
+
+
+def test_error_texts_lose_their_paths_and_urls():
+    from bot.discord_util import public_error
+
+    text = public_error("/srv/haggle/data/haggle.db is locked while saving a game; model at "
+                        "http://10.0.0.2:8080/v1 failed; see C:\\bot\\models\\m.gguf")
+    assert "/srv" not in text and "10.0.0.2" not in text and "C:\\" not in text
+    assert "`haggle.db`" in text and "`m.gguf`" in text
+    assert public_error("$120/$130, buyer/seller, 1/2") == "$120/$130, buyer/seller, 1/2"
+
+
+async def test_a_store_error_reaching_a_player_names_no_path(tmp_path, monkeypatch):
+    from bot.store.errors import translated
+
+    bot = await start_bot(tmp_path)
+    world = World(bot)
+    try:
+        yan = world.person("yan")
+        _, thread = await world.haggle(yan, item=LONGBOARD, agent="rule-seller")
+
+        @translated("updating a game")
+        async def locked(self, *args, **kwargs):
+            import sqlite3
+            raise sqlite3.OperationalError("database is locked")
+
+        from types import MethodType
+
+        monkeypatch.setattr(bot.store, "update_game", MethodType(locked, bot.store))
+        await world.say(yan, thread, "would you take $120?")
+        reply = thread.messages[-1].content
+        assert "locked" in reply and "haggle.db" in reply  # the reason, by file name
+        assert str(tmp_path) not in reply
+    finally:
+        await bot.close()
+
+
+async def test_tournament_report_and_autocomplete_see_only_this_server(tmp_path, monkeypatch):
+    import sys
+
+    from bot_fakes import FakeChannel, FakeGuild, invoke
+
+    bot = await start_bot(tmp_path)
+    monkeypatch.setattr(sys.modules["bot.cogs.tournaments"], "_report_files",
+                        lambda data, report: None)
+    world = World(bot)
+    try:
+        tournaments = bot.get_cog("Tournaments")
+        boss = world.person("boss", manage_guild=True)
+        await _tournament_run(world, boss, agents="rule-buyer, rule-seller", scenarios=1)
+        (job,) = tournaments.jobs.values()
+        name = job.plan.name
+        await job.task
+        other = FakeChannel(FakeGuild("Elsewhere"))
+        stranger = world.person("stranger")
+        choices = await tournaments._name_choices(world.interaction(stranger, other), "")
+        assert choices == []
+        peek = world.interaction(stranger, other)
+        await invoke(tournaments.report_command, peek, name=name)
+        assert "No tournament called" in peek.text and not any(s.get("embed") for s in peek.sent)
+        home = await tournaments._name_choices(world.interaction(stranger), "")
+        assert [c.value for c in home] == [name]
+    finally:
+        await bot.close()

@@ -49,6 +49,7 @@ from bot.discord_util import (
     defer,
     ordinal,
     plain_text,
+    public_error,
     quietly,
     respond,
     typing,
@@ -314,7 +315,8 @@ class Games(GameEndings, commands.Cog):
             incident = secrets.token_hex(3)
             log.error("game %s: message %s failed (incident %s)", game_id, message.id, incident,
                       exc_info=exc)
-            reason = str(exc) if isinstance(exc, HaggleError) else f"incident `{incident}`, logged"
+            reason = (public_error(str(exc)) if isinstance(exc, HaggleError)
+                      else f"incident `{incident}`, logged")
             await quietly(message.reply(f"Something went wrong on my side ({reason}). Your game "
                                          f"is saved; send that again in a moment.",
                                          mention_author=False))

@@ -43,6 +43,7 @@ from bot.discord_util import (
     clip,
     defer,
     open_thread,
+    public_error,
     quietly,
     respond,
     thread_host,
@@ -186,7 +187,7 @@ class Tournaments(commands.Cog):
                                            scenario_set=scenario_set, scenarios=scenarios,
                                            seed=seed, name=name)
         except HaggleError as exc:
-            await respond(interaction, f"Can't plan that tournament: {exc}")
+            await respond(interaction, f"Can't plan that tournament: {public_error(str(exc))}")
             return
         limit = self.bot.settings.max_tournament_negotiations
         if plan.planned > limit:
@@ -266,7 +267,8 @@ class Tournaments(commands.Cog):
             await self._link(job)
             raise
         except HaggleError as exc:
-            await quietly(thread.send(f"The tournament stopped: {exc}"))
+            log.warning("tournament %s stopped: %s", plan.name, exc)
+            await quietly(thread.send(f"The tournament stopped: {public_error(str(exc))}"))
         except Exception as exc:
             incident = secrets.token_hex(3)
             log.error("tournament %s failed (incident %s)", plan.name, incident, exc_info=exc)
@@ -400,20 +402,26 @@ class Tournaments(commands.Cog):
     @checks.per_person_cooldown("command_cooldown_s")
     async def report_command(self, interaction: discord.Interaction, name: str) -> None:
         await defer(interaction, ephemeral=False)
-        if await self.bot.store.tournament(name) is None:
-            await respond(interaction, f"No tournament called {clip(name, 100)!r}; pick one from "
-                                       f"the suggestions.")
+        if name not in {t.name for t in await self._visible(interaction.guild_id)}:
+            await respond(interaction, f"No tournament called {clip(name, 100)!r} in this "
+                                       f"server; pick one from the suggestions.")
             return
         embed, file = await self.report(name)
         await respond(interaction, embed=embed, ephemeral=False, **({"file": file} if file else {}))
 
+    async def _visible(self, guild_id: int | None) -> list[Any]:
+        """The tournaments this server ran (or runs now): never another server's."""
+        if guild_id is None:
+            return []
+        ids = set(await self.bot.store.guild_tournament_ids(guild_id))
+        job = self.jobs.get(guild_id)
+        running = job.plan.name if job is not None else None
+        return [t for t in await self.bot.store.tournaments() if t.id in ids or t.name == running]
+
     @report_command.autocomplete("name")
     async def _name_choices(self, interaction: discord.Interaction,
                             current: str) -> list[app_commands.Choice[str]]:
-        ids = set(await self.bot.store.guild_tournament_ids(interaction.guild_id)) \
-            if interaction.guild_id else set()
-        rows = await self.bot.store.tournaments()
-        rows.sort(key=lambda t: (t.id not in ids, -t.id))
+        rows = sorted(await self._visible(interaction.guild_id), key=lambda t: -t.id)
         return [app_commands.Choice(name=clip(t.name, CHOICE_NAME_LIMIT), value=t.name)
                 for t in rows if current.lower() in t.name.lower()
                 and len(t.name) <= CHOICE_NAME_LIMIT][:MAX_CHOICES]
