@@ -28,7 +28,7 @@ from discord.ext import commands
 from bot.bot_config import BotConfig, bot_config
 from bot.checks import permission_names
 from bot.config import Config
-from bot.discord_util import respond
+from bot.discord_util import public_error, respond
 from bot.errors import HaggleError
 from bot.queues import ModelQueues
 
@@ -57,7 +57,7 @@ def explain(error: Exception) -> str | None:
     """What to tell the person about ``error``; None when it is a bug (log it, apologise)."""
     original = getattr(error, "original", None) or error.__cause__ or error
     if isinstance(original, HaggleError):
-        return str(original)
+        return public_error(str(original))  # no file, database or backend paths
     if isinstance(error, (app_commands.CommandSignatureMismatch, app_commands.CommandNotFound)):
         return STALE_COMMANDS
     if isinstance(error, app_commands.TransformerError):

@@ -58,6 +58,7 @@ class BotConfig:
     max_message_chars: int = 1500         # longer game messages are refused with a short reply
     max_tournament_negotiations: int = 60  # /tournament run refuses bigger plans (use the CLI)
     max_tournament_workers: int = 4
+    max_running_tournaments: int = 2      # /tournament run across all servers at once; more wait
     stream_edit_interval_s: float = 1.0   # live streams: at most one message edit per this long
     shards: int = 0                       # 0: one gateway connection; N: N shards; -1: Discord's count
     daily: DailyConfig = field(default_factory=DailyConfig)
@@ -87,6 +88,8 @@ class BotConfig:
                 f"got {self.shards}")
         require(self.max_tournament_negotiations >= 1, f"{where}.max_tournament_negotiations",
                  f"must be >= 1, got {self.max_tournament_negotiations}")
+        require(1 <= self.max_running_tournaments <= 64, f"{where}.max_running_tournaments",
+                 f"must be in [1, 64], got {self.max_running_tournaments}")
         require(1 <= self.max_tournament_workers <= 16, f"{where}.max_tournament_workers",
                  f"must be in [1, 16], got {self.max_tournament_workers}")
         require(self.stream_edit_interval_s >= 1.0, f"{where}.stream_edit_interval_s",

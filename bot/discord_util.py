@@ -77,6 +77,21 @@ def plain_text(content: str) -> str:
     return re.sub(r"\s+", " ", _MARKUP.sub(" ", content or "")).strip()
 
 
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"`<>)]+", re.IGNORECASE)
+_PART = r"[^\s'\"`<>:;,()\\/]"
+# An absolute path (POSIX, ~/ or a Windows drive), or a relative one ending in a file name.
+_PATH = re.compile(rf"(?<![\w.$])(?:[A-Za-z]:[\\/]|~?/)(?:{_PART}+[\\/])*({_PART}+)"
+                   rf"|\b[A-Za-z_][\w.-]*[\\/](?:{_PART}+[\\/])*({_PART}*\.[A-Za-z]\w*)\b")
+
+
+def public_error(text: str) -> str:
+    """An error text as a person may see it: the one place that sanitises what reaches
+    Discord. File and database paths become their file names, URLs a placeholder; the full
+    text stays in the bot's log."""
+    text = _URL.sub("(a backend URL)", str(text))
+    return _PATH.sub(lambda m: f"`{m.group(1) or m.group(2)}`", text)
+
+
 def ordinal(n: int) -> str:
     """1 -> '1st', 2 -> '2nd', 3 -> '3rd', 11 -> '11th', 22 -> '22nd'."""
     if 10 <= n % 100 <= 20:

@@ -98,7 +98,7 @@ async def test_models_list_and_the_server_default_agent(world):
     assert "`rule-seller`" in embed.description and "`llm-seller`" in embed.description
     assert "default buyer" in embed.description and "default seller" in embed.description
     (model,) = [f for f in embed.fields if f.name == "Model fake"]
-    assert model.value == "embedded\nidle, 1 slot(s)"
+    assert model.value == "`SmolLM2-135M-Instruct.Q4_1.gguf` (the embedded model)\nidle, 1 slot(s)"
 
     pleb = world.person("pleb")
     refused = world.interaction(pleb)

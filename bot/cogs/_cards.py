@@ -101,8 +101,10 @@ def _ending(record: NegotiationRecord, human_role: Role) -> tuple[str, discord.C
     who = "you" if last is not None and last.role is human_role else f"the {human_role.other.value}"
     if record.outcome is Outcome.DEAL:
         return f"Deal at {money(record.deal_price)}", DEAL_COLOUR
-    if record.outcome is Outcome.QUIT:
-        return f"No deal: {who} walked away", NO_DEAL_COLOUR
+    if record.outcome is Outcome.QUIT:  # the agent quits with a turn; a person may without one
+        agent_quit = last is not None and last.role is not human_role and last.act is Act.QUIT
+        return f"No deal: {'the ' + human_role.other.value if agent_quit else 'you'} walked away", \
+            NO_DEAL_COLOUR
     if record.outcome is Outcome.REJECT:
         return f"No deal: {who} rejected the offer", NO_DEAL_COLOUR
     if record.outcome is Outcome.TURN_LIMIT:
@@ -168,6 +170,14 @@ def result_card(record: NegotiationRecord, *, human_role: Role, player: str, age
                               f"stood in and was recorded as such.")
     embed.set_footer(text=f"game #{game_id}" + (f" · daily challenge {daily}" if daily else ""))
     return embed
+
+
+def turn_text(game: Any, turn: Any) -> str:
+    """One of the bot's moves as posted: what it says, then the table line."""
+    text = f"{turn.utterance}\n{table_line(game)}"
+    if turn.fallback:
+        text += "\n-# (the model stumbled; a rule-based move stood in)"
+    return text
 
 
 def button_turn_text(act: Act, price: float | None, player: str) -> str:

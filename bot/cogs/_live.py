@@ -51,8 +51,14 @@ class LiveGame:
     daily: str | None
     intro_message_id: int | None
     game: HumanGame
+    restarts: list[dict[str, Any]] = field(default_factory=list)  # bot restarts it lived through
+    posted: int = 0            # turns posted in Discord (later saved turns are in the outbox)
+    card_posted: bool = False  # the result card is posted
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     place: Any = None          # the thread (or DM channel) object, once known
+    waiting: asyncio.Task[Any] | None = None  # the task whose turn waits in a model's line
+    withdrawn: str | None = None  # that turn was cancelled: "" by the person, else the reason
+    unsaved: bool = False      # over in memory, but its final save failed (the sweep retries)
 
     @property
     def place_id(self) -> int:
@@ -64,7 +70,8 @@ class LiveGame:
 
     def meta(self) -> dict[str, Any]:
         return {"seed": self.seed, "personality": self.personality, "daily": self.daily,
-                "intro_message_id": self.intro_message_id}
+                "intro_message_id": self.intro_message_id, "restarts": self.restarts,
+                "posted": self.posted, "card_posted": self.card_posted}
 
     def state(self) -> dict[str, Any]:
         """What the database keeps: HumanGame's state plus what the bot needs to resume."""

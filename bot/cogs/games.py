@@ -22,19 +22,21 @@ The game in memory, its stand-in agent, its buttons and its thread: bot/cogs/_li
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
-from discord.ext import commands, tasks
+from discord.ext import commands
 
 from bot import checks
-from bot.cogs._cards import button_turn_text, intro_embed, result_card, status_embed, table_line
+from bot.cogs._cards import button_turn_text, intro_embed, result_card, status_embed, turn_text
+from bot.cogs._endings import GameEndings
 from bot.cogs._items import ScenarioSets
 from bot.cogs._live import GameButton, LiveGame, Unseated, game_controls, make_place
 from bot.discord_util import (
@@ -44,15 +46,17 @@ from bot.discord_util import (
     defer,
     ordinal,
     plain_text,
+    public_error,
     quietly,
     respond,
     typing,
 )
 from bot.errors import DataError, HaggleError, StoreError, TurnError
 from bot.negotiation.personality import PERSONALITIES, RULE_CONCESSION_FACTOR
+from bot.negotiation.prompts import money
 from bot.negotiation.scenario import Scenario, draw_private_limit
 from bot.negotiation.session import Exchange, HumanGame
-from bot.negotiation.turns import Outcome, Role
+from bot.negotiation.turns import Act, Outcome, Role
 from bot.queues import QueueFull
 
 if TYPE_CHECKING:
@@ -62,26 +66,30 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PERSONALITY_CHOICES = [app_commands.Choice(name=p, value=p) for p in PERSONALITIES]
-class Games(commands.Cog):
-    """Games people play against the bot."""
+class Games(GameEndings, commands.Cog):
+    """Games people play against the bot (how they end without a move: bot/cogs/_endings.py)."""
 
     def __init__(self, bot: HaggleBot) -> None:
         self.bot = bot
         self.live: dict[int, LiveGame] = {}   # game id -> game in memory
         self.places: dict[int, int] = {}      # thread / DM channel id -> its running game id
         self._opening: set[tuple[int | None, int]] = set()  # (server, person) starting a game
+        self._marks: set[asyncio.Task[None]] = set()  # posted-marks being written (_endings.py)
         self.items = ScenarioSets(bot.cfg)
 
     async def cog_load(self) -> None:
         self.items.start(self.bot.settings.scenario_set)  # autocomplete must answer within 3 s
+        self.started_at = datetime.now(UTC)
         for row in await self.bot.store.active_games():
             self.places[row.thread_id or row.channel_id] = row.id
+            await self._note_restart(row)
         self.sweeper.change_interval(seconds=max(10.0, self.bot.settings.inactivity_timeout_s / 10))
         self.sweeper.start()
 
     async def cog_unload(self) -> None:
         self.sweeper.cancel()
         self.items.cancel()
+        await self._drain()
 
     # ----------------------------------------------------------------- lookups
 
@@ -130,16 +138,7 @@ class Games(commands.Cog):
         if row is None or row.status != "active":
             self.places = {k: v for k, v in self.places.items() if v != game_id}
             return None
-        meta = row.state.get("bot", {})
-        game = HumanGame.from_state(row.state, Unseated(row.agent),
-                                    turn_timeout=self.bot.cfg.negotiation.turn_timeout_s)
-        live = LiveGame(id=row.id, player_id=row.player_id,
-                        player_name=row.state["names"][row.human_role], guild_id=row.guild_id,
-                        channel_id=row.channel_id, thread_id=row.thread_id, agent_name=row.agent,
-                        seed=int(meta.get("seed", 0)), personality=meta.get("personality"),
-                        daily=meta.get("daily"), intro_message_id=meta.get("intro_message_id"),
-                        game=game)
-        live = self.live.setdefault(game_id, live)  # another task may have loaded it meanwhile
+        live = self.live.setdefault(game_id, self.from_row(row))  # another task may have loaded it meanwhile
         self.places[live.place_id] = game_id
         return live
 
@@ -228,6 +227,11 @@ class Games(commands.Cog):
         self._opening.add(key)
         try:
             running = await self.bot.store.active_game_of(user.id, guild_id)
+            unsaved = self.live.get(running.id) if running is not None else None
+            if unsaved is not None and unsaved.game.done:  # over; only its final save failed
+                async with unsaved.lock:
+                    if await self._finish_unsaved(unsaved):
+                        running = None
             if running is not None:
                 where = f"<#{running.thread_id or running.channel_id}>"
                 await respond(interaction, f"You already have a game running in {where}. Finish "
@@ -311,7 +315,8 @@ class Games(commands.Cog):
             incident = secrets.token_hex(3)
             log.error("game %s: message %s failed (incident %s)", game_id, message.id, incident,
                       exc_info=exc)
-            reason = str(exc) if isinstance(exc, HaggleError) else f"incident `{incident}`, logged"
+            reason = (public_error(str(exc)) if isinstance(exc, HaggleError)
+                      else f"incident `{incident}`, logged")
             await quietly(message.reply(f"Something went wrong on my side ({reason}). Your game "
                                          f"is saved; send that again in a moment.",
                                          mention_author=False))
@@ -334,12 +339,26 @@ class Games(commands.Cog):
             await reply(f"That's {len(text):,} characters; keep it under {limit:,}. Just name your "
                         f"price or ask a question.")
             return
+        seen = live.game.agent_offer  # the offer a typed "deal" means
         if live.lock.locked():
-            await reply("Still answering your last message: one at a time, please.")
-            return
+            if live.game.ending_move(text) is None:
+                await reply("Still answering your last message: one at a time, please.")
+                return
+            self._withdraw(live)  # "deal" / "bye": a message still in line gives its place up
         async with live.lock:
             game = live.game
             if game.done:
+                if live.unsaved:  # over, but its final save failed: try again now
+                    await self._finish_unsaved(live)
+                return
+            ending = game.ending_move(text)
+            if ending is not None:  # a deal or a walk-away needs no model call: no queue
+                if ending.act is Act.ACCEPT and game.agent_offer != seen:
+                    await reply(f"My offer changed while you typed: it's "
+                                f"{money(game.agent_offer)} now. "
+                                f"Say deal again to take it.")
+                    return
+                await self._person_ends(live, text, message.channel)
                 return
             if not self._persons_turn(game):  # the bot owes a move (it opens, or failed before)
                 await self._agent_opens(live, message.channel)
@@ -355,6 +374,17 @@ class Games(commands.Cog):
             exchange = await self._agent_turn(live, message.channel, lambda g: g.say(text))
             if exchange is not None:
                 await self._settle(live, exchange, before, message.channel)
+
+    async def _person_ends(self, live: LiveGame, text: str, place: Any) -> None:
+        """The person's message ends the game (deal, walk-away): played without the agent, and
+        even while the agent still owes its move (a walk-away before its opening)."""
+        game = live.game
+        before = game.to_state()
+        if self._persons_turn(game):
+            exchange = await game.say(text)  # the game is over after it: the agent is not asked
+        else:
+            exchange = await game.walk_away()
+        await self._settle(live, exchange, before, place)
 
     async def _agent_opens(self, live: LiveGame, place: Any) -> None:
         """Let the agent make the move it owes (its opening, or a retry after a failure)."""
@@ -393,11 +423,27 @@ class Games(commands.Cog):
             return None
         notice = None
         try:
-            if ticket.position:
-                notice = await quietly(place.send(
-                    f"⏳ You're {ordinal(ticket.position)} in line for the `{spec.model}` model; "
-                    f"I'll answer as soon as it's your turn."))
-            slot = await ticket.wait()
+            live.waiting = asyncio.current_task()
+            try:
+                if ticket.position:
+                    notice = await quietly(place.send(
+                        f"⏳ You're {ordinal(ticket.position)} in line for the `{spec.model}` "
+                        f"model; I'll answer as soon as it's your turn."))
+                slot = await ticket.wait()
+            except asyncio.CancelledError:
+                why, live.withdrawn = live.withdrawn, None
+                if why is None:
+                    raise
+                asyncio.current_task().uncancel()  # withdrawn on purpose: end quietly
+                if why:
+                    await quietly(place.send(f"Sorry, {why}: your message wasn't counted and "
+                                              f"the game is saved; send it again in a minute."))
+                return None
+            finally:
+                live.waiting = None
+            if notice is not None:  # the turn runs now: the "in line" notice goes
+                await quietly(notice.delete())
+                notice = None
             live.game.agent = self.build_agent(live, seat=self._seat(live, spec.model, slot))
             async with typing(place):
                 return await action(live.game)
@@ -406,14 +452,6 @@ class Games(commands.Cog):
             live.game.agent = Unseated(live.agent_name)
             if notice is not None:
                 await quietly(notice.delete())
-
-    def _seat(self, live: LiveGame, model: str, slot: int) -> str:
-        """The model seat of this turn: the queue slot's instance, or, on a batched model,
-        the game's own sequence (kept between its turns, freed when it ends)."""
-        spec = self.bot.cfg.models.get(model)
-        if spec is not None and spec.backend == "llamacpp-batched":
-            return f"discord/{model}/game{live.id}"
-        return f"discord/{model}/slot{slot}"
 
     async def _settle(self, live: LiveGame, exchange: Exchange, before: dict[str, Any],
                       place: Any, *, agent_only: bool = False) -> None:
@@ -436,13 +474,14 @@ class Games(commands.Cog):
         if exchange.notice:
             await self._post(live, place, exchange.notice)
         agent_turns = exchange.turns if agent_only else exchange.turns[1:]
+        posted = True  # saved first, then posted: a restart posts what is saved but not posted
         for turn in agent_turns:
-            text = f"{turn.utterance}\n{table_line(game)}"
-            if turn.fallback:
-                text += "\n-# (the model stumbled; a rule-based move stood in)"
-            await self._post(live, place, text)
+            posted = await self._post(live, place, turn_text(game, turn)) is not None \
+                and posted
         if game.done:
-            await self._conclude(live, place)
+            await self._conclude(live, place, posted=posted)
+        elif posted:
+            self._mark_posted(live)
 
     def _restore(self, live: LiveGame, state: dict[str, Any]) -> None:
         """Put the game back as it was before a move that failed or could not be saved."""
@@ -474,35 +513,26 @@ class Games(commands.Cog):
                                          outcome=record.outcome.value,
                                          deal_price=record.deal_price, metrics=record.metrics)
 
-    async def _conclude(self, live: LiveGame, place: Any) -> None:
-        """Post the result card, take the buttons away, forget the game (it is saved)."""
+    async def _conclude(self, live: LiveGame, place: Any, *, posted: bool = True) -> None:
+        """Post the result card, take the buttons away, forget the game (it is saved); the
+        card is marked posted once it is (a restart posts it otherwise)."""
         self.live.pop(live.id, None)
         self.places.pop(live.place_id, None)
-        agent = self.bot.cfg.agents.get(live.agent_name)
-        spec = self.bot.cfg.models.get(agent.model) if agent and agent.kind == "llm" else None
-        if spec is not None and spec.backend == "llamacpp-batched" and self.bot.factory:
-            # the game's sequence on the batched model: its KV cache is removed
-            await self.bot.factory.pool.release(spec.name, self._seat(live, spec.name, slot=0))
-        if place is None:
+        await self._release_sequence(live)
+        if place is None:  # nowhere to post it any more
+            self._mark_posted(live, card=True)
             return
         card = result_card(live.game.record(), human_role=live.human_role,
                            player=live.player_name, agent=live.agent_name, game_id=live.id,
                            daily=live.daily)
-        await quietly(place.send(embed=card))
+        if await quietly(place.send(embed=card)) is not None and posted:
+            self._mark_posted(live, card=True)
         if live.intro_message_id is not None:
             await quietly(place.get_partial_message(live.intro_message_id).edit(view=None))
         if live.thread_id is not None and isinstance(place, discord.Thread):
             # A finished game's thread leaves the server's active threads (Discord caps them at
             # 1,000); the result stays readable, and a new message would reopen it.
             await quietly(place.edit(archived=True))
-
-    async def _end(self, live: LiveGame, outcome: Outcome, reason: str, *, place: Any) -> None:
-        """End a running game without a move (timeout, deleted thread), saved and concluded."""
-        if live.game.done:
-            return
-        live.game.abandon(outcome, reason)
-        await self._save(live)
-        await self._conclude(live, place)
 
     # ----------------------------------------------------------------- buttons
 
@@ -519,76 +549,39 @@ class Games(commands.Cog):
             await respond(interaction, embed=status_embed(live.game, player=live.player_name,
                                                           agent=live.agent_name))
             return
-        if live.lock.locked():
-            await respond(interaction, "Hold on, I'm still answering your last message.")
-            return
+        # Accept and Walk away need no model call: they never wait in (or are refused by) the
+        # model's line; a turn still waiting there is withdrawn, one being answered finishes.
+        seen = live.game.agent_offer
+        self._withdraw(live)
         await interaction.response.defer()
         place = interaction.channel
         live.place = place
         async with live.lock:
             if live.game.done:
                 return
+            if action == "accept" and live.game.agent_offer != seen:
+                await interaction.followup.send(
+                    f"My offer changed while you clicked: it's {money(live.game.agent_offer)} "
+                    f"now. Press "
+                    f"Accept again to take it.", ephemeral=True)
+                return
             before = live.game.to_state()
             exchange = await (live.game.accept() if action == "accept" else live.game.walk_away())
             if exchange.notice:
                 await interaction.followup.send(exchange.notice, ephemeral=True)
                 return
-            turn = exchange.turns[0]
             try:
                 await self._save(live)
             except StoreError:
                 self._restore(live, before)
                 raise
-            await self._post(live, place, button_turn_text(turn.act, turn.price, live.player_name))
-            await self._conclude(live, place)
-
-    # ----------------------------------------------------------------- endings without a move
-
-    @tasks.loop(seconds=60)
-    async def sweeper(self) -> None:
-        try:
-            await self.expire_idle()
-        except Exception:  # a bad sweep must not stop the next one
-            log.exception("inactivity sweep failed")
-
-    @sweeper.before_loop
-    async def _before_sweeper(self) -> None:
-        await self.bot.wait_until_ready()
-
-    async def expire_idle(self, now: datetime | None = None) -> list[int]:
-        """End every game nobody wrote in for ``[bot] inactivity_timeout_s``; returns their ids."""
-        now = now or datetime.now(UTC)
-        timeout = self.bot.settings.inactivity_timeout_s
-        expired = []
-        for row in await self.bot.store.active_games():
-            if now - datetime.fromisoformat(row.updated_at) < timedelta(seconds=timeout):
-                continue
-            live = await self.load(row.id)
-            if live is None or live.lock.locked():
-                continue  # finished meanwhile, or a turn is under way right now
-            async with live.lock:
-                place = await self.place_of(live)
-                minutes = round(timeout / 60)
-                if place is not None:
-                    await quietly(place.send(
-                        f"<@{live.player_id}>, no message for {minutes} minutes, so this game is "
-                        f"over.", allowed_mentions=discord.AllowedMentions(users=True)))
-                await self._end(live, Outcome.TIMEOUT, f"no message for {timeout:g} s",
-                                place=place)
-            expired.append(row.id)
-        return expired
-
-    @commands.Cog.listener()
-    async def on_raw_thread_delete(self, payload: discord.RawThreadDeleteEvent) -> None:
-        game_id = self.places.get(payload.thread_id)
-        if game_id is None:
-            return
-        live = await self.load(game_id)
-        if live is not None:
-            async with live.lock:
-                await self._end(live, Outcome.ABANDONED, "the game's thread was deleted",
-                                place=None)
-            log.info("game %s abandoned: its thread was deleted", game_id)
+            if exchange.turns:
+                turn = exchange.turns[0]
+                text = button_turn_text(turn.act, turn.price, live.player_name)
+            else:  # walked away before the agent's opening move
+                text = button_turn_text(Act.QUIT, None, live.player_name)
+            posted = await self._post(live, place, text) is not None
+            await self._conclude(live, place, posted=posted)
 
 
 async def setup(bot: HaggleBot) -> None:

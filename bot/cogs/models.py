@@ -1,13 +1,15 @@
 """/models: the agents people can face and the models behind them; a server's default agent.
 
 Listing reads the config and the live queues only (no model file is opened, nothing is
-hashed), so it answers at once. Changing the server's default agent needs Manage Server or
+hashed), so it answers at once. It names model files and their sizes, never a path on the
+bot's machine or a backend's URL; the bot's owners see those (the answer is private). Changing the server's default agent needs Manage Server or
 the configured manager role.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
@@ -15,10 +17,31 @@ from discord.ext import commands
 
 from bot import checks
 from bot.discord_util import CHOICE_NAME_LIMIT, EMBED_FIELD_VALUE_LIMIT, MAX_CHOICES, clip, respond
+from bot.llm.models import EMBEDDED, EMBEDDED_FILE
 from bot.negotiation.turns import Role
 
 if TYPE_CHECKING:
     from bot.app import HaggleBot
+
+
+def public_where(spec: Any) -> str:
+    """Where a model comes from, as anyone may see it: a file name and size, or the kind of
+    backend; never a path on the bot's machine nor a URL."""
+    if spec.backend == "openai":
+        return f"served by an {spec.backend} backend"
+    ref = str(spec.path)
+    if ref == EMBEDDED:
+        return f"`{EMBEDDED_FILE}` (the embedded model)"
+    name = ref.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        size = f", {Path(ref).stat().st_size / 1e9:.2f} GB"
+    except (OSError, ValueError):
+        size = ""
+    return f"`{clip(name, 100)}`{size}"
+
+
+def owner_where(spec: Any) -> str:
+    return str(spec.path) if spec.backend != "openai" else f"{spec.url} ({spec.backend})"
 
 
 class Models(commands.Cog):
@@ -33,6 +56,7 @@ class Models(commands.Cog):
     @checks.per_person_cooldown("command_cooldown_s")
     async def list_models(self, interaction: discord.Interaction) -> None:
         cfg = self.bot.cfg
+        where_of = owner_where if await self.bot.is_owner(interaction.user) else public_where
         default = None
         if interaction.guild_id is not None:
             default = (await self.bot.store.guild_settings(interaction.guild_id)).default_agent
@@ -52,7 +76,7 @@ class Models(commands.Cog):
             used = [a.name for a in cfg.agents.values() if a.kind == "llm" and a.model == name]
             if not used:
                 continue
-            where = spec.path if spec.backend != "openai" else f"{spec.url} ({spec.backend})"
+            where = where_of(spec)
             q = queues.get(name)
             load = (f"{q.busy}/{q.slots} busy, {q.waiting} waiting" if q
                     else f"idle, {self.bot.settings.model_slots} slot(s)")

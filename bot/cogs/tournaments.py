@@ -43,6 +43,7 @@ from bot.discord_util import (
     clip,
     defer,
     open_thread,
+    public_error,
     quietly,
     respond,
     thread_host,
@@ -113,6 +114,7 @@ class Tournaments(commands.Cog):
     def __init__(self, bot: HaggleBot) -> None:
         self.bot = bot
         self.jobs: dict[int, Job] = {}
+        self._starting: set[int] = set()  # servers whose /tournament run is being set up
 
     async def cog_unload(self) -> None:
         jobs = list(self.jobs.values())
@@ -144,16 +146,39 @@ class Tournaments(commands.Cog):
                   scenario_set: str = "agreemate",
                   workers: app_commands.Range[int, 1, 16] = 1,
                   seed: app_commands.Range[int, 0, 2_147_483_647] = 0) -> None:
-        from bot.tournament import default_name, plan_tournament, snapshot, split_names
-
         await defer(interaction, ephemeral=False)
         guild_id = interaction.guild_id
+        refusal = self._reserve(guild_id)  # checked and reserved at once: no await between
+        if refusal is not None:
+            await respond(interaction, refusal)
+            return
+        try:
+            await self._start(interaction, agents=agents, scenarios=scenarios,
+                              scenario_set=scenario_set, workers=workers, seed=seed)
+        finally:
+            self._starting.discard(guild_id)
+
+    def _reserve(self, guild_id: int) -> str | None:
+        """Reserve this server's tournament slot (None), or say why not: one tournament at a
+        time per server, at most ``[bot] max_running_tournaments`` on the whole bot."""
         running = self.jobs.get(guild_id)
         if running is not None:
-            await respond(interaction, f"A tournament is already running here "
-                                       f"({running.plan.name}): `/tournament status` shows it, "
-                                       f"`/tournament cancel` stops it.")
-            return
+            return (f"A tournament is already running here ({running.plan.name}): "
+                    f"`/tournament status` shows it, `/tournament cancel` stops it.")
+        if guild_id in self._starting:
+            return "A tournament is being set up here right now: `/tournament status` shows it."
+        cap = self.bot.settings.max_running_tournaments
+        if len(self.jobs) + len(self._starting) >= cap:
+            return (f"{cap} tournament(s) are running on this bot already, its limit "
+                    f"(`max_running_tournaments`); try again when one is done.")
+        self._starting.add(guild_id)
+        return None
+
+    async def _start(self, interaction: discord.Interaction, *, agents: str, scenarios: int,
+                     scenario_set: str, workers: int, seed: int) -> None:
+        from bot.tournament import default_name, plan_tournament, snapshot, split_names
+
+        guild_id = interaction.guild_id
         names = split_names(agents)
         name = default_name(agents=names, buyers=(), sellers=(), scenario_set=scenario_set,
                             scenarios=scenarios, seed=seed, repetitions=1) + f"@{guild_id}"
@@ -162,7 +187,7 @@ class Tournaments(commands.Cog):
                                            scenario_set=scenario_set, scenarios=scenarios,
                                            seed=seed, name=name)
         except HaggleError as exc:
-            await respond(interaction, f"Can't plan that tournament: {exc}")
+            await respond(interaction, f"Can't plan that tournament: {public_error(str(exc))}")
             return
         limit = self.bot.settings.max_tournament_negotiations
         if plan.planned > limit:
@@ -191,6 +216,7 @@ class Tournaments(commands.Cog):
                   channel_id=parent.id, thread=thread,
                   workers=min(workers, self.bot.settings.max_tournament_workers))
         self.jobs[guild_id] = job
+        self._starting.discard(guild_id)  # registered: no longer counted as being set up
         job.task = asyncio.create_task(self._run(job), name=f"tournament {plan.name}")
         job.task.add_done_callback(lambda _: self._forget(job))
         embed = discord.Embed(title=clip(f"Tournament started: {plan.name}", 256),
@@ -241,7 +267,8 @@ class Tournaments(commands.Cog):
             await self._link(job)
             raise
         except HaggleError as exc:
-            await quietly(thread.send(f"The tournament stopped: {exc}"))
+            log.warning("tournament %s stopped: %s", plan.name, exc)
+            await quietly(thread.send(f"The tournament stopped: {public_error(str(exc))}"))
         except Exception as exc:
             incident = secrets.token_hex(3)
             log.error("tournament %s failed (incident %s)", plan.name, incident, exc_info=exc)
@@ -380,20 +407,26 @@ class Tournaments(commands.Cog):
     @checks.per_person_cooldown("command_cooldown_s")
     async def report_command(self, interaction: discord.Interaction, name: str) -> None:
         await defer(interaction, ephemeral=False)
-        if await self.bot.store.tournament(name) is None:
-            await respond(interaction, f"No tournament called {clip(name, 100)!r}; pick one from "
-                                       f"the suggestions.")
+        if name not in {t.name for t in await self._visible(interaction.guild_id)}:
+            await respond(interaction, f"No tournament called {clip(name, 100)!r} in this "
+                                       f"server; pick one from the suggestions.")
             return
         embed, file = await self.report(name)
         await respond(interaction, embed=embed, ephemeral=False, **({"file": file} if file else {}))
 
+    async def _visible(self, guild_id: int | None) -> list[Any]:
+        """The tournaments this server ran (or runs now): never another server's."""
+        if guild_id is None:
+            return []
+        ids = set(await self.bot.store.guild_tournament_ids(guild_id))
+        job = self.jobs.get(guild_id)
+        running = job.plan.name if job is not None else None
+        return [t for t in await self.bot.store.tournaments() if t.id in ids or t.name == running]
+
     @report_command.autocomplete("name")
     async def _name_choices(self, interaction: discord.Interaction,
                             current: str) -> list[app_commands.Choice[str]]:
-        ids = set(await self.bot.store.guild_tournament_ids(interaction.guild_id)) \
-            if interaction.guild_id else set()
-        rows = await self.bot.store.tournaments()
-        rows.sort(key=lambda t: (t.id not in ids, -t.id))
+        rows = sorted(await self._visible(interaction.guild_id), key=lambda t: -t.id)
         return [app_commands.Choice(name=clip(t.name, CHOICE_NAME_LIMIT), value=t.name)
                 for t in rows if current.lower() in t.name.lower()
                 and len(t.name) <= CHOICE_NAME_LIMIT][:MAX_CHOICES]

@@ -18,7 +18,7 @@ from bot.negotiation.parser import parse_utterance
 from bot.negotiation.prompts import money
 from bot.negotiation.runner import DEFAULT_MAX_TURNS, Negotiation, NegotiationRecord, play_turn
 from bot.negotiation.scenario import Scenario
-from bot.negotiation.turns import Act, Outcome, Role, Turn, standing_price
+from bot.negotiation.turns import TERMINAL_ACTS, Act, Outcome, Role, Turn, standing_price
 
 MAX_STORED_CHARS = 1000  # what is kept of a person's message (Discord allows 4,000)
 # A price below 1% or above 10x the listing price is a typo, not an offer.
@@ -102,6 +102,18 @@ class HumanGame:
                             f"looks like a typo; try again with a real offer.")
         return Turn(self.human_role, act, price, stored)
 
+    def ending_move(self, text: str) -> Turn | None:
+        """The person's message when it ends the game by itself (a deal at the agent's standing
+        offer, a walk-away, a refusal): such a move needs no answer from the agent, so no model
+        call. None for anything else (including a message that makes no valid move)."""
+        if self.done:
+            return None
+        try:
+            turn = self.interpret(text)
+        except TurnError:
+            return None
+        return turn if turn.act in TERMINAL_ACTS else None
+
     async def say(self, text: str) -> Exchange:
         """Play the person's message, then the agent's answer if the game goes on."""
         if self.done:
@@ -127,6 +139,12 @@ class HumanGame:
         return await self._button(Turn(self.human_role, Act.ACCEPT, offer, f"Deal at {money(offer)}."))
 
     async def walk_away(self) -> Exchange:
+        """The Walk away button (or a typed "bye"): a person may leave at any moment, even while
+        the agent still owes its move (its opening, or a retry after a failure); no agent is
+        asked anything."""
+        if not self.done and self.negotiation.next_role is not self.human_role:
+            self.negotiation.end(Outcome.QUIT, "the person walked away before the agent moved")
+            return Exchange()
         return await self._button(Turn(self.human_role, Act.QUIT, None, "I'll pass, thanks."))
 
     async def _button(self, turn: Turn) -> Exchange:

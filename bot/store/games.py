@@ -11,8 +11,7 @@ from typing import Any
 
 from bot.errors import StoreError
 from bot.store.errors import translated
-from bot.store.rows import (DailyChallengeRow, GameRow, GuildSettings, PlayerStanding, now,
-                            to_json)
+from bot.store.rows import DailyChallengeRow, GameRow, GuildSettings, PlayerStanding, now, to_json
 
 _VARIABLES_PER_QUERY = 900  # below SQLite's oldest limit of 999 bound variables per statement
 
@@ -116,6 +115,31 @@ class GameQueries:
     async def active_games(self) -> list[GameRow]:
         """Every game still running, oldest first (the bot resumes them after a restart)."""
         rows = await self._fetchall("SELECT * FROM games WHERE status = 'active' ORDER BY id")
+        return [self._game(r) for r in rows]
+
+    @translated("marking a game's messages posted")
+    async def mark_posted(self, game_id: int, *, turns: int, card: bool) -> None:
+        """Record that the game's first ``turns`` turns (and its result card, if ``card``) are
+        posted in Discord: what a restart must still post is what lies past these marks. The
+        marks only grow (a late write never takes back a newer one)."""
+        async with self._transaction() as conn:
+            await conn.execute(
+                "UPDATE games SET state = json_set(state,"
+                " '$.bot.posted', max(?, coalesce(json_extract(state, '$.bot.posted'), 0)),"
+                " '$.bot.card_posted', json(CASE WHEN ? OR coalesce(json_extract(state,"
+                " '$.bot.card_posted'), 0) THEN 'true' ELSE 'false' END)) WHERE id = ?",
+                (turns, int(card), game_id))
+
+    @translated("reading games")
+    async def unposted_games(self) -> list[GameRow]:
+        """Games with a saved turn or result card that never reached Discord (the bot stopped
+        between the save and the post), oldest first. Games saved before the marks existed
+        have none and are never listed."""
+        rows = await self._fetchall(
+            "SELECT * FROM games WHERE json_extract(state, '$.bot.posted') IS NOT NULL AND ("
+            " json_array_length(state, '$.turns') > json_extract(state, '$.bot.posted')"
+            " OR (status = 'finished' AND json_extract(state, '$.bot.card_posted') = 0))"
+            " ORDER BY id")
         return [self._game(r) for r in rows]
 
     @translated("reading games")
