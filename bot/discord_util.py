@@ -84,6 +84,19 @@ _PATH = re.compile(rf"(?<![\w.$])(?:[A-Za-z]:[\\/]|~?/)(?:{_PART}+[\\/])*({_PART
                    rf"|\b[A-Za-z_][\w.-]*[\\/](?:{_PART}+[\\/])*({_PART}*\.[A-Za-z]\w*)\b")
 
 
+_MENTION = re.compile(r"<(?:@[!&]?|#)\d+>|@(?:everyone|here)\b")
+
+
+def safe_text(text: str) -> str:
+    """Text that is not ours (a display name, a model's words) as it goes into a message or an
+    embed: links removed, mentions made inert, markdown escaped (so no masked links, no fake
+    bold announcements). Messages also go out with AllowedMentions.none() (bot/app.py)."""
+    text = _URL.sub("(link removed)", str(text))
+    text = _MENTION.sub(lambda m: m.group(0).replace("@", "@\u200b").replace("#", "#\u200b"),
+                        text)
+    return discord.utils.escape_markdown(text)
+
+
 def public_error(text: str) -> str:
     """An error text as a person may see it: the one place that sanitises what reaches
     Discord. File and database paths become their file names, URLs a placeholder; the full

@@ -526,3 +526,28 @@ async def test_tournament_report_and_autocomplete_see_only_this_server(tmp_path,
         assert [c.value for c in home] == [name]
     finally:
         await bot.close()
+
+
+# --------------------------------------------------------------------------- item 10
+
+
+async def test_display_names_and_model_text_are_escaped(tmp_path):
+    link = "[free money](https://evil.example) @everyone <@123>"
+    backend = FakeBackend(default=json.dumps({"act": "counter-price", "price": 190,
+                                              "utterance": f"**Deal!** {link}"}))
+    world = await llm_world(tmp_path, backend)
+    try:
+        mallory = world.person("**[admin](https://evil.example)**")
+        _, thread = await world.haggle(mallory, item=LONGBOARD, agent="llm-seller")
+        await world.say(mallory, thread, "would you take $120?")
+        reply = thread.texts[-1]
+        assert "https://" not in reply and "](" not in reply
+        assert "@everyone" not in reply and "<@123>" not in reply
+        await world.press(mallory, thread, "walk")
+        assert thread.texts[-1].startswith("**\\*\\*\\[admin]((link removed))") and "https://" not in thread.texts[-1]
+        assert "https://" not in thread.embeds[-1].description
+        from bot.discord_util import safe_text
+        assert safe_text(f"**Deal!** {link}") == ("\\*\\*Deal!\\*\\* \\[free money]((link "
+                                                  "removed)) @\u200beveryone <@\u200b123>")
+    finally:
+        await world.bot.close()

@@ -12,7 +12,7 @@ from typing import Any
 
 import discord
 
-from bot.discord_util import EMBED_DESCRIPTION_LIMIT, EMBED_FIELD_VALUE_LIMIT, clip
+from bot.discord_util import EMBED_DESCRIPTION_LIMIT, EMBED_FIELD_VALUE_LIMIT, clip, safe_text
 from bot.negotiation.prompts import money
 from bot.negotiation.runner import NegotiationRecord
 from bot.negotiation.scenario import Scenario
@@ -130,7 +130,7 @@ def result_card(record: NegotiationRecord, *, human_role: Role, player: str, age
     title, colour = _ending(record, human_role)
     embed = discord.Embed(
         title=title, colour=colour,
-        description=clip(f"**{sc.title}**, listed at {money(sc.listing_price)}. {player} played "
+        description=clip(f"**{sc.title}**, listed at {money(sc.listing_price)}. {safe_text(player)} played "
                          f"the {human_role.value} against `{agent}`.", EMBED_DESCRIPTION_LIMIT))
     embed.add_field(name=f"The {bot_role.value}'s secret {limit_word(bot_role)}",
                     value="revealed with the final ranking, once the day is over" if daily
@@ -174,7 +174,7 @@ def result_card(record: NegotiationRecord, *, human_role: Role, player: str, age
 
 def turn_text(game: Any, turn: Any) -> str:
     """One of the bot's moves as posted: what it says, then the table line."""
-    text = f"{turn.utterance}\n{table_line(game)}"
+    text = f"{safe_text(turn.utterance)}\n{table_line(game)}"
     if turn.fallback:
         text += "\n-# (the model stumbled; a rule-based move stood in)"
     return text
@@ -182,8 +182,8 @@ def turn_text(game: Any, turn: Any) -> str:
 
 def button_turn_text(act: Act, price: float | None, player: str) -> str:
     if act is Act.ACCEPT and price is not None:
-        return f"**{player}** accepts {money(price)}."
-    return f"**{player}** walks away."
+        return f"**{safe_text(player)}** accepts {money(price)}."
+    return f"**{safe_text(player)}** walks away."
 
 
 # --------------------------------------------------------------------------- scores
@@ -227,10 +227,10 @@ def ranking_lines(entries: Sequence[DailyEntry], *, limit: int = 15, shares: boo
     for rank, e in enumerate(entries[:limit], 1):
         if e.deal_price is not None:
             share = f"{pct(e.share)} of the zone, " if shares else ""
-            lines.append(f"**{rank}.** {e.name}: deal at {money(e.deal_price)}, "
+            lines.append(f"**{rank}.** {safe_text(e.name)}: deal at {money(e.deal_price)}, "
                          f"{share}{e.turns} turns")
         else:
-            lines.append(f"**{rank}.** {e.name}: no deal ({e.outcome.replace('_', ' ')})")
+            lines.append(f"**{rank}.** {safe_text(e.name)}: no deal ({e.outcome.replace('_', ' ')})")
     if len(entries) > limit:
         lines.append(f"… and {len(entries) - limit} more")
     return clip("\n".join(lines) or "Nobody has finished yet.", EMBED_DESCRIPTION_LIMIT)

@@ -18,7 +18,7 @@ from discord.ext import commands
 
 from bot import checks
 from bot.cogs._cards import INFO_COLOUR, own_share, pct
-from bot.discord_util import EMBED_DESCRIPTION_LIMIT, clip, defer, respond
+from bot.discord_util import EMBED_DESCRIPTION_LIMIT, clip, defer, respond, safe_text
 from bot.negotiation.prompts import money
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class Stats(commands.Cog):
         scores = await self.bot.store.player_standings(guild_id=guild_id, limit=TOP)
         lines = []
         for rank, s in enumerate(scores, 1):
-            lines.append(f"**{rank}.** {s.name}: {pct(s.mean_share)} of the zone kept, "
+            lines.append(f"**{rank}.** {safe_text(s.name)}: {pct(s.mean_share)} of the zone kept, "
                          f"{s.deals}/{s.games} deals")
         embed = discord.Embed(title=f"Best hagglers, {where}", colour=INFO_COLOUR,
                               description=clip("\n".join(lines) or "No finished games yet: "
@@ -103,7 +103,7 @@ class Stats(commands.Cog):
         who = member or interaction.user
         guild_id = interaction.guild_id if scope == "server" else None
         scores = await self.bot.store.player_standings(guild_id=guild_id, player_id=who.id)
-        embed = discord.Embed(title=f"{who.display_name}'s haggling record", colour=INFO_COLOUR)
+        embed = discord.Embed(title=f"{safe_text(who.display_name)}'s haggling record", colour=INFO_COLOUR)
         if not scores:
             embed.description = "No finished games yet" + (
                 ": start one with /haggle." if who.id == interaction.user.id else ".")
