@@ -241,7 +241,7 @@ def child(argv: list[str]) -> dict[str, Any]:
 
 
 def same(a: dict[str, list], b: dict[str, list]) -> int:
-    return sum(x == y for key in a for x, y in zip(a[key], b.get(key, [])))
+    return sum(x == y for key in a for x, y in zip(a[key], b.get(key, []), strict=False))
 
 
 def main(args: argparse.Namespace) -> int:

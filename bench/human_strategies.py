@@ -10,7 +10,8 @@ by a backend that always fails, so the hybrid agent says its policy's move with 
 way; ``--narrator model`` runs the embedded model (slow on 2 cores) to show they agree.
 
     PYTHONPATH=. python bench/human_strategies.py                      # 30 scenarios x 14 strategies
-    PYTHONPATH=. python bench/human_strategies.py --narrator model --scenarios 3 --strategies stubborn-fraction,fair --compare
+    PYTHONPATH=. python bench/human_strategies.py --narrator model --scenarios 3 \
+        --strategies stubborn-fraction,fair --compare
     PYTHONPATH=. python bench/human_strategies.py --pairings          # hybrid vs hybrid, personality table
 
 Surplus share: the person's share of the bargaining zone (between the bot's private limit
@@ -333,10 +334,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{s['surplus_share']:.2f} | {in_deals} |")
     if args.compare and args.narrator == "model":
         again = asyncio.run(bench(cfg, "template", scenarios, who, args.seed))
-        same = sum(a["moves"] == b["moves"] for a, b in zip(rows, again))
+        same = sum(a["moves"] == b["moves"] for a, b in zip(rows, again, strict=False))
         print(f"model vs template narrator: {same} of {len(rows)} games with the same acts and "
               f"prices move for move")
-        for a, b in zip(rows, again):
+        for a, b in zip(rows, again, strict=False):
             if a["moves"] != b["moves"]:
                 print(f"  differs: {a['role']} {a['strategy']} {a['scenario'][:8]}: {a['moves']} vs {b['moves']}")
     if args.json:

@@ -40,8 +40,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.agent_factory import AgentFactory  # noqa: E402
-from bot.config import load_config  # noqa: E402
 from bot.agreemate import load_agreemate_scenarios  # noqa: E402
+from bot.config import load_config  # noqa: E402
 from bot.datasets import load_craigslist  # noqa: E402
 from bot.negotiation.narration import CHECKS, distinct_n, narration_findings  # noqa: E402
 from bot.negotiation.prompts import money  # noqa: E402

@@ -60,7 +60,7 @@ def load_dialogues(path: Path) -> list[dict]:
             try:
                 dialogues.append(json.loads(line))
             except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not JSON ({e}); expected one dialogue per line")
+                raise DataError(f"{path}:{lineno}: not JSON ({e}); expected one dialogue per line") from e
     return dialogues
 
 
@@ -73,12 +73,12 @@ def score_dialogue(d: dict, *, use_history: bool = True) -> list[Scored]:
     roles = [Role.parse(r) for r in d["agent_info"]["Role"]]
     listing = float(d["items"]["Price"][0])
     intents = d["dialogue_acts"]["intent"]
-    labelled = any(i for i, u in zip(intents, d["utterance"]) if u.strip())
+    labelled = any(i for i, u in zip(intents, d["utterance"], strict=False) if u.strip())
     has_prices = False
     history: list[Turn] = []
     out = []
     for text, agent, intent, gold_price in zip(
-        d["utterance"], d["agent_turn"], intents, d["dialogue_acts"]["price"]
+        d["utterance"], d["agent_turn"], intents, d["dialogue_acts"]["price"], strict=False
     ):
         if not text.strip():
             continue

@@ -133,7 +133,7 @@ class AgreeMateRow:
         texts = self.utterances or ("",) * len(self.actions)
         return [
             {"role": r, "act": a, "price": p, "utterance": u}
-            for r, a, p, u in zip(self.roles, self.actions, self.prices, texts)
+            for r, a, p, u in zip(self.roles, self.actions, self.prices, texts, strict=False)
         ]
 
     def scenario(self, **fractions: float) -> Scenario:
@@ -285,7 +285,7 @@ def load_agreemate_csv(path: str | Path) -> AgreeMateFile:
                 bad.append(Skipped(line, f"{len(fields)} fields, header has {len(header)}"))
                 continue
             try:
-                rows.append(_agreemate_row(dict(zip(header, fields)), line, metric_columns))
+                rows.append(_agreemate_row(dict(zip(header, fields, strict=False)), line, metric_columns))
             except (DataError, TurnError) as exc:
                 bad.append(Skipped(line, str(exc)))
     if bad:

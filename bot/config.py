@@ -13,9 +13,10 @@ import os
 import tomllib
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from bot.errors import ConfigError
 from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality
@@ -228,7 +229,7 @@ class Config:
         p = Path(value).expanduser()
         return p if p.is_absolute() else self.base_dir / p
 
-    def default_agent(self, role: "str | Any") -> str:
+    def default_agent(self, role: str | Any) -> str:
         """The agent that faces a person by default in seat ``role``: the first configured
         agent whose name is the role itself, else the first one that can sit there."""
         role_name = getattr(role, "value", role)

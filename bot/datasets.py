@@ -209,7 +209,7 @@ def _cb_dialogue(record: Mapping[str, Any], line: int, fractions: Mapping[str, f
     if not len(speakers) == len(intents) == len(prices) == len(utterances):
         raise DataError("agent_turn, intent, price and utterance lists differ in length")
     turns = []
-    for k, (who, intent, price, text) in enumerate(zip(speakers, intents, prices, utterances), 1):
+    for k, (who, intent, price, text) in enumerate(zip(speakers, intents, prices, utterances, strict=False), 1):
         if who not in (0, 1):
             raise DataError(f"turn {k} has speaker {who!r}, expected 0 or 1")
         act = None if not intent else Act.parse(intent)

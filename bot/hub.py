@@ -3,7 +3,8 @@
 A reference is ``hf://OWNER/REPO/PATH/IN/REPO`` for a model repository, or
 ``hf://datasets/OWNER/REPO/PATH/IN/REPO`` for a dataset repository; ``@REVISION`` may follow
 the repository name (``hf://OWNER/REPO@main/FILE.gguf``), percent-encoded when it holds a slash
-(``hf://datasets/OWNER/REPO@refs%2Fconvert%2Fparquet/default/train/0000.parquet``). Downloads go to huggingface-hub's cache
+(``hf://datasets/OWNER/REPO@refs%2Fconvert%2Fparquet/default/train/0000.parquet``).
+Downloads go to huggingface-hub's cache
 (HF_HOME / HF_HUB_CACHE), and HF_HUB_OFFLINE=1 is respected: a cached file is used, a missing
 one is a clear error naming the reference.
 """
@@ -66,8 +67,12 @@ def download(ref: str, *, cache_dir: str | Path | None = None) -> Path:
     hub = parse_hub_ref(ref)
     try:
         from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError,
-                                            RepositoryNotFoundError, RevisionNotFoundError)
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
     except ImportError as exc:  # pragma: no cover - a runtime dependency
         raise HubError("huggingface-hub is not installed: pip install huggingface-hub") from exc
     try:

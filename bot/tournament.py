@@ -30,8 +30,9 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from bot.config import AgentConfig, Config, from_table
 from bot.errors import ConfigError, DataError, StoreError
@@ -91,7 +92,7 @@ class TournamentConfig:
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any], where: str,
-                   base_dir: Any = None) -> "TournamentConfig":
+                   base_dir: Any = None) -> TournamentConfig:
         return from_table(cls, table, where)
 
 

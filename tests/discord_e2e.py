@@ -1,6 +1,7 @@
 """Fixtures of the end-to-end tests: the real HaggleBot against the loopback Discord.
 
-Each test gets a ``world`` (the fixture in conftest.py; tests/loopback_discord/world.py). When the test ends, whatever the
+Each test gets a ``world`` (the fixture in conftest.py; tests/loopback_discord/world.py). When the
+test ends, whatever the
 loopback refused that the test did not expect (``discord.take(code)``), every request body the
 OpenAPI description rejects and every private reply shown publicly fail the test, and all of it
 goes into the summary printed at the end of the run.

@@ -210,7 +210,7 @@ def test_accepted_price_is_the_last_named_price(files):
             if not row.agreed:
                 continue
             current = row.listing_price
-            for action, price in zip(row.actions, row.prices):
+            for action, price in zip(row.actions, row.prices, strict=False):
                 if price is not None:
                     current = price
                 if action in ("disagree", "reject"):

@@ -299,7 +299,7 @@ async def test_queue_positions_are_shown_and_everyone_is_answered(tmp_path):
             _, thread = await world.haggle(person, item=LONGBOARD, agent="llm-seller")
             threads.append(thread)
         await asyncio.gather(*(world.say(p, t, "would you take $120?")
-                               for p, t in zip(people, threads)))
+                               for p, t in zip(people, threads, strict=False)))
         notices = [m for t in threads for m in t.messages if "in line" in m.content]
         assert sorted(m.content.split("You're ")[1].split(" ")[0] for m in notices) == ["1st", "2nd"]
         assert all(m.deleted for m in notices)  # removed once the person's turn came
@@ -319,7 +319,7 @@ async def test_a_full_queue_says_so_and_loses_nothing(tmp_path):
         people = [world.person(f"q{i}") for i in range(3)]
         threads = [(await world.haggle(p, item=LONGBOARD, agent="llm-seller"))[1] for p in people]
         await asyncio.gather(*(world.say(p, t, "would you take $120?")
-                               for p, t in zip(people, threads)))
+                               for p, t in zip(people, threads, strict=False)))
         busy = [t for t in threads if any("model is busy" in x for x in t.texts)]
         assert len(busy) == 1
         (refused,) = busy

@@ -75,7 +75,7 @@ async def test_showcase_updates_are_throttled_to_one_per_second(world, monkeypat
     (showcase,) = [m for m in thread.messages if m.content.startswith("**Showcase")]
     # the rule agents play all their turns at once: the stream is one send, then one edit
     # carrying everything that arrived meanwhile, at least a second later
-    times = [t for (kind, mid), t in zip(thread.calls, thread.call_times) if mid == showcase.id]
+    times = [t for (kind, mid), t in zip(thread.calls, thread.call_times, strict=False) if mid == showcase.id]
     assert 2 <= len(times) <= 3 and len(showcase.edits) == len(times) - 1
     assert all(b - a >= 0.99 for a, b in pairwise(times))
 

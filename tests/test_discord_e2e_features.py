@@ -119,7 +119,9 @@ async def test_a_second_tournament_is_refused_privately(request, tmp_path):
     from bot.llm.fake import FakeBackend, Slow
 
     reply = '{"act": "counter-price", "price": 170, "utterance": "How about $170?"}'
-    slow = lambda spec: FakeBackend(default=Slow(reply, 0.3))
+
+    def slow(spec):
+        return FakeBackend(default=Slow(reply, 0.3))
     async with open_world(request, tmp_path, backend_factory=slow) as w:
         run = await w.invoke(w.owner, w.general, "tournament run", agents="llm-buyer, llm-seller",
                              scenarios=3)

@@ -59,7 +59,7 @@ async def test_policies_never_cross_reservations_and_never_backtrack(scenario, b
         assert not violates_reservation(t, scenario, rec.turns[:i])
     for role, sign in ((Role.SELLER, -1), (Role.BUYER, 1)):
         prices = [t.price for t in rec.turns if t.role is role and t.act is not Act.ACCEPT and t.price]
-        assert all(sign * (b - a) >= 0 for a, b in zip(prices, prices[1:]))
+        assert all(sign * (b - a) >= 0 for a, b in zip(prices, prices[1:], strict=False))
 
 
 async def test_fair_pair_agrees_fairly_on_varied_items():
@@ -83,7 +83,7 @@ def test_close_offers_are_accepted_not_haggled_in_cents():
 
 def _alternating(buyer_prices, seller_prices):
     turns = []
-    for b, sp in zip(buyer_prices, seller_prices):
+    for b, sp in zip(buyer_prices, seller_prices, strict=False):
         turns.append(Turn(Role.BUYER, Act.COUNTER_PRICE, b, ""))
         if sp is not None:
             turns.append(Turn(Role.SELLER, Act.COUNTER_PRICE, sp, ""))
@@ -196,7 +196,7 @@ async def test_hybrid_prompt_is_append_only(scenario):
     rec = await run_negotiation(scenario, buyer, seller)
     assert rec.outcome is Outcome.DEAL
     calls = [c.messages for c in backend.calls]
-    for before, after in zip(calls, calls[1:]):
+    for before, after in zip(calls, calls[1:], strict=False):
         # everything but the last (directive-bearing) user message is a prefix of the next prompt
         assert after[: len(before) - 1] == before[:-1]
         assert after[len(before) - 1]["content"].startswith(before[-1]["content"])

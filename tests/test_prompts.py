@@ -3,8 +3,15 @@ import json
 import pytest
 
 from bot.errors import TurnError
-from bot.negotiation.prompts import (REPLY_ACTS, build_messages, parse_reply, render_reply,
-                                     reply_schema, schema_acts, system_prompt)
+from bot.negotiation.prompts import (
+    REPLY_ACTS,
+    build_messages,
+    parse_reply,
+    render_reply,
+    reply_schema,
+    schema_acts,
+    system_prompt,
+)
 from bot.negotiation.turns import Act, Role, Turn
 
 

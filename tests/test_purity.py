@@ -54,7 +54,8 @@ def test_importing_the_core_loads_no_edge_module():
 
 def test_cli_help_imports_nothing_heavy():
     code = ("import sys; from bot.cli import build_parser; build_parser();"
-            "bad = [m for m in ('discord','llama_cpp','torch','transformers','aiosqlite','matplotlib') if m in sys.modules];"
+            "bad = [m for m in ('discord','llama_cpp','torch','transformers','aiosqlite','matplotlib')"
+            " if m in sys.modules];"
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

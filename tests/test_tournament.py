@@ -161,7 +161,7 @@ async def test_results_do_not_depend_on_the_number_of_workers(cfg, tmp_path):
     assert results[0] == results[1] and len(results[0]) == plan.planned
     # repetitions play with different seeds, so they are not all copies of each other
     reps = {}
-    for (b, s, sc, rep), value in results[0].items():
+    for (b, s, sc, _rep), value in results[0].items():
         reps.setdefault((b, s, sc), set()).add(value)
     assert any(len(v) > 1 for v in reps.values())
 

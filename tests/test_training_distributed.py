@@ -106,7 +106,7 @@ def test_two_processes_train_what_one_does_with_double_accumulation_and_resume(t
     assert (two["processes"], one.processes) == (2, 1)
     assert [(h["step"], h.get("eval_loss") is not None) for h in two["history"]] == \
         [(h["step"], h.get("eval_loss") is not None) for h in one.history]
-    for a, b in zip(two["history"], one.history):
+    for a, b in zip(two["history"], one.history, strict=False):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
         assert a.get("eval_loss", 0.0) == pytest.approx(b.get("eval_loss", 0.0), rel=1e-5)
     assert two["input_tokens"] == one.input_tokens  # tokens of all processes are counted once

@@ -35,10 +35,10 @@ def test_loss_mask_covers_assistant_replies_only(tiny):
     from training.examples import IGNORE, encode
 
     enc = encode(tiny.tokenizer, DIALOGUE, 512)
-    trained = tiny.tokenizer.decode([t for t, lab in zip(enc.input_ids, enc.labels)
+    trained = tiny.tokenizer.decode([t for t, lab in zip(enc.input_ids, enc.labels, strict=False)
                                      if lab != IGNORE])
     assert trained == "I can do $35.<|im_end|>\nDeal at $32.<|im_end|>\n"
-    assert all(lab in (IGNORE, tok) for tok, lab in zip(enc.input_ids, enc.labels))
+    assert all(lab in (IGNORE, tok) for tok, lab in zip(enc.input_ids, enc.labels, strict=False))
 
 
 def test_truncation_that_leaves_no_reply_drops_the_example(tiny):

@@ -302,7 +302,7 @@ def deal_example(dialogue: DealDialogue, *, max_turns: int, report: Report,
         report.dialogues["no own Deal or No Deal turn to train on"] += 1
         return None
     own_index = [i for i, t in enumerate(turns) if t.mine]
-    last = max(i for i, ok in zip(own_index, flags) if ok)
+    last = max(i for i, ok in zip(own_index, flags, strict=False) if ok)
     messages = build_deal_messages(dialogue.counts, dialogue.values, turns[: last + 1],
                                    max_turns=max_turns)[:-1]
     own = iter(flags)

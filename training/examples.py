@@ -124,7 +124,7 @@ def encode(tokenizer, messages: Sequence[dict[str, str]], max_seq_len: int) -> E
     ids = list(enc["input_ids"])[:max_seq_len]
     offsets = list(enc["offset_mapping"])[:max_seq_len]
     labels = [tok if any(lo <= start < hi for lo, hi in spans) else IGNORE
-              for tok, (start, _end) in zip(ids, offsets)]
+              for tok, (start, _end) in zip(ids, offsets, strict=False)]
     # The first position has no preceding context to predict it from.
     if len(ids) < 2 or all(x == IGNORE for x in labels[1:]):
         return None

@@ -143,7 +143,7 @@ def verify_lora_gguf(base_ref: str | Path, adapter_dir: str | Path, adapter_gguf
             got = [gguf_top1(llm, ids) for ids in encoded]
         finally:
             llm.close()
-        hits = sum(a == b for g, r in zip(got, reference) for a, b in zip(g, r))
+        hits = sum(a == b for g, r in zip(got, reference, strict=False) for a, b in zip(g, r, strict=False))
         if lora is not None:
             agreed, positions = hits, sum(len(ids) for ids in encoded)
         else:

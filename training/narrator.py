@@ -139,7 +139,7 @@ def narrator_example(dialogue_id: str, scenario, turns: Sequence[Turn], role: Ro
     if not any(flags):
         return None
     own_index = [i for i, t in enumerate(played) if t.role is role]
-    last = max(i for i, ok in zip(own_index, flags) if ok)
+    last = max(i for i, ok in zip(own_index, flags, strict=False) if ok)
     messages = build_messages(scenario, role, played[: last + 1], max_turns=max_turns, hybrid=True)
     messages = messages[:-1]  # the "your turn again" prompt after our last reply
     own = iter(flags)

@@ -401,7 +401,7 @@ def write_heatmap(results: Sequence[ProbeResult], heads: Sequence[tuple[int, int
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    maps = [r.word_map(layer, head) for r, (layer, head) in zip(results, heads)]
+    maps = [r.word_map(layer, head) for r, (layer, head) in zip(results, heads, strict=False)]
     n_p, n_v = len(maps[0][0]), len(maps[0][1])
     cell = 0.45
     map_w, map_h = max(4.5, 2.4 + cell * n_v), max(3.2, 1.8 + cell * n_p)
@@ -411,7 +411,7 @@ def write_heatmap(results: Sequence[ProbeResult], heads: Sequence[tuple[int, int
                              figsize=(grid_w + map_w + 2.4, row_h * len(results) + 0.4),
                              gridspec_kw={"width_ratios": [grid_w, map_w]})
     for (ax_grid, ax_map), r, (layer, head), (rows, cols, words) in zip(axes, results, heads,
-                                                                        maps):
+                                                                        maps, strict=False):
         masses = r.mass.mass.numpy()
         im = ax_grid.imshow(masses, aspect="auto", cmap="viridis", interpolation="nearest")
         ax_grid.set_xlabel("head")

@@ -114,9 +114,9 @@ def verify_files(merged_dir: str | Path, files: Sequence[tuple[str | Path, str]]
             continue
         agreed = positions = tok_matches = 0
         try:
-            for (text, ids), ref in zip(encoded, reference):
+            for (text, ids), ref in zip(encoded, reference, strict=False):
                 got = gguf_top1(llm, ids)
-                agreed += sum(a == b for a, b in zip(got, ref))
+                agreed += sum(a == b for a, b in zip(got, ref, strict=False))
                 positions += len(ids)
                 plain = tok(text, add_special_tokens=False)["input_ids"][:max_tokens]
                 cpp_ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)

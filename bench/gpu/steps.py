@@ -100,7 +100,7 @@ def compare_logits(reference_top1, reference_last, got_top1, got_last) -> dict:
     last = np.asarray(got_last, dtype=np.float64)
     if ref_last.shape != last.shape:
         raise ValueError(f"logit rows differ in shape: {ref_last.shape} vs {last.shape}")
-    agreed = sum(int(a == b) for a, b in zip(reference_top1, got_top1))
+    agreed = sum(int(a == b) for a, b in zip(reference_top1, got_top1, strict=False))
     return {"positions": len(reference_top1), "top1_agreed": agreed,
             "max_abs_diff": float(np.max(np.abs(ref_last - last))),
             "logit_range": float(ref_last.max() - ref_last.min())}
@@ -443,7 +443,7 @@ def step_train_accelerate(args) -> dict:
     if plain.is_file():
         theirs = [h["loss"] for h in json.loads(plain.read_text())["history"]]
         ours = summary["losses"]
-        summary["max_loss_diff_vs_plain"] = (max(abs(a - b) for a, b in zip(ours, theirs))
+        summary["max_loss_diff_vs_plain"] = (max(abs(a - b) for a, b in zip(ours, theirs, strict=False))
                                              if len(ours) == len(theirs) else None)
     return {"rc": rc, "cli_seconds": round(seconds, 1), **summary}
 

@@ -2,8 +2,8 @@
 
 Listing reads the config and the live queues only (no model file is opened, nothing is
 hashed), so it answers at once. It names model files and their sizes, never a path on the
-bot's machine or a backend's URL; the bot's owners see those (the answer is private). Changing the server's default agent needs Manage Server or
-the configured manager role.
+bot's machine or a backend's URL; the bot's owners see those (the answer is private).
+Changing the server's default agent needs Manage Server or the configured manager role.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def format_models(rows: list[dict[str, Any]]) -> str:
                           human_size(row["size_bytes"]), row["sha256"][:12], row["path"]))
     widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
     return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1]
+        "  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths, strict=False)) + "  " + r[-1]
         for r in table
     )
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from bot.negotiation.guard import guard_turn
 from bot.negotiation.prompts import money

@@ -13,8 +13,8 @@ Human turns are never guarded: people may say anything; the guard protects the b
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Sequence
 
 from bot.negotiation.parser import parse_utterance
 from bot.negotiation.prompts import money

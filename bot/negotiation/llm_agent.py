@@ -35,9 +35,19 @@ from bot.negotiation.guard import guard_turn, stated_prices, utterance_problem
 from bot.negotiation.narration import narration_findings
 from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality
 from bot.negotiation.policy import ConcessionPolicy
-from bot.negotiation.prompts import (PRICED_REPLY_ACTS, REPLY_ACTS, build_messages, directive,
-                                     money, narration_schema, opening_message, parse_narration,
-                                     parse_reply, reply_schema, system_prompt)
+from bot.negotiation.prompts import (
+    PRICED_REPLY_ACTS,
+    REPLY_ACTS,
+    build_messages,
+    directive,
+    money,
+    narration_schema,
+    opening_message,
+    parse_narration,
+    parse_reply,
+    reply_schema,
+    system_prompt,
+)
 from bot.negotiation.turns import Act, Turn
 
 log = logging.getLogger(__name__)

@@ -231,7 +231,7 @@ def _reservation_metrics(
 
     violations = 0
     standing: dict[Role, float] = {}  # each role's last proposed price so far
-    for role, act, price in zip(roles, acts, prices):
+    for role, act, price in zip(roles, acts, prices, strict=False):
         if act is Act.ACCEPT:
             # An accept takes the counterpart's standing offer; a price on it only echoes it.
             taken = price
@@ -278,7 +278,7 @@ def _repeated_utterances(turns: Sequence[Any], roles: list[Role | None]) -> floa
     """Fraction of turns with a non-empty utterance that repeat one the same role said before."""
     seen: dict[Role | None, set[str]] = {}
     spoken = repeats = 0
-    for turn, role in zip(turns, roles):
+    for turn, role in zip(turns, roles, strict=False):
         text = _normalise_utterance(_get(turn, "utterance"))
         if not text:
             continue
@@ -296,7 +296,7 @@ def _text_price_mismatches(turns: Sequence[Any], roles: list[Role | None], price
     own price nor (beside it) a standing offer: what a reader sees contradict the move."""
     history: list[Turn] = []
     spoken = mismatched = 0
-    for turn, role, price, act in zip(turns, roles, prices, acts):
+    for turn, role, price, act in zip(turns, roles, prices, acts, strict=False):
         text = _get(turn, "utterance")
         if role is None or not isinstance(text, str):
             return None  # no utterances (or no roles): nothing to compare

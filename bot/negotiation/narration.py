@@ -19,8 +19,8 @@ in bench/narration_quality.py on whole transcripts, and in tests. Pure: no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from bot.negotiation.prompts import NARRATION_AFTER_PRICE, NARRATION_UNPRICED
 from bot.negotiation.turns import Act, Role

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from bot.errors import TurnError
 from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality, check_personality
@@ -453,9 +454,9 @@ def deal_system_prompt(counts: Sequence[int], values: Sequence[int], *,
         raise TurnError(f"an item division needs {len(DEAL_ITEMS)} counts and values "
                         f"({', '.join(one for one, _ in DEAL_ITEMS)}), got {counts!r} and {values!r}")
     items = _and_list([f"{n} {one if n == 1 else many}"
-                       for n, (one, many) in zip(counts, DEAL_ITEMS) if n])
+                       for n, (one, many) in zip(counts, DEAL_ITEMS, strict=False) if n])
     worth = _and_list([f"{many} {v} point{'' if v == 1 else 's'} each"
-                       for (_, many), n, v in zip(DEAL_ITEMS, counts, values) if n])
+                       for (_, many), n, v in zip(DEAL_ITEMS, counts, values, strict=False) if n])
     lines = [
         "You and another person are dividing some items between you, talking it over.",
         f"Items: {items or 'nothing'}.",

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from bot.errors import TurnError
 from bot.negotiation.agents import Agent, DialogueState, visible_history
@@ -55,7 +56,7 @@ class NegotiationRecord:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "NegotiationRecord":
+    def from_dict(cls, data: Mapping[str, Any]) -> NegotiationRecord:
         return cls(
             scenario=Scenario.from_dict(data["scenario"]),
             buyer=data["agents"]["buyer"], seller=data["agents"]["seller"],
@@ -97,7 +98,7 @@ class Negotiation:
         self.outcome: Outcome | None = None
         self.deal_price: float | None = None
         self.error: str | None = None
-        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
         self._t0 = time.perf_counter()
         self._seconds: float | None = None
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 from bot.errors import ScenarioError
 from bot.negotiation.turns import Role
@@ -103,7 +104,7 @@ class Scenario:
         buyer_ceiling_fraction: float = DEFAULT_BUYER_CEILING_FRACTION,
         buyer_reservation: float | None = None,
         seller_reservation: float | None = None,
-    ) -> "Scenario":
+    ) -> Scenario:
         """Make a scenario, deriving reservation prices from the listing when not given.
 
         The seller's bottom line is ``seller_bottom_fraction`` x listing (never above its own
@@ -145,7 +146,7 @@ class Scenario:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Scenario":
+    def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
         return cls(**{k: data[k] for k in (
             "id", "title", "listing_price", "buyer_target", "seller_target",
             "buyer_reservation", "seller_reservation") }, description=data.get("description", ""),

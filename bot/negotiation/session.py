@@ -9,8 +9,9 @@ typo (``$50,000`` for a $200 item), in every front end alike.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from bot.errors import TurnError
 from bot.negotiation.agents import Agent
@@ -173,7 +174,7 @@ class HumanGame:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], agent: Agent, *,
-                   turn_timeout: float | None = None) -> "HumanGame":
+                   turn_timeout: float | None = None) -> HumanGame:
         """Rebuild a game from ``to_state()``, replaying its turns through the same rules."""
         human_role = Role.parse(state["human_role"])
         game = cls(Scenario.from_dict(state["scenario"]), agent, human_role=human_role,

@@ -8,9 +8,10 @@ counterpart never sees, and per-turn accounting filled in by backends and the ru
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any
 
 from bot.errors import TurnError
 
@@ -20,11 +21,11 @@ class Role(str, Enum):
     SELLER = "seller"
 
     @property
-    def other(self) -> "Role":
+    def other(self) -> Role:
         return Role.SELLER if self is Role.BUYER else Role.BUYER
 
     @classmethod
-    def parse(cls, value: "str | Role") -> "Role":
+    def parse(cls, value: str | Role) -> Role:
         try:
             return cls(str(value.value if isinstance(value, Role) else value).strip().lower())
         except ValueError:
@@ -50,7 +51,7 @@ class Act(str, Enum):
     UNKNOWN = "unknown"
 
     @classmethod
-    def parse(cls, value: "str | Act") -> "Act":
+    def parse(cls, value: str | Act) -> Act:
         """Map a label to an Act; the dataset's ``inquiry`` is ``inquire`` and ``""`` unknown."""
         if isinstance(value, Act):
             return value
@@ -147,7 +148,7 @@ class Turn:
         return d
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Turn":
+    def from_dict(cls, data: Mapping[str, Any]) -> Turn:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
@@ -155,7 +156,7 @@ class Turn:
         return cls(**dict(data))
 
 
-def standing_price(turns: "list[Turn] | tuple[Turn, ...]", role: Role) -> float | None:
+def standing_price(turns: list[Turn] | tuple[Turn, ...], role: Role) -> float | None:
     """The last price ``role`` put on the table (its standing offer), or None."""
     for turn in reversed(turns):
         if turn.role is role and turn.price is not None and turn.act.proposes:

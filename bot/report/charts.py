@@ -70,15 +70,15 @@ def _plot_agreement(plt: Any, report: Mapping[str, Any], path: Path) -> Path:
     ys = range(len(pairings))
     rates = [p["metrics"]["agreed"]["mean"] or 0.0 for p in pairings]
     lows = [max(0.0, r if s["ci_low"] is None else s["ci_low"])
-            for p, r in zip(pairings, rates) for s in [p["metrics"]["agreed"]]]
+            for p, r in zip(pairings, rates, strict=False) for s in [p["metrics"]["agreed"]]]
     highs = [min(1.0, r if s["ci_high"] is None else s["ci_high"])
-             for p, r in zip(pairings, rates) for s in [p["metrics"]["agreed"]]]
+             for p, r in zip(pairings, rates, strict=False) for s in [p["metrics"]["agreed"]]]
     ax.barh(ys, rates, color=[SOURCE_COLOURS.get(p["kind"], "#4c72b0") for p in pairings],
             height=0.7)
-    ax.errorbar(rates, ys, xerr=[[r - lo for r, lo in zip(rates, lows)],
-                                 [hi - r for r, hi in zip(rates, highs)]],
+    ax.errorbar(rates, ys, xerr=[[r - lo for r, lo in zip(rates, lows, strict=False)],
+                                 [hi - r for r, hi in zip(rates, highs, strict=False)]],
                 fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
-    for y, p, r in zip(ys, pairings, rates):
+    for y, p, r in zip(ys, pairings, rates, strict=False):
         ax.text(1.02, y, f"{100 * r:.0f}%  n={p['n']}", va="center", fontsize=8,
                 transform=ax.get_yaxis_transform())
     _rows_axis(ax, [p["label"] for p in pairings])
@@ -121,15 +121,15 @@ def _plot_fairness_bias(plt: Any, data: ReportData, report: Mapping[str, Any], p
                "fairness: 1 = deal halfway between\nthe two targets; lower = lopsided"),
               ("bias", "Who the deal favours (signed bias)", 0.0, _BIAS_RANGE,
                "bias: +1 = buyer got its target,\n-1 = seller got its target"))
-    for ax, (key, title, ref, (lo, hi), xlabel) in zip(axes, panels):
+    for ax, (key, title, ref, (lo, hi), xlabel) in zip(axes, panels, strict=False):
         values = [[n.metrics[key] for n in groups[(p["tournament"], p["buyer"], p["seller"])]
                    if n.metrics.get(key) is not None] for p in pairings]
-        filled = [(y, vs, p) for y, vs, p in zip(ys, values, pairings) if vs]
+        filled = [(y, vs, p) for y, vs, p in zip(ys, values, pairings, strict=False) if vs]
         if filled:
             box = ax.boxplot([vs for _, vs, _ in filled], positions=[y for y, _, _ in filled],
                              widths=0.6, patch_artist=True, showfliers=False, whis=(5, 95),
                              medianprops={"color": "black"}, **_horizontal(matplotlib))
-            for patch, (_, _, p) in zip(box["boxes"], filled):
+            for patch, (_, _, p) in zip(box["boxes"], filled, strict=False):
                 patch.set_facecolor(SOURCE_COLOURS.get(p["kind"], "#4c72b0"))
                 patch.set_alpha(0.55)
             xs = np.array([v for _, vs, _ in filled for v in vs])
@@ -140,7 +140,7 @@ def _plot_fairness_bias(plt: Any, data: ReportData, report: Mapping[str, Any], p
                 if mask.any():
                     ax.scatter(np.full(mask.sum(), edge), yv[mask], s=14, marker=marker,
                                color="#b2182b", alpha=0.7, zorder=3, clip_on=False)
-        for y, vs in zip(ys, values):
+        for y, vs in zip(ys, values, strict=False):
             if not vs:
                 ax.text(0.5, y, "no deals", va="center", ha="center", fontsize=7, color="grey",
                         transform=ax.get_yaxis_transform())
@@ -183,11 +183,11 @@ def _plot_acts(plt: Any, data: ReportData, path: Path) -> Path | None:
         colour = ACT_COLOURS.get(act, "#7f7f7f")
         ax.barh(range(len(rows)), shares, left=left, color=colour, label=act, height=0.75)
         dark = act in ("inform", "vague-price", "insist", "accept", "reject", "quit")
-        for y, (x0, s) in enumerate(zip(left, shares)):
+        for y, (x0, s) in enumerate(zip(left, shares, strict=False)):
             if s >= 0.08:
                 ax.text(x0 + s / 2, y, f"{100 * s:.0f}", ha="center", va="center", fontsize=7,
                         color="white" if dark else "black")
-        left = [x + s for x, s in zip(left, shares)]
+        left = [x + s for x, s in zip(left, shares, strict=False)]
     _rows_axis(ax, [f"{r}  n={sum(counts[r].values())}" for r in rows])
     ax.set_xlim(0, 1)
     ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{100 * v:.0f}%"))
@@ -248,7 +248,7 @@ def _plot_trajectories(plt: Any, data: ReportData, report: Mapping[str, Any],
         for ax in axes.flat[len(page):]:
             ax.set_visible(False)
         highs: list[float] = []
-        for ax, p in zip(axes.flat, page):
+        for ax, p in zip(axes.flat, page, strict=False):
             negs = groups[(p["tournament"], p["buyer"], p["seller"])]
             series: dict[str, list[list[tuple[int, float]]]] = {"buyer": [], "seller": []}
             deals = []
@@ -276,7 +276,7 @@ def _plot_trajectories(plt: Any, data: ReportData, report: Mapping[str, Any],
                     ax.plot(xs, [float(np.median(by_turn[x])) for x in xs], color=colour,
                             linewidth=2.2)
             if deals:
-                ax.scatter(*zip(*deals), s=9, color="black", alpha=0.5, zorder=3)
+                ax.scatter(*zip(*deals, strict=False), s=9, color="black", alpha=0.5, zorder=3)
             ax.axhline(1.0, color="grey", linestyle=":", linewidth=0.8)
             ax.set_xlim(0.5, max(n.max_turns for n in negs) + 0.5)
             rate = p["metrics"]["agreed"]["mean"] or 0.0
@@ -345,7 +345,7 @@ def _plot_paper_cot(plt: Any, paper: Mapping[str, Any], path: Path) -> Path:
     fig, axes = plt.subplots(2, 4, figsize=(13, 6.2))
     width = 0.38
     colours = {True: "#d95f02", False: "#7570b3"}
-    for ax, key in zip(axes.flat, PAPER_METRICS):
+    for ax, key in zip(axes.flat, PAPER_METRICS, strict=False):
         for offset, with_cot in ((-width / 2, True), (width / 2, False)):
             values = []
             for source in sources:
@@ -355,7 +355,7 @@ def _plot_paper_cot(plt: Any, paper: Mapping[str, Any], path: Path) -> Path:
             xs = [i + offset for i in range(len(sources))]
             bars = ax.bar(xs, values, width, color=colours[with_cot],
                           label="with CoT" if with_cot else "without CoT")
-            for bar, value in zip(bars, values):
+            for bar, value in zip(bars, values, strict=False):
                 if not math.isnan(value):
                     text = f"{100 * value:.0f}%" if key == "agreed" else f"{value:.3g}"
                     ax.annotate(text, (bar.get_x() + bar.get_width() / 2, value),
@@ -388,10 +388,10 @@ def _plot_paper_personality(plt: Any, paper: Mapping[str, Any], path: Path) -> P
               ("bias", "bias of deals (+1 = buyer's target)", "RdBu", (-1.5, 1.5)))
     fig, axes = plt.subplots(len(groups), len(panels), squeeze=False,
                              figsize=(3.9 * len(panels), 3.4 * len(groups) + 0.4))
-    for row, g in zip(axes, groups):
+    for row, g in zip(axes, groups, strict=False):
         cells = {(c["buyer"], c["seller"]): c for c in g["cells"]}
         label = f"{g['source']} {g['scale'] or ''}{' CoT' if g['cot'] else ''}".strip()
-        for ax, (key, title, cmap, (lo, hi)) in zip(row, panels):
+        for ax, (key, title, cmap, (lo, hi)) in zip(row, panels, strict=False):
             grid = np.full((len(g["buyers"]), len(g["sellers"])), np.nan)
             for i, b in enumerate(g["buyers"]):
                 for j, s in enumerate(g["sellers"]):

@@ -115,7 +115,7 @@ def bradley_terry(games: Sequence[tuple[str, str, float]], *, prior: float = PRI
     # of its connected group, with the standard error of that contrast (P C P, where C is the
     # posterior covariance and P centres each group).
     covariance = np.linalg.inv(-hessian)
-    group = _components(((players[i], players[j]) for i, j in zip(a, b)), players)
+    group = _components(((players[i], players[j]) for i, j in zip(a, b, strict=False)), players)
     centring = np.eye(k)
     for g in set(group.values()):
         members = [index[p] for p in players if group[p] == g]

@@ -239,10 +239,10 @@ def render_text(tables: Sequence[Table]) -> str:
         widths = [max([len(h)] + [len(r[i]) for r in t.rows]) for i, h in enumerate(t.headers)]
         line = "  ".join("-" * w for w in widths)
         out += [t.title, "=" * len(t.title),
-                "  ".join(h.ljust(w) for h, w in zip(t.headers, widths)).rstrip(), line]
+                "  ".join(h.ljust(w) for h, w in zip(t.headers, widths, strict=False)).rstrip(), line]
         for r in t.rows:
             out.append("  ".join(c.rjust(w) if _numeric(c) else c.ljust(w)
-                                 for c, w in zip(r, widths)).rstrip())
+                                 for c, w in zip(r, widths, strict=False)).rstrip())
         if t.note:
             out.append(t.note)
         out.append("")

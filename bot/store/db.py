@@ -26,11 +26,12 @@ import asyncio
 import logging
 import re
 import sqlite3
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any
 
 import aiosqlite
 
@@ -115,7 +116,7 @@ class Store(TournamentQueries, GameQueries):
 
     @classmethod
     async def open(cls, path: str | Path, *, create: bool = True,
-                   busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S) -> "Store":
+                   busy_timeout: float = DEFAULT_BUSY_TIMEOUT_S) -> Store:
         """Open (creating it when ``create``) and migrate the database at ``path``.
 
         Raises StoreError when the file is not SQLite, is corrupt, belongs to another program,
@@ -144,7 +145,7 @@ class Store(TournamentQueries, GameQueries):
             raise
         return store
 
-    async def __aenter__(self) -> "Store":
+    async def __aenter__(self) -> Store:
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
