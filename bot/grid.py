@@ -102,17 +102,13 @@ class ExperimentSettings:
     workers: int = 1
 
     def check(self, where: str) -> None:
-        from bot.scenarios import SCENARIO_SETS
+        from bot.scenarios import check_plan
 
         if not _NAME.match(self.name):
             raise ConfigError(f"{where}.name: {self.name!r} must be letters, digits, '_', '.' or "
                               f"'-' (it starts every tournament name)")
-        if self.scenario_set not in SCENARIO_SETS:
-            raise ConfigError(f"{where}.scenario_set: must be one of {', '.join(SCENARIO_SETS)}, "
-                              f"got {self.scenario_set!r}")
-        for key in ("scenarios", "repetitions", "workers"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(self, key)}")
+        check_plan(where, self.scenario_set, scenarios=self.scenarios,
+                   repetitions=self.repetitions, workers=self.workers)
         if self.max_turns is not None and self.max_turns < 2:
             raise ConfigError(f"{where}.max_turns: must be >= 2, got {self.max_turns}")
 

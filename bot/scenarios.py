@@ -5,10 +5,21 @@ from __future__ import annotations
 import random
 
 from bot.config import Config
-from bot.errors import DataError
+from bot.errors import ConfigError, DataError
 from bot.negotiation.scenario import Scenario
 
 SCENARIO_SETS = ("craigslist-test", "craigslist-validation", "agreemate")
+
+
+def check_plan(where: str, scenario_set: str, **counts: int) -> None:
+    """A tournament's or grid's scenario set and counts (scenarios, repetitions, workers), with
+    errors that name the key under ``where``."""
+    if scenario_set not in SCENARIO_SETS:
+        raise ConfigError(f"{where}.scenario_set: must be one of {', '.join(SCENARIO_SETS)}, "
+                          f"got {scenario_set!r}")
+    for key, value in counts.items():
+        if value < 1:
+            raise ConfigError(f"{where}.{key}: must be >= 1, got {value}")
 
 
 def load_scenario_set(cfg: Config, name: str) -> list[Scenario]:

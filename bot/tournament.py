@@ -73,18 +73,14 @@ class TournamentConfig:
     fallback_flag: float = 0.1
 
     def check(self, where: str) -> None:
-        from bot.scenarios import SCENARIO_SETS
+        from bot.scenarios import check_plan
 
         if not 0 <= self.fallback_flag <= 1:
             raise ConfigError(f"{where}.fallback_flag: must be a share in [0, 1], got "
                               f"{self.fallback_flag}")
 
-        if self.scenario_set not in SCENARIO_SETS:
-            raise ConfigError(f"{where}.scenario_set: must be one of {', '.join(SCENARIO_SETS)}, "
-                              f"got {self.scenario_set!r}")
-        for key in ("scenarios", "repetitions", "workers"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(self, key)}")
+        check_plan(where, self.scenario_set, scenarios=self.scenarios,
+                   repetitions=self.repetitions, workers=self.workers)
         if self.agents and (self.buyers or self.sellers):
             raise ConfigError(f"{where}: set either agents or buyers + sellers, not both")
         if bool(self.buyers) != bool(self.sellers):
