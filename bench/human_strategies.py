@@ -13,6 +13,7 @@ way; ``--narrator model`` runs the embedded model (slow on 2 cores) to show they
     PYTHONPATH=. python bench/human_strategies.py --narrator model --scenarios 3 \
         --strategies stubborn-fraction,fair --compare
     PYTHONPATH=. python bench/human_strategies.py --pairings          # hybrid vs hybrid, personality table
+    PYTHONPATH=. python bench/human_strategies.py --stubborn-sweep    # one price, repeated, across the range
 
 Surplus share: the person's share of the bargaining zone (between the bot's private limit
 and the person's own, the published fraction) in a deal, 0 without one (no deal is worth
@@ -170,6 +171,26 @@ SELLER_WORDS = {"stubborn-fraction": "I won't take less than {x}, that's my fina
                 "stubborn-low": "{x}, take it or leave it. That's final."}
 
 
+SWEEP_BUYER = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)    # x listing, a stubborn buyer's one price
+SWEEP_SELLER = (1.1, 1.05, 1.0, 0.95, 0.9, 0.85, 0.8)  # ... and a stubborn seller's
+
+
+def stubborn_sweep(cfg: Config, scenarios: list[Scenario], seed: int) -> list[tuple[str, float, float, float]]:
+    """A person repeating one price, for each price of SWEEP_*: (role, fraction of the listing,
+    deal rate, mean surplus share): the best single price a script could pick."""
+    who = [Person(f"stubborn-{x}", Role.BUYER, stubborn(x, x, "I can pay {x}, that's my final offer."))
+           for x in SWEEP_BUYER]
+    who += [Person(f"stubborn-{x}", Role.SELLER, stubborn(x, x, SELLER_WORDS["stubborn-fraction"]))
+            for x in SWEEP_SELLER]
+    rows = asyncio.run(bench(cfg, "template", scenarios, who, seed))
+    out = []
+    for p in who:
+        mine = [r for r in rows if r["strategy"] == p.name and r["role"] == p.role.value]
+        out.append((p.role.value, float(p.name.split("-")[1]), sum(r["deal"] for r in mine) / len(mine),
+                    statistics.fmean(r["share"] for r in mine)))
+    return out
+
+
 def people() -> list[Person]:
     out = []
     for role in (Role.BUYER, Role.SELLER):
@@ -299,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairings", action="store_true",
                     help="instead: hybrid-buyer vs hybrid-seller and the personality table "
                          "(agreement / fairness / bias), agent vs agent")
+    ap.add_argument("--stubborn-sweep", action="store_true",
+                    help="instead: a person repeating one price, for prices across the bot's private range")
     ap.add_argument("--compare", action="store_true",
                     help="with --narrator model: also play the same games with the template narrator "
                          "and count the games whose acts and prices agree move for move")
@@ -310,6 +333,12 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = load_config(args.config)
     scenarios = load_scenario_set(cfg, "agreemate")[: args.scenarios]
+    if args.stubborn_sweep:
+        print("| person | one price, x listing | deal rate | mean surplus share (no deal = 0) |")
+        print("|---|---:|---:|---:|")
+        for role, x, rate, share in stubborn_sweep(cfg, scenarios, args.seed):
+            print(f"| {role} | {x:.2f} | {100 * rate:.0f}% | {share:.2f} |")
+        return 0
     if args.pairings:
         r = asyncio.run(pairing(cfg, args.narrator, scenarios, "hybrid-buyer", "hybrid-seller"))
         print(f"hybrid-buyer vs hybrid-seller, {len(scenarios)} scenarios: agreement "
