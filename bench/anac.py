@@ -121,13 +121,17 @@ def _make_negotiator_class():
     return GameNegotiator
 
 
-def our_agents(policy_cls: Any) -> dict[str, Any]:
-    """name -> decide(DialogueState) -> Turn, for this project's agents."""
+def our_agents(policy_cls: Any, deadline_take: float | None = None) -> dict[str, Any]:
+    """name -> decide(DialogueState) -> Turn, for this project's agents (``deadline_take``:
+    the hybrid's, instead of the fair personality's)."""
     from bot.negotiation.policy import PERSONALITY_PARAMS
 
     fair = PERSONALITY_PARAMS["fair"]
     params = getattr(sys.modules[policy_cls.__module__], "PERSONALITY_PARAMS", {"fair": fair})["fair"]
-    policy = policy_cls(replace(params, chatter=0.0), seed=0)
+    params = replace(params, chatter=0.0)
+    if deadline_take is not None:
+        params = replace(params, deadline_take=deadline_take)
+    policy = policy_cls(params, seed=0)
     rule = RuleAgent("rule", chatter=0.0, seed=0)
 
     def hybrid(state: DialogueState) -> Turn:  # the hybrid agent's move: the plan, then the guard
@@ -197,13 +201,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--field", default="", help="comma-separated agent names (default: all)")
     ap.add_argument("--steps", type=int, default=MAX_TURNS,
                     help="offers before the deadline (default: the game's turn cap, 15)")
+    ap.add_argument("--deadline-take", type=float, default=None,
+                    help="the hybrid's chance of taking a committed offer on its last turn (default: the fair "
+                         "personality's)")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     from bot.config import load_config
     from bot.scenarios import load_scenario_set
 
     scenarios = load_scenario_set(load_config(None), "agreemate")[: args.scenarios]
-    ours = our_agents(load_policy_class(args.policy_file or None))
+    ours = our_agents(load_policy_class(args.policy_file or None), args.deadline_take)
     field = [n for n in args.field.split(",") if n] or [*ours, *ANAC, *NEGMAS]
     stats = {n: {"u": [], "deals": 0, "n": 0, "nash": [], "as_buyer": [], "as_seller": []} for n in field}
     versus: dict[tuple[str, str], list] = {}  # (ours, opponent) -> [games, deals, utility sum]

@@ -9,10 +9,16 @@ by a backend that always fails, so the hybrid agent says its policy's move with 
 (the path LLMAgent takes when the model stumbles). Prices and acts come from the policy either
 way; ``--narrator model`` runs the embedded model (slow on 2 cores) to show they agree.
 
-    PYTHONPATH=. python bench/human_strategies.py                      # 30 scenarios x 14 strategies
+    PYTHONPATH=. python bench/human_strategies.py                      # 30 scenarios x 16 strategies
+    PYTHONPATH=. python bench/human_strategies.py --reservation-spread 0.1  # another private range
     PYTHONPATH=. python bench/human_strategies.py --narrator model --scenarios 3 \
         --strategies stubborn-fraction,fair --compare
     PYTHONPATH=. python bench/human_strategies.py --pairings          # hybrid vs hybrid, personality table
+    PYTHONPATH=. python bench/human_strategies.py --stubborn-sweep    # the one-price sweep, price by price
+
+``one-price-best``: a person repeating one price, the best of a sweep of prices across the
+range the bot's private limit is drawn from (sweep_prices): the best a script that knows the
+range, but not the game's draw, can pick; reported with the price it found.
 
 Surplus share: the person's share of the bargaining zone (between the bot's private limit
 and the person's own, the published fraction) in a deal, 0 without one (no deal is worth
@@ -29,7 +35,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +162,9 @@ def fair(p: Person, game: Any, k: int) -> str:
     return f"I could do {money(x)}." if k else f"Hi! Would you take {money(x)}?"
 
 
+STRATEGY_WORDS = {"stubborn-fraction": "I can pay {x}, that's my final offer."}
 STRATEGIES: dict[str, Callable] = {
-    "stubborn-fraction": stubborn(0.7, 1.0, "I can pay {x}, that's my final offer."),
+    "stubborn-fraction": stubborn(0.7, 1.0, STRATEGY_WORDS["stubborn-fraction"]),
     "stubborn-low": stubborn(0.5, 1.2, "{x}, take it or leave it. That's final."),
     "nibbler": nibbler,
     "split-difference": split_difference,
@@ -168,6 +175,39 @@ STRATEGIES: dict[str, Callable] = {
 # the seller-side stubborn lines say what a seller would say
 SELLER_WORDS = {"stubborn-fraction": "I won't take less than {x}, that's my final price.",
                 "stubborn-low": "{x}, take it or leave it. That's final."}
+
+
+SWEEP_STEP = 0.025  # x listing, between the prices the sweep tries
+
+
+def sweep_prices(cfg: Config, role: Role) -> list[float]:
+    """The one prices (x listing) a stubborn person in ``role`` is swept over: across the range
+    the bot's private limit is drawn from (its published fraction +- the spread) and two steps
+    past it on the person's side. A price beyond the range on the bot's side never gets a deal;
+    one further past it on the person's side gets a deal at a worse price than the range's edge."""
+    spread = cfg.negotiation.reservation_spread
+    bot = cfg.negotiation.seller_bottom_fraction if role is Role.BUYER else cfg.negotiation.buyer_ceiling_fraction
+    toward = 1.0 if role is Role.BUYER else -1.0  # the person's side: a buyer pays more
+    n = round(2 * spread / SWEEP_STEP) + 2
+    return [round(bot - toward * spread + toward * SWEEP_STEP * k, 4) for k in range(n + 1)]
+
+
+def sweep_people(cfg: Config, roles: tuple[Role, ...] = (Role.BUYER, Role.SELLER)) -> list[Person]:
+    """A person repeating one price (``one-price-X``, X x listing), for each of sweep_prices."""
+    words = {Role.BUYER: STRATEGY_WORDS["stubborn-fraction"], Role.SELLER: SELLER_WORDS["stubborn-fraction"]}
+    return [Person(f"one-price-{x:.3f}", role, stubborn(x, x, words[role]))
+            for role in roles for x in sweep_prices(cfg, role)]
+
+
+def best_one_price(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per role, the sweep's best single price (the highest mean surplus share): the strategy
+    ``one-price-best``, a summarise() row with its ``price`` (x listing)."""
+    swept = [s for s in summarise(rows) if s["strategy"].startswith("one-price-")]
+    out = []
+    for role in sorted({s["person"] for s in swept}):
+        best = max((s for s in swept if s["person"] == role), key=lambda s: s["surplus_share"])
+        out.append({**best, "strategy": "one-price-best", "price": float(best["strategy"].rsplit("-", 1)[1])})
+    return out
 
 
 def people() -> list[Person]:
@@ -276,7 +316,9 @@ def personality_table(cfg: Config, narrator: str, scenarios: list[Scenario]) -> 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
-    keys = sorted({(r["role"], r["strategy"]) for r in rows}, key=lambda k: (k[0], list(STRATEGIES).index(k[1])))
+    order = list(STRATEGIES)
+    keys = sorted({(r["role"], r["strategy"]) for r in rows},
+                  key=lambda k: (k[0], order.index(k[1]) if k[1] in order else len(order), k[1]))
     for role, name in keys:
         mine = [r for r in rows if (r["role"], r["strategy"]) == (role, name)]
         out.append({"person": role, "strategy": name, "games": len(mine),
@@ -299,6 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pairings", action="store_true",
                     help="instead: hybrid-buyer vs hybrid-seller and the personality table "
                          "(agreement / fairness / bias), agent vs agent")
+    ap.add_argument("--stubborn-sweep", action="store_true",
+                    help="instead: the whole sweep behind one-price-best, a person repeating one price, for "
+                         "prices across the bot's private range")
+    ap.add_argument("--reservation-spread", type=float, default=None,
+                    help="[negotiation] reservation_spread for this run (default: the config's)")
     ap.add_argument("--compare", action="store_true",
                     help="with --narrator model: also play the same games with the template narrator "
                          "and count the games whose acts and prices agree move for move")
@@ -309,7 +356,23 @@ def main(argv: list[str] | None = None) -> int:
     from bot.scenarios import load_scenario_set
 
     cfg = load_config(args.config)
+    if args.reservation_spread is not None:
+        cfg = replace(cfg, negotiation=replace(cfg.negotiation, reservation_spread=args.reservation_spread))
+        cfg.negotiation.check("--reservation-spread")
     scenarios = load_scenario_set(cfg, "agreemate")[: args.scenarios]
+    wanted = {Role.parse(r) for r in args.roles.split(",") if r}
+    roles = tuple(r for r in (Role.BUYER, Role.SELLER) if r in wanted)
+    print(f"reservation_spread {cfg.negotiation.reservation_spread}")
+    if args.stubborn_sweep:
+        rows = asyncio.run(bench(cfg, "template", scenarios, sweep_people(cfg, roles), args.seed))
+        print("| person | one price, x listing | deal rate | mean surplus share (no deal = 0) |")
+        print("|---|---:|---:|---:|")
+        for s in summarise(rows):
+            print(f"| {s['person']} | {s['strategy'].rsplit('-', 1)[1]} | {100 * s['deal_rate']:.0f}% | "
+                  f"{s['surplus_share']:.2f} |")
+        for b in best_one_price(rows):
+            print(f"best one price, {b['person']}: {b['price']:.3f} x listing, {b['surplus_share']:.2f}")
+        return 0
     if args.pairings:
         r = asyncio.run(pairing(cfg, args.narrator, scenarios, "hybrid-buyer", "hybrid-seller"))
         print(f"hybrid-buyer vs hybrid-seller, {len(scenarios)} scenarios: agreement "
@@ -317,18 +380,24 @@ def main(argv: list[str] | None = None) -> int:
         print("Personalities (agreement / mean fairness / mean bias, +1: the buyer got its target):")
         print(personality_table(cfg, args.narrator, scenarios))
         return 0
-    names = [n for n in args.strategies.split(",") if n] or list(STRATEGIES)
-    unknown = set(names) - set(STRATEGIES)
+    names = [n for n in args.strategies.split(",") if n] or [*STRATEGIES, "one-price-best"]
+    unknown = set(names) - {*STRATEGIES, "one-price-best"}
     if unknown:
-        ap.error(f"unknown strategies {sorted(unknown)}; use some of {list(STRATEGIES)}")
-    roles = {Role.parse(r) for r in args.roles.split(",") if r}
+        ap.error(f"unknown strategies {sorted(unknown)}; use some of {[*STRATEGIES, 'one-price-best']}")
     who = [p for p in people() if p.name in names and p.role in roles]
+    if "one-price-best" in names:
+        who += sweep_people(cfg, roles)
     t0 = time.perf_counter()
     rows = asyncio.run(bench(cfg, args.narrator, scenarios, who, args.seed))
     print(f"{len(rows)} games, narrator {args.narrator}, {time.perf_counter() - t0:.1f}s")
     print("| person | strategy | games | deal rate | mean surplus share (no deal = 0) | share in deals |")
     print("|---|---|---:|---:|---:|---:|")
-    for s in summarise(rows):
+    table = [s for s in summarise(rows) if not s["strategy"].startswith("one-price-")]
+    for b in best_one_price(rows):
+        at = len([s for s in table if s["person"] <= b["person"]])
+        table.insert(at, {**b, "strategy": f"one-price-best ({b['price']:.3f} x listing, best of "
+                                             f"{len(sweep_prices(cfg, Role.parse(b['person'])))} swept)"})
+    for s in table:
         in_deals = "–" if s["share_in_deals"] is None else f"{s['share_in_deals']:.2f}"
         print(f"| {s['person']} | {s['strategy']} | {s['games']} | {100 * s['deal_rate']:.0f}% | "
               f"{s['surplus_share']:.2f} | {in_deals} |")

@@ -60,7 +60,9 @@ class AgentFactory:
         if agent.policy == "hybrid":
             from bot.negotiation.policy import ConcessionPolicy
 
-            policy = ConcessionPolicy(agent.personality, seed=seed)
+            # with reservation_spread 0 the limit is the published fraction: no deadline take
+            policy = ConcessionPolicy(agent.personality, seed=seed,
+                                      private_limit=self.cfg.negotiation.reservation_spread > 0)
         return LLMAgent(name, backend, sampling=sampling, personality=agent.personality, cot=agent.cot,
                         max_repairs=agent.max_repairs, fallback=rule,
                         policy=policy, candidates=agent.candidates)

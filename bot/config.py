@@ -119,7 +119,7 @@ class NegotiationConfig:
     first_mover: Literal["buyer", "seller"] = "buyer"
     seller_bottom_fraction: float = 0.7
     buyer_ceiling_fraction: float = 1.0
-    reservation_spread: float = 0.1
+    reservation_spread: float = 0.175  # the best one-price script keeps 0.52 of the zone (0.1: 0.70); docs/game.md
     turn_timeout_s: float = 120.0
     # bot-vs-bot: a side whose model fails (unreachable, load failure, HTTP error, timeout) on
     # this many consecutive turns, or on every turn it plays, voids the negotiation as an error

@@ -26,11 +26,15 @@ def test_domain_is_the_zone_on_the_rounding_grid(sc):
     assert anac.seller_utility(sc, 140) == 0 and anac.seller_utility(sc, 200) == 1
 
 
-def test_hybrid_agrees_with_a_conceder_and_holds_against_a_hardliner(sc):
+def test_hybrid_agrees_with_a_conceder_and_takes_a_hardliners_last_offer(sc):
     ours = anac.our_agents(anac.load_policy_class(None))
     deal = anac.negotiate(sc, "hybrid", "ConcederTBNegotiator", ours)
     assert deal is not None and 0 <= deal[0] <= 1 and abs(sum(deal) - 1) < 1e-9
     as_seller = anac.negotiate(sc, "ConcederTBNegotiator", "hybrid", ours)
     assert as_seller is not None and as_seller[1] > 0.3
-    # a side that never moves from its best price gets no deal from the hybrid policy
-    assert anac.negotiate(sc, "hybrid", "TimeDependentAgentHardliner", ours) is None
+    # a side that never moves from its best price (the hybrid's reservation) gets it on the
+    # hybrid's last turn, a deal worth what no deal is worth to the hybrid, and nothing more
+    for buyer, seller, mine in (("hybrid", "TimeDependentAgentHardliner", 0),
+                                ("TimeDependentAgentHardliner", "hybrid", 1)):
+        deal = anac.negotiate(sc, buyer, seller, ours)
+        assert deal is not None and deal[mine] == 0

@@ -18,13 +18,15 @@ import human_strategies as hs
 @pytest.fixture(scope="module")
 def table():
     cfg = load_config(None)
-    rows = asyncio.run(hs.bench(cfg, "template", load_scenario_set(cfg, "agreemate"), hs.people(), 0))
-    return {(s["person"], s["strategy"]): s for s in hs.summarise(rows)}, rows
+    who = hs.people() + hs.sweep_people(cfg)  # with the one-price sweep behind one-price-best
+    rows = asyncio.run(hs.bench(cfg, "template", load_scenario_set(cfg, "agreemate"), who, 0))
+    summary = [s for s in hs.summarise(rows) if not s["strategy"].startswith("one-price-")]
+    return {(s["person"], s["strategy"]): s for s in summary + hs.best_one_price(rows)}, rows
 
 
 def test_every_strategy_played_every_scenario(table):
     summary, _ = table
-    assert len(summary) == 2 * len(hs.STRATEGIES) and all(s["games"] == 30 for s in summary.values())
+    assert len(summary) == 2 * (len(hs.STRATEGIES) + 1) and all(s["games"] == 30 for s in summary.values())
 
 
 def test_stubborn_published_fraction_is_not_paid(table):
@@ -40,7 +42,10 @@ def test_the_fair_person_closes(table):
 
 
 def test_no_script_keeps_more_than_065_of_the_zone(table):
+    # every strategy, and the best single price a person could repeat (the sweep across the
+    # bot's private range: one-price-best)
     summary, _ = table
+    assert {("buyer", "one-price-best"), ("seller", "one-price-best")} <= set(summary)
     worst = max(summary.values(), key=lambda s: s["surplus_share"])
     assert worst["surplus_share"] <= 0.65, worst
 

@@ -8,7 +8,7 @@ from bot.llm.fake import FakeBackend
 from bot.negotiation.agents import DialogueState
 from bot.negotiation.guard import violates_reservation
 from bot.negotiation.llm_agent import LLMAgent
-from bot.negotiation.policy import PERSONALITY_PARAMS, ConcessionPolicy, PolicyParams
+from bot.negotiation.policy import PERSONALITY_PARAMS, ConcessionPolicy, Plan, PolicyParams
 from bot.negotiation.runner import run_negotiation
 from bot.negotiation.scenario import Scenario
 from bot.negotiation.turns import Act, Outcome, Role, Turn
@@ -94,8 +94,33 @@ def test_aggressive_walks_away_from_a_bad_last_offer(scenario):
     # 13 turns: a stubborn buyer at 141 against a seller holding 190, the seller's last turn
     turns = _alternating([141] * 7, [190] * 6 + [None])
     assert ConcessionPolicy(QUIET["aggressive"]).plan(st(scenario, Role.SELLER, turns)).act is Act.QUIT
-    # nor does a fair seller cave on its last turn to a side that never moved
-    assert ConcessionPolicy(QUIET["fair"]).plan(st(scenario, Role.SELLER, turns)).act is not Act.ACCEPT
+
+
+def test_last_turn_takes_a_committed_offer_inside_the_limit_and_nothing_else(scenario):
+    # a buyer that never moved from $141 (the limit is $140): no further turn will make it move,
+    # and a deal inside the limit is worth at least no deal, so the fair seller takes it then
+    asks = [200, 192, 186, 181, 178, 176, None]
+    committed = _alternating([141] * 7, asks)
+    fair = ConcessionPolicy(QUIET["fair"])
+    assert fair.plan(st(scenario, Role.SELLER, committed)) == Plan(Act.ACCEPT, 141)
+    # ... only on its last turn: two turns earlier it still holds
+    assert fair.plan(st(scenario, Role.SELLER, committed[:-2])).act is not Act.ACCEPT
+    # ... and only inside its limit (a committed $135 gets nothing)
+    below = _alternating([135] * 7, asks)
+    assert fair.plan(st(scenario, Role.SELLER, below)).act is not Act.ACCEPT
+    # a side still moving (a nibbler, 1% a turn) gets no such deal: it may take the last counter
+    nibbler = _alternating([141 + 2 * k for k in range(7)], asks)
+    assert fair.plan(st(scenario, Role.SELLER, nibbler)).act is not Act.ACCEPT
+    # deadline_take is a per-game coin: 0 never takes it, the aggressive seller's 0.5 sometimes
+    never = ConcessionPolicy(PolicyParams(**{**QUIET["fair"].__dict__, "deadline_take": 0.0}))
+    assert never.plan(st(scenario, Role.SELLER, committed)).act is not Act.ACCEPT
+    # nor where the limit is a published formula: taking an offer at it is the old exploit
+    published = ConcessionPolicy(QUIET["fair"], private_limit=False)
+    assert published.plan(st(scenario, Role.SELLER, committed)).act is not Act.ACCEPT
+    high = _alternating([160] * 7, asks)  # inside the aggressive seller's limit, $152
+    took = [ConcessionPolicy(QUIET["aggressive"], seed=s).plan(st(scenario, Role.SELLER, high)).act is Act.ACCEPT
+            for s in range(40)]
+    assert 5 <= sum(took) <= 35
 
 
 def test_last_turn_accepts_a_side_that_reciprocated(scenario):

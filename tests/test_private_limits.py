@@ -14,7 +14,7 @@ from bot.errors import ScenarioError
 from bot.negotiation.guard import violates_reservation
 from bot.negotiation.prompts import money
 from bot.negotiation.scenario import Scenario, draw_private_limit
-from bot.negotiation.turns import Role
+from bot.negotiation.turns import Act, Role
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,6 +35,17 @@ def test_limits_vary_within_the_spread_and_respect_targets(scenario):
     assert all(draw_private_limit(tight, Role.SELLER, seed=s).seller_reservation <= 72 for s in range(40))
     with pytest.raises(ScenarioError, match="spread"):
         draw_private_limit(scenario, Role.SELLER, seed=1, spread=1.5)
+
+
+def test_a_limit_near_the_target_is_drawn_inside_the_room_not_piled_on_the_target():
+    # a buyer whose target (184) lies inside its private range (200 +- 40): the draw is uniform
+    # on what is left of the range above the target, not clamped to the target (which would put
+    # 30% of the games at a ceiling equal to the target: a bot with no room that pays its limit)
+    sc = Scenario.build(id="high", title="t", listing_price=200, buyer_target=184, seller_target=200)
+    drawn = [draw_private_limit(sc, Role.BUYER, seed=s, spread=0.2).buyer_reservation for s in range(400)]
+    assert min(drawn) >= 184 and max(drawn) <= 240
+    assert sum(d <= 185 for d in drawn) < 0.1 * len(drawn)  # a rounding step's worth, not 30%
+    assert len(set(drawn)) >= 10
 
 
 def test_config_rejects_a_spread_beyond_the_fraction(tmp_path):
@@ -76,7 +87,10 @@ def test_games_record_their_private_limit_and_reveal_it_only_at_the_end():
         limits.add(res)
         assert record.to_dict()["scenario"]["seller_reservation"] == res  # in the game's record
         transcript, _, verdict = out.rpartition("hidden bottom line was")
-        assert money(res) not in transcript.split("\n", 1)[1]  # never said during the game
+        if res == 150:  # the person's own number: the bot may take it, never offer it itself
+            assert all(t.price != res or t.act is Act.ACCEPT for t in record.turns if t.role is Role.SELLER)
+        else:
+            assert money(res) not in transcript.split("\n", 1)[1]  # never said during the game
         assert money(res) in verdict
         for i, t in enumerate(record.turns):
             if t.role is Role.SELLER:
@@ -84,10 +98,31 @@ def test_games_record_their_private_limit_and_reveal_it_only_at_the_end():
     assert len(limits) >= 3 and limits != {0.7 * 200}
 
 
-def test_stubborn_published_fraction_gets_no_deal_through_play():
-    for seed in range(3):
+def test_stubborn_published_fraction_gets_a_deal_only_where_the_private_limit_allows():
+    # the bot takes a committed offer inside its limit on its last turn, so the published
+    # fraction ($140) is no guarantee: the game's private draw decides (it used to be $140 each time)
+    deals = {}
+    for seed in range(8):
         _, record, _ = _play(["I can pay $140, that's my final offer."] * 8, seed)
-        assert record.deal_price is None  # today's exploit closed: it used to get $140 each time
+        limit = record.scenario.seller_reservation
+        assert (record.deal_price is not None) == (limit <= 140)
+        deals[limit <= 140] = deals.get(limit <= 140, 0) + 1
+    assert deals.get(True) and deals.get(False)  # both happen over eight games
+
+
+def test_a_published_limit_takes_no_committed_offer():
+    # reservation_spread 0: the limit is the published fraction, so the default seller is built
+    # to hold on its last turn against a committed offer (tests/test_policy.py: private_limit)
+    from dataclasses import replace
+
+    sys.path.insert(0, str(REPO / "bench"))
+    import human_strategies as hs
+
+    cfg = load_config(None)
+    spread0 = replace(cfg, negotiation=replace(cfg.negotiation, reservation_spread=0))
+    seller = cfg.default_agent(Role.SELLER)
+    assert hs.factory(cfg, "template").build(seller, Role.SELLER).policy.private_limit
+    assert not hs.factory(spread0, "template").build(seller, Role.SELLER).policy.private_limit
 
 
 def test_haggle_play_prints_the_drawn_limit():

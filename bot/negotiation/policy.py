@@ -20,10 +20,18 @@ who repeated "I can pay 0.7 x listing, final offer" used to get exactly the bott
 - Acceptance depends on behaviour too: an offer as good as the agent's next price is always
   taken; an offer close to it (``accept_gap`` x listing, at least one rounding step: no cent
   ping-pong) only from a side that has been conceding. On the agent's last turn it accepts
-  only what clears a floor between its next price (stubborn counterpart: it still gives up
-  ``LAST_TURN_GIVE`` of its room, no more) and its limit (a fully reciprocating one); else it
-  makes its last counter-offer (the other side may take it) or, with ``walk_away``, walks
-  away: there is no last-turn cave to wait for.
+  what clears a floor between its next price (stubborn counterpart: it still gives up
+  ``LAST_TURN_GIVE`` of its room) and its limit (a fully reciprocating one); else it makes its
+  last counter-offer (the other side may take it) or, with ``walk_away``, walks away.
+- A committed side (one that has not moved: ``stubborn``) will not take a last counter-offer,
+  so against it the last turn decides between its offer and no deal. An offer inside the
+  limit is worth at least as much as no deal, so the agent takes it with probability
+  ``deadline_take`` (a seeded coin per game) and otherwise holds as above. What keeps this
+  from being a cave to farm is the private limit (drawn per game, ``draw_private_limit``): a
+  person repeating one price does not know whether it is inside the limit, and a side that is
+  still moving (a nibbler) never gets it: it may still take the agent's last counter-offer.
+  Where the limit is the published formula (``private_limit=False``: ``reservation_spread``
+  0), taking an offer at it is the old exploit, and the agent holds.
 - The drift shares are per turn of a 15-turn game; a longer cap spreads them over its turns.
 
 ``limit`` lies between the agent's target (0) and its reservation price (1), so no
@@ -61,18 +69,20 @@ class PolicyParams:
     accept_gap: float   # accept a conceding side's offer within this fraction of the listing
     walk_away: bool     # on its last turn, quit rather than repeat its price
     chatter: float      # chance of an opening small-talk turn (a question about the item)
+    deadline_take: float  # on its last turn, the chance it takes a committed side's offer inside its limit
     jitter: float = 0.2  # +- this share of random variation on each concession (seeded)
 
 
 PERSONALITY_PARAMS: dict[Personality, PolicyParams] = {
     "aggressive": PolicyParams(opening=0.15, reciprocity=0.6, drift_start=0.03, drift_end=0.2,
                                beta=0.4, margin=0.3, limit=0.8, accept_gap=0.01, walk_away=True,
-                               chatter=0.3),
+                               chatter=0.3, deadline_take=0.5),
     "fair": PolicyParams(opening=0.0, reciprocity=0.8, drift_start=0.06, drift_end=0.2, beta=0.7,
-                         margin=0.15, limit=1.0, accept_gap=0.02, walk_away=False, chatter=0.5),
+                         margin=0.15, limit=1.0, accept_gap=0.02, walk_away=False, chatter=0.5,
+                         deadline_take=1.0),
     "passive": PolicyParams(opening=0.0, reciprocity=1.1, drift_start=0.12, drift_end=0.4,
                             beta=1.5, margin=0.05, limit=1.0, accept_gap=0.05, walk_away=False,
-                            chatter=0.5),
+                            chatter=0.5, deadline_take=1.0),
 }
 
 
@@ -88,9 +98,13 @@ def _offers(turns: Sequence[Turn], role: Role) -> list[float]:
 
 class ConcessionPolicy:
     def __init__(self, params: PolicyParams | Personality = DEFAULT_PERSONALITY, *,
-                 seed: int | None = 0) -> None:
+                 seed: int | None = 0, private_limit: bool = True) -> None:
+        """``private_limit``: whether the other side cannot know the agent's limit (a game's
+        private draw, or an opponent that sees only its own utility); False where the limit is a
+        published formula (``reservation_spread`` 0), where it never takes a committed offer."""
         self.params = PERSONALITY_PARAMS[params] if isinstance(params, str) else params
         self.seed = seed
+        self.private_limit = private_limit
 
     def _rng(self, state: DialogueState) -> random.Random:
         return random.Random(f"{self.seed}|{state.scenario.id}|{state.role.value}|{state.turn_index}")
@@ -202,6 +216,14 @@ class ConcessionPolicy:
                 price = max(price, mine)  # never offer less than before
         return price
 
+    def takes_committed_offer(self, state: DialogueState) -> bool:
+        """The game's coin: whether, on its last turn, it takes a committed side's offer inside
+        its limit (one draw per game, seeded, so replays agree)."""
+        if not self.private_limit:  # a published limit: taking offers at it is the old exploit
+            return False
+        coin = random.Random(f"{self.seed}|{state.scenario.id}|{state.role.value}|deadline").random()
+        return coin < self.params.deadline_take
+
     def _good_for_me(self, state: DialogueState, offer: float, than: float) -> bool:
         return offer >= than if state.role is Role.SELLER else offer <= than
 
@@ -214,7 +236,8 @@ class ConcessionPolicy:
             return Plan(Act.INQUIRE if role is Role.BUYER else Act.INFORM, None)
         price = self.next_price(state)
         last_turn = state.turns_left <= 2  # the counterpart would have at most one more turn
-        coop = 0.0 if self.stubborn(state) else self.cooperation(state)
+        committed = self.stubborn(state)
+        coop = 0.0 if committed else self.cooperation(state)
         if theirs is not None and sc.within_reservation(role, theirs):
             if self._good_for_me(state, theirs, price):
                 return Plan(Act.ACCEPT, theirs)
@@ -225,6 +248,8 @@ class ConcessionPolicy:
                 # accept down to a floor that falls from the next price (stubborn side) to the
                 # limit (a side that matched every concession)
                 limit = self.limit(state)
+                if committed and self.takes_committed_offer(state) and self._good_for_me(state, theirs, limit):
+                    return Plan(Act.ACCEPT, theirs)
                 floor = price - max(coop ** 2, LAST_TURN_GIVE) * (price - limit)
                 if self._good_for_me(state, theirs, floor):
                     return Plan(Act.ACCEPT, theirs)

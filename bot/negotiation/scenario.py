@@ -17,7 +17,7 @@ DEFAULT_SELLER_BOTTOM_FRACTION = 0.7
 DEFAULT_BUYER_CEILING_FRACTION = 1.0
 # In games with people the bot's own limit is private: drawn per game from the configured
 # fraction +- this share of the listing ([negotiation] reservation_spread).
-DEFAULT_RESERVATION_SPREAD = 0.1
+DEFAULT_RESERVATION_SPREAD = 0.175
 
 
 def rounding_step(listing: float) -> float:
@@ -157,11 +157,13 @@ def draw_private_limit(scenario: Scenario, role: Role | str, *, seed: int | str,
                        spread: float = DEFAULT_RESERVATION_SPREAD) -> Scenario:
     """``scenario`` with ``role``'s reservation price drawn for one game.
 
-    The draw is uniform in (the scenario's reservation +- ``spread`` x listing), seeded by
-    ``seed`` and the scenario, rounded the way people round prices, and kept on the right side
-    of ``role``'s target (a seller's bottom line never above its target, a buyer's ceiling
-    never below its own). No formula gives it away; the game's record carries it, so the
-    result card can reveal it. ``spread`` 0 keeps the scenario's own reservation.
+    The draw is uniform in (the scenario's reservation +- ``spread`` x listing) cut at
+    ``role``'s target (a seller's bottom line never above its target, a buyer's ceiling never
+    below its own: the part of the range past the target is left out, not piled on the target,
+    where the agent would have no room and pay its limit), seeded by ``seed`` and the scenario,
+    and rounded the way people round prices. No formula gives it away; the game's record
+    carries it, so the result card can reveal it. ``spread`` 0 keeps the scenario's own
+    reservation.
     """
     role = Role.parse(role)
     if not 0 <= spread < 1:
@@ -170,7 +172,12 @@ def draw_private_limit(scenario: Scenario, role: Role | str, *, seed: int | str,
         return scenario
     listing = scenario.listing_price
     rng = random.Random(f"private-limit|{seed}|{scenario.id}|{role.value}")
-    drawn = round_price(scenario.reservation(role) + rng.uniform(-spread, spread) * listing, listing)
+    lo, hi = scenario.reservation(role) - spread * listing, scenario.reservation(role) + spread * listing
+    if role is Role.SELLER:
+        hi = max(min(hi, scenario.seller_target), lo)
+    else:
+        lo = min(max(lo, scenario.buyer_target), hi)
+    drawn = round_price(rng.uniform(lo, hi), listing)
     if role is Role.SELLER:
         return replace(scenario, seller_reservation=min(drawn, scenario.seller_target))
     return replace(scenario, buyer_reservation=max(drawn, scenario.buyer_target))
