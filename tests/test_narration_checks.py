@@ -34,6 +34,14 @@ SEEN = [
     ("Hi, could you do $600 for it?", Act.INIT_PRICE, Role.SELLER, 600, "wrong_role"),
     ("I'm asking $90 for it, it's in great shape.", Act.COUNTER_PRICE, Role.BUYER, 90, "wrong_role"),
     ("I think we are done here.", Act.ACCEPT, Role.BUYER, 90, "wrong_act"),
+    # judged not sensible in the blind reading of 2026-12-01 (docs/narration.md)
+    ("I'll take it for $23.", Act.COUNTER_PRICE, Role.SELLER, 23, "wrong_role"),
+    ("I'd love to take it for $21.", Act.COUNTER_PRICE, Role.SELLER, 21, "wrong_role"),
+    ("What is it? What I am looking for?", Act.INQUIRE, Role.SELLER, None, "wrong_role"),
+    ("What is the item and what can I get it for you?", Act.INQUIRE, Role.BUYER, None, "wrong_role"),
+    ("It's a great bike. You can get one for $425.", Act.COUNTER_PRICE, Role.BUYER, 425, "wrong_role"),
+    ("I'm sorry, I can't give you a price yet. We'll get it later today for $13.50.",
+     Act.COUNTER_PRICE, Role.BUYER, 13.5, "wrong_act"),
 ]
 
 
@@ -50,6 +58,10 @@ def test_lines_the_agents_were_seen_writing_are_flagged(line, act, role, price, 
     ("I could do $120 if you can meet me today", Act.COUNTER_PRICE, Role.BUYER, 120),
     ("ok deal, $130 works", Act.ACCEPT, Role.SELLER, 130),
     ("Sorry, that's too low for me. Good luck!", Act.QUIT, Role.SELLER, None),
+    ("You can take it for $150 if you pick it up today.", Act.COUNTER_PRICE, Role.SELLER, 150),
+    ("It's a great bike, you can get one for $425.", Act.COUNTER_PRICE, Role.SELLER, 425),
+    ("I can get it for $395 if you deliver.", Act.COUNTER_PRICE, Role.BUYER, 395),
+    ("I'll take $140, it's yours.", Act.ACCEPT, Role.SELLER, 140),
 ])
 def test_lines_a_person_writes_pass(line, act, role, price):
     assert narration_findings(line, act, role, price=price, title="Road bike") == []

@@ -48,18 +48,24 @@ _HOUSING = re.compile(r"\b(housing|apartment|house|room|studio|rent|lease|condo)
 _SELLER_TALK = re.compile(
     r"\bi'?m asking\b|\bi am asking\b|\bit'?s yours\b|\bi('?d| can| could| will) let it go\b|"
     r"\bi (can|could|will) come down\b|\bmy lowest\b|\bi'?m selling\b|\bi am selling\b|"
-    r"\bmy (item|listing)\b|\bi can sell\b|\bi'?ll sell\b|\bwilling to sell\b", re.I)
+    r"\bmy (item|listing)\b|\bi can sell\b|\bi'?ll sell\b|\bwilling to sell\b|"
+    r"\byou can get (it|one) for\b|\bget it for you\b|\bhappy to provide\b", re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
     r"\bi'?m interested in (buying|your)\b|\bcan i buy\b|\bgo up to\b|\bthe most i can\b|"
     r"\bi'?m looking to buy\b|\bi would buy\b|\bi can afford\b|\bi'?m (just )?looking for\b|"
-    r"\bi'?ll pay\b|\bgoing to spend\b|\bmy collection\b", re.I)
+    r"\bi'?ll pay\b|\bgoing to spend\b|\bmy collection\b|"
+    r"\bi'?(ll|d) (love to |like to |be happy to )?take it\b|\bwhat is (it|the item)\b|"
+    r"\bwhat are you selling\b", re.I)
 # A seller who opens by asking the buyer for a price has taken the buyer's words.
 _BUYER_OPENING = re.compile(r"\b(could|can) you do\b|\bwould you (take|accept)\b", re.I)
 _YES = re.compile(r"\b(deal|ok(ay)?|sure|sounds (good|great|fair)|works|agreed?|yes|yeah|yep|"
-                  r"accept|i'?ll take it|let'?s do it|you got it|you'?ve got|fine|perfect|great|"
+                  r"accept|i'?ll take|it'?s yours|let'?s do it|you got it|you'?ve got|fine|perfect|great|"
                   r"alright|all right|allright|awesome|cool|good (deal|price))\b",
                   re.I)
+# A priced move whose words say no price is being given ("I can't give you a price yet. $13 ...").
+_NO_PRICE = re.compile(r"\b(can'?t|cannot|won'?t) (give|make|name|offer) (you )?(a|any) price\b|"
+                       r"\bno price (yet|now)\b|\bprice (later|tomorrow)\b", re.I)
 _NO = re.compile(r"\b(no|not|can'?t|cannot|won'?t|too (low|high|much)|sorry|pass)\b", re.I)
 # A counter that sounds like a yes: "deal"/"sounds good" with nothing that makes it a proposal.
 _PROPOSAL = re.compile(r"\?|\b(how about|would you|could you|can you|can do|could do|"
@@ -115,6 +121,8 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
             r"\b(deal|agreed|i accept|sounds good|you got it|i'?ll take it|i'?ll do it)\b", text, re.I) \
             and not _PROPOSAL.search(text):
         out.append(Finding("wrong_act", "a proposal that reads like an accept"))
+    elif price is not None and act is not Act.ACCEPT and _NO_PRICE.search(text):
+        out.append(Finding("wrong_act", "a priced move that says it gives no price"))
     elif act is Act.INQUIRE and "?" not in text:
         out.append(Finding("wrong_act", "an inquiry that asks nothing"))
     return out
