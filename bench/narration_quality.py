@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bot.agent_factory import AgentFactory  # noqa: E402
 from bot.agreemate import load_agreemate_scenarios  # noqa: E402
 from bot.config import load_config  # noqa: E402
+from bot.data_sources import locate  # noqa: E402
 from bot.datasets import load_craigslist  # noqa: E402
 from bot.negotiation.narration import CHECKS, distinct_n, narration_findings  # noqa: E402
 from bot.negotiation.prompts import money  # noqa: E402
@@ -62,8 +63,7 @@ def pick_shipped(n: int, seed: int):
 
 def pick_dialogues(cfg, n: int, seed: int):
     """``n`` test-split dialogues, seeded, none of whose items is one of the 30 shipped ones."""
-    ref = cfg.data.craigslist_test
-    path = ref if ref.startswith("hf://") else str(cfg.resolve_path(ref))
+    path = locate(cfg, "craigslist", "test")  # [data] craigslist_test, else the data cache
     shipped = {s.title.strip().lower() for s in load_agreemate_scenarios()}
     dialogues = [d for d in load_craigslist(path)
                  if d.scenario.title.strip().lower() not in shipped
