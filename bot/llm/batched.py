@@ -128,6 +128,10 @@ class BatchedLlamaCppBackend:
             raise ModelError(f"{self.name}: the backend is closed")
         await self.engine.start()
 
+    async def probe(self) -> None:
+        """The health check a tournament runs first (AgentFactory.probe): loading the model."""
+        await self.load()
+
     @property
     def loaded(self) -> bool:
         return self.engine.loaded
