@@ -6,7 +6,8 @@ Runs, side by side in one run, each in a fresh child process (so peak RSS is its
    scenarios x --repetitions, --max-turns turns) at 1, 2, 4, 6 and 8 concurrent negotiations
    (tournament workers), on today's backend (`llamacpp`: one llama.cpp instance per agent seat,
    each with llama.cpp's default threads) and on the batched one (`llamacpp-batched`: one
-   engine, one context with 2 x workers sequences, --batched-threads threads). Printed per
+   engine, one context with 2 x workers sequences, --batched-threads threads, the model in
+   --batch-format's file type, see bench/batch_kernels.py). Printed per
    run: negotiations per minute, generated tokens per second, peak RSS, invalid acts,
    reservation violations, fallback turns, prefix reuse (prompt tokens llama.cpp evaluated /
    tokens in the final context, per agent per negotiation: the worst), and how many
@@ -20,7 +21,7 @@ Runs, side by side in one run, each in a fresh child process (so peak RSS is its
 Models load before the clock starts. The ratios printed at the end are the issue's "Must show".
 
     .venv/bin/python bench/batching.py [--scenarios 6] [--repetitions 2] [--max-turns 6]
-        [--levels 1,2,4,6,8] [--batched-threads 2] [--games 12] [--messages 3]
+        [--levels 1,2,4,6,8] [--batched-threads 2] [--batch-format F16] [--games 12] [--messages 3]
 """
 
 from __future__ import annotations
@@ -49,12 +50,13 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def model_spec(backend: str, *, slots: int, threads: int | None, name: str = "default") -> Any:
+def model_spec(backend: str, *, slots: int, threads: int | None, name: str = "default",
+               batch_format: str | None = None) -> Any:
     from bot.llm.models import ModelSpec
 
     if backend == "batched":
         return ModelSpec(name=name, backend="llamacpp-batched", n_slots=slots, n_ctx=BATCHED_CTX,
-                         n_threads=threads)
+                         n_threads=threads, batch_format=batch_format)
     return ModelSpec(name=name, backend="llamacpp")  # today's defaults (n_ctx 4096, threads)
 
 
@@ -75,7 +77,8 @@ async def tournament_child(args: argparse.Namespace) -> dict[str, Any]:
     from bot.tournament import plan_tournament, run_tournament
 
     cfg = load_config(args.config)
-    spec = model_spec(args.backend, slots=2 * args.workers, threads=args.batched_threads)
+    spec = model_spec(args.backend, slots=2 * args.workers, threads=args.batched_threads,
+                      batch_format=args.batch_format)
     cfg = replace(cfg, models={**cfg.models, "default": spec})
     plan = plan_tournament(cfg, buyers=["buyer"], sellers=["seller"], scenario_set="agreemate",
                            scenarios=args.scenarios, repetitions=args.repetitions,
@@ -145,8 +148,9 @@ async def discord_child(args: argparse.Namespace) -> dict[str, Any]:
     slots = args.games if args.backend == "batched" else args.today_slots
     cfg = make_config(bot={"model_slots": args.today_slots, "queue_size": args.games * 2},
                       agents={"llm-seller": seller})
-    cfg = replace(cfg, models={"fake": model_spec(args.backend, slots=slots,
-                                                  threads=args.batched_threads, name="fake")})
+    cfg = replace(cfg, models={"fake": model_spec(args.backend, slots=slots, name="fake",
+                                                  threads=args.batched_threads,
+                                                  batch_format=args.batch_format)})
     rss_before = rss_mb()
     latencies: list[float] = []
     with tempfile.TemporaryDirectory(prefix="haggle-bench-") as tmp:
@@ -193,7 +197,8 @@ def decode_child(args: argparse.Namespace) -> dict[str, Any]:
 
     from bot.llm.batch_engine import BatchedEngine
 
-    engine = BatchedEngine("embedded", n_slots=12, n_ctx=1024, n_threads=args.batched_threads)
+    engine = BatchedEngine("embedded", n_slots=12, n_ctx=1024, n_threads=args.batched_threads,
+                           batch_format=args.batch_format)
     asyncio.run(engine.start())
     ctx, batch, mem = engine._ctx.ctx, engine._batch, engine._ctx.memory
     prompt = engine._model.tokenize(b"I would like to buy your bike for a fair price. " * 40,
@@ -248,8 +253,10 @@ def main(args: argparse.Namespace) -> int:
     load = os.getloadavg()
     print(f"bench/batching.py on {os.cpu_count()} CPU(s), load average {load[0]:.2f} "
           f"{load[1]:.2f} {load[2]:.2f}; batched engine threads: {args.batched_threads or 'all'}")
-    raw = child(["--child=decode", f"--batched-threads={args.batched_threads or 0}"])
-    print("llama_decode alone (SmolLM2-135M Q4_1), tokens/s with n tokens in one step:")
+    fmt = [f"--batch-format={args.batch_format}"] if args.batch_format else []
+    raw = child(["--child=decode", f"--batched-threads={args.batched_threads or 0}", *fmt])
+    print(f"llama_decode alone (SmolLM2-135M {args.batch_format or 'Q4_1'}), tokens/s with n "
+          f"tokens in one step:")
     print("  n               " + "".join(f"{n:>8}" for n in raw["rows"]))
     for key, label in (("multi", "n sequences"), ("one", "one sequence")):
         print(f"  {label:<16}" + "".join(f"{r[key]:>8.1f}" for r in raw["rows"].values()))
@@ -259,6 +266,7 @@ def main(args: argparse.Namespace) -> int:
             f"--max-turns={args.max_turns}"]
     if args.batched_threads:
         base.append(f"--batched-threads={args.batched_threads}")
+    base += fmt
     if args.config:
         base.append(f"--config={args.config}")
     rows = []
@@ -323,6 +331,8 @@ if __name__ == "__main__":
                         default=[1, 2, 4, 6, 8])
     parser.add_argument("--batched-threads", type=int, default=None,
                         help="threads of the batched engine (default: every CPU)")
+    parser.add_argument("--batch-format", choices=("F16", "Q8_0", "Q4_0", "Q4_1"),
+                        help="file type the batched engine runs (batch_format; default: as shipped)")
     parser.add_argument("--games", type=int, default=12)
     parser.add_argument("--messages", type=int, default=3)
     parser.add_argument("--today-slots", type=int, default=4,

@@ -67,6 +67,16 @@ def test_a_gguf_llama_cpp_cannot_load_is_refused_at_probe(tmp_path, capsys):
     assert f"path = '{gguf}'" in err
 
 
+def test_the_batched_backend_is_probed_too(tmp_path, capsys):
+    """The batched backend answers the probe (a load) like the per-seat one: refused, not a crash."""
+    pytest.importorskip("llama_cpp")
+    gguf = write_tiny_gguf(tmp_path / "broken.gguf")
+    models = f'[models.dead]\npath = "{gguf}"\nbackend = "llamacpp-batched"\nn_slots = 2\n'
+    rc, err, stored = _tournament(tmp_path, models, capsys)
+    assert rc == 2 and stored == 0
+    assert "model 'dead'" in err and "failed its probe" in err and "llama.cpp could not load" in err
+
+
 def test_a_truncated_gguf_is_refused_before_anything_runs(tmp_path, capsys):
     """Truncated tensor data: the gguf reader already refuses the header, before the probe."""
     whole = write_tiny_gguf(tmp_path / "whole.gguf")

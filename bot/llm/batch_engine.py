@@ -35,7 +35,8 @@ from bot.llm.llamacpp import (
     _take_thread_errors,
     gpu_offload_supported,
 )
-from bot.llm.models import check_gguf_magic, resolve_model
+from bot.llm.models import check_gguf_magic, inspect_gguf, resolve_model
+from bot.llm.requantize import derived_gguf
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class BatchedEngine:
     def __init__(self, model: str | Path = "embedded", *, name: str | None = None,
                  n_slots: int = 8, n_ctx: int = 2048, n_threads: int | None = None,
                  n_gpu_layers: int = 0, seed: int | None = None, chat_format: str | None = None,
-                 lora: str | Path | None = None, lora_scale: float = 1.0,
+                 lora: str | Path | None = None, lora_scale: float = 1.0, batch_format: str | None = None,
                  base_dir: str | Path | None = None, manifest_file: Any = None,
                  force_unverified: bool = False) -> None:
         if n_slots < 1 or n_slots > llama_cpp.llama_max_parallel_sequences():
@@ -166,6 +167,7 @@ class BatchedEngine:
         self.chat_format = chat_format
         self.lora = str(lora) if lora is not None else None
         self.lora_scale = lora_scale
+        self.batch_format = batch_format  # the file type to run (bot/llm/requantize.py)
         self.base_dir = base_dir
         self.manifest_file = manifest_file  # a trained model folder's record of its GGUF
         self.force_unverified = force_unverified
@@ -223,6 +225,9 @@ class BatchedEngine:
             log.warning("%s: n_gpu_layers=%d asked for, but this llama-cpp-python build is "
                         "CPU-only: the model runs on the CPU", self.name, self.n_gpu_layers)
         _install_log_capture()
+        base = path  # what a LoRA adapter was trained on
+        if self.batch_format is not None:  # written once into the model cache
+            path = derived_gguf(inspect_gguf(path), self.batch_format, threads=self.n_threads)
         _take_thread_errors()
         started = time.perf_counter()
         mparams = llama_cpp.llama_model_default_params()
@@ -248,7 +253,7 @@ class BatchedEngine:
             lora = Path(self.lora).expanduser()
             if not lora.is_absolute():
                 lora = Path(self.base_dir or ".").absolute() / lora
-            self._set_adapter(resolve_lora(lora, base=path))
+            self._set_adapter(resolve_lora(lora, base=base))
         self._batch = llama_cpp.llama_batch_init(N_BATCH, 0, 1)
         self.n_ctx_seq = int(llama_cpp.llama_n_ctx_seq(self._ctx.ctx))
         self.n_vocab = self._model.n_vocab()
@@ -277,17 +282,11 @@ class BatchedEngine:
         """The chat handler a Llama on this file would pick (its chat template, else a format)."""
         metadata = self._model.metadata()
         template = metadata.get("tokenizer.chat_template")
-        chat_format = self.chat_format
-        if chat_format is None:
-            if template is None:
-                chat_format = "llama-2"
-            else:
-                chat_format = (llama_chat_format.guess_chat_format_from_gguf_metadata(metadata)
-                               or "chat_template.default")
+        chat_format = self.chat_format or ("llama-2" if template is None else (
+            llama_chat_format.guess_chat_format_from_gguf_metadata(metadata) or "chat_template.default"))
         if chat_format == "chat_template.default" and template is not None:
             eos, bos = self._model.token_eos(), self._model.token_bos()
-            return llama_chat_format.Jinja2ChatFormatter(
-                template=template,
+            return llama_chat_format.Jinja2ChatFormatter(template=template,
                 eos_token=self._model.token_get_text(eos) if eos != -1 else "",
                 bos_token=self._model.token_get_text(bos) if bos != -1 else "",
                 stop_token_ids=[eos]).to_chat_handler()

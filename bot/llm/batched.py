@@ -56,7 +56,7 @@ def engine_key(spec: ModelSpec, base_dir: str | Path | None = None) -> tuple[Any
     """Seats share an engine when their models name the same file, adapter and settings."""
     return (str(Path(base_dir or ".").absolute()), spec.path, getattr(spec, "lora", None),
             spec.n_slots, spec.n_ctx, spec.n_threads, spec.n_gpu_layers, spec.chat_format,
-            spec.seed)
+            spec.seed, spec.batch_format)
 
 
 def acquire_engine(spec: ModelSpec, base_dir: str | Path | None = None) -> BatchedEngine:
@@ -68,6 +68,7 @@ def acquire_engine(spec: ModelSpec, base_dir: str | Path | None = None) -> Batch
                                    n_ctx=spec.n_ctx, n_threads=spec.n_threads,
                                    n_gpu_layers=spec.n_gpu_layers, seed=spec.seed,
                                    chat_format=spec.chat_format, lora=getattr(spec, "lora", None),
+                                   batch_format=spec.batch_format,
                                    base_dir=base_dir,
                                    manifest_file=getattr(spec, "manifest_file", None),
                                    force_unverified=spec.force_unverified)
@@ -126,6 +127,10 @@ class BatchedLlamaCppBackend:
         if self._closed:
             raise ModelError(f"{self.name}: the backend is closed")
         await self.engine.start()
+
+    async def probe(self) -> None:
+        """The health check a tournament runs first (AgentFactory.probe): loading the model."""
+        await self.load()
 
     @property
     def loaded(self) -> bool:

