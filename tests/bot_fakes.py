@@ -39,9 +39,9 @@ AGENTS = {
 
 
 def make_config(*, bot: dict[str, Any] | None = None, negotiation: dict[str, Any] | None = None,
-                agents: dict[str, Any] | None = None) -> Any:
+                agents: dict[str, Any] | None = None, models: dict[str, Any] | None = None) -> Any:
     """A Config with rule agents, one LLM agent on model "fake", and a [bot] section."""
-    raw = {"agents": agents or AGENTS, "models": {"fake": {"path": "embedded"}},
+    raw = {"agents": agents or AGENTS, "models": models or {"fake": {"path": "embedded"}},
            "negotiation": negotiation or {}}
     cfg = parse_config(raw, None)
     table = {"inactivity_timeout_s": 600.0, "haggle_cooldown_s": 0.0, "command_cooldown_s": 0.0,

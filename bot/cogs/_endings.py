@@ -7,6 +7,8 @@ inactivity sweep, a deleted thread, the bot closing, and the faults around an en
   Discord; a restart posts what was saved but not posted, once.
 - The bot's downtime is not the player's: on start, each running game records the restart and
   its inactivity clock counts from the bot's start (or its last save, if later).
+- A turn of the agent (``_agent_turn``) takes a slot of its model's line and that slot's
+  instance under ``[bot] max_model_instances``; a full line or no instance left is said so.
 - A final save that keeps failing (disk full, database locked) leaves the game over-but-unsaved
   in memory: the sweep saves and concludes it once the store answers, without pinging the
   player again, and /haggle saves it first rather than locking the player out.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -24,10 +27,12 @@ from discord.ext import commands, tasks
 
 from bot.cogs._cards import turn_text
 from bot.cogs._live import LiveGame, Unseated
-from bot.discord_util import quietly
-from bot.errors import StoreError
-from bot.negotiation.session import HumanGame
+from bot.discord_util import ordinal, quietly, typing
+from bot.errors import ModelCapacity, StoreError
+from bot.model_slots import slot_seat
+from bot.negotiation.session import Exchange, HumanGame
 from bot.negotiation.turns import Outcome
+from bot.queues import QueueFull
 
 if TYPE_CHECKING:
     from bot.app import HaggleBot
@@ -78,13 +83,75 @@ class GameEndings:
             log.warning("closing with a game turn still under way after %.0f s", limit)
         await self.settle_marks()
 
+    async def _agent_turn(self, live: LiveGame, place: Any,
+                          action: Callable[[HumanGame], Awaitable[Exchange]]) -> Exchange | None:
+        """Run ``action`` (which may ask the agent to move) with the agent seated on a model
+        slot: in line behind other games when the model is busy, or not at all (None, the
+        person told) when the line is full."""
+        spec = self.bot.cfg.agent(live.agent_name)
+        if spec.kind != "llm":
+            live.game.agent = self.build_agent(live, seat=None)
+            try:
+                return await action(live.game)
+            finally:
+                live.game.agent = Unseated(live.agent_name)
+        queue = self.bot.queues.get(spec.model)
+        try:
+            ticket = queue.enter()
+        except QueueFull as exc:
+            await quietly(place.send(f"The `{spec.model}` model is busy: {exc.waiting} games are "
+                                      f"already waiting for it. Your game is saved; send your "
+                                      f"message again in a minute."))
+            return None
+        notice = None
+        try:
+            live.waiting = asyncio.current_task()
+            try:
+                if ticket.position:
+                    notice = await quietly(place.send(
+                        f"⏳ You're {ordinal(ticket.position)} in line for the `{spec.model}` "
+                        f"model; I'll answer as soon as it's your turn."))
+                slot = await ticket.wait()
+            except asyncio.CancelledError:
+                why, live.withdrawn = live.withdrawn, None
+                if why is None:
+                    raise
+                asyncio.current_task().uncancel()  # withdrawn on purpose: end quietly
+                if why:
+                    await quietly(place.send(f"Sorry, {why}: your message wasn't counted and "
+                                              f"the game is saved; send it again in a minute."))
+                return None
+            finally:
+                live.waiting = None
+            if notice is not None:  # the turn runs now: the "in line" notice goes
+                await quietly(notice.delete())
+                notice = None
+            seat = self._seat(live, spec.model, slot)
+            try:  # the instance, under the bot-wide max_model_instances
+                await self.bot.factory.pool.acquire(spec.model, seat)
+            except ModelCapacity as exc:
+                await quietly(place.send(f"Sorry, {exc}. Your game is saved; send your message "
+                                          f"again in a minute."))
+                return None
+            try:
+                live.game.agent = self.build_agent(live, seat=seat)
+                async with typing(place):
+                    return await action(live.game)
+            finally:
+                self.bot.factory.pool.unlease(spec.model, seat)
+        finally:
+            ticket.release()
+            live.game.agent = Unseated(live.agent_name)
+            if notice is not None:
+                await quietly(notice.delete())
+
     def _seat(self, live: LiveGame, model: str, slot: int) -> str:
         """The model seat of this turn: the queue slot's instance, or, on a batched model,
         the game's own sequence (kept between its turns, freed when it ends)."""
         spec = self.bot.cfg.models.get(model)
         if spec is not None and spec.backend == "llamacpp-batched":
             return f"discord/{model}/game{live.id}"
-        return f"discord/{model}/slot{slot}"
+        return slot_seat(model, slot)
 
     async def _release_sequence(self, live: LiveGame) -> None:
         """A finished game's sequence on a batched model: its KV cache is removed."""
