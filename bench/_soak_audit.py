@@ -4,8 +4,9 @@ shows, every refusal people got, and every message scanned for leaks.
 - ``GameAudit``: per game, the bot's moves saved in the database against its move messages in
   the game's thread (a multiset of the escaped words: lost = saved but never posted,
   duplicated = posted more often than saved), result cards of finished games never posted,
-  stuck games (the bot owes a move, or the game is over but still active), endings as the
-  player's timeout (and those of games that lived through a restart).
+  games that owe a move at the end (the bot's move is due, or the game is over but still
+  active: the soak then pokes their players, and a game that does not answer is stuck),
+  endings as the player's timeout (and those of games that lived through a restart).
 - ``Leaks``: every message the bot showed anyone (``observe`` sees each new message and edit,
   private replies included): absolute paths, URLs (the backend's or any other), ids of other
   servers.
@@ -127,6 +128,7 @@ class GameAudit:
     timeouts: int = 0
     timeouts_after_restart: int = 0
     lived_through_restart: int = 0
+    owing: list[tuple[int, int, int]] = field(default_factory=list)  # (game, thread, player)
     outcomes: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
 
@@ -141,9 +143,9 @@ def audit_games(db_path: str, discord: Any) -> GameAudit:
     audit = GameAudit()
     bot_id = discord.bot_user.id
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30) as db:
-        rows = db.execute("SELECT id, thread_id, status, outcome, human_role, state "
+        rows = db.execute("SELECT id, thread_id, status, outcome, human_role, state, player_id "
                           "FROM games").fetchall()
-    for game_id, thread_id, status, outcome, human_role, raw in rows:
+    for game_id, thread_id, status, outcome, human_role, raw, player_id in rows:
         state = json.loads(raw)
         audit.games += 1
         audit.finished += status == "finished"
@@ -179,8 +181,7 @@ def audit_games(db_path: str, discord: Any) -> GameAudit:
             owes = (turns[-1]["role"] == human_role) if turns else state.get("first_mover") == bot_role
             if owes or state.get("outcome"):
                 audit.stuck += 1
-                audit.note(f"game {game_id}: active, "
-                           + ("over in its state" if state.get("outcome") else "the bot owes a move"))
+                audit.owing.append((game_id, thread_id, player_id))
     return audit
 
 

@@ -217,11 +217,40 @@ async def soak(args: argparse.Namespace) -> int:
         await asyncio.sleep(1)
         if leaks.messages != seen:
             seen, quiet_since = leaks.messages, loop.time()
+    owing = audit_games(str(work / "haggle.db"), discord).owing
+    stuck = await poke(state, owing)  # a game owing a move must answer its player
+    seen, quiet_since = leaks.messages, loop.time()
+    while loop.time() - quiet_since < 10 and owing:
+        await asyncio.sleep(1)
+        if leaks.messages != seen:
+            seen, quiet_since = leaks.messages, loop.time()
     audit = audit_games(str(work / "haggle.db"), discord)
+    audit.stuck, audit.owing = len(stuck), owing
+    audit.examples[:0] = [f"game {g}: owed a move and did not answer its player" for g in stuck]
     await bot.stop()
     await discord.stop()
     report(args, work, discord, state, leaks, audit, bot, plan, downtimes, restart_s, started)
     return 0
+
+
+async def poke(state: Soak, owing: list[tuple[int, int, int]]) -> list[int]:
+    """Each game that owes a move at the end: its player writes again (people do); the games
+    whose thread shows nothing new from the bot within 40 s are stuck."""
+    async def one(game_id: int, thread_id: int, player_id: int) -> int | None:
+        thread = state.discord.channels.get(thread_id)
+        user = state.discord.users.get(player_id)
+        if thread is None or user is None:
+            return game_id
+        before = len(state.public_bot_messages(thread))
+        await state.drive.say(user, thread, "hello? are you still there?")
+        for _ in range(160):
+            if len(state.public_bot_messages(thread)) > before:
+                return None
+            await asyncio.sleep(0.25)
+        return game_id
+
+    answers = await asyncio.gather(*(one(*g) for g in owing))
+    return [g for g in answers if g is not None]
 
 
 def discord_driver(discord: Any) -> Any:
@@ -266,8 +295,9 @@ def report(args: argparse.Namespace, work: Path, discord: Any, state: Soak, leak
     print(f"exchanges: {audit.moves_saved} bot moves saved, {audit.moves_posted} posted; "
           f"lost (saved, never posted) {audit.lost}, duplicated {audit.duplicated}; result "
           f"cards saved but never posted {audit.cards_unposted}")
-    print(f"stuck games: {audit.stuck} (of {audit.games} games: {audit.finished} finished, "
-          f"{audit.active} still running at the end; {audit.lived_through_restart} lived "
+    print(f"stuck games: {audit.stuck} ({len(audit.owing)} owed a move when the players stopped, "
+          f"each poked by its player; of {audit.games} games: {audit.finished} finished, "
+          f"{audit.active} still running at the end, {audit.lived_through_restart} lived "
           f"through a restart)")
     print(f"timeouts: {audit.timeouts} in all, {audit.timeouts_after_restart} of games that "
           f"lived through a restart (downtimes {', '.join(f'{d:.1f} s' for d in downtimes)}; "
@@ -311,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--players", type=int, default=50)
     parser.add_argument("--servers", type=int, default=5)
     parser.add_argument("--kills", type=int, default=4, help="SIGKILL + restart cycles")
-    parser.add_argument("--llm-share", type=float, default=0.3,
+    parser.add_argument("--llm-share", type=float, default=0.2,
                         help="share of games against an LLM agent (the embedded model)")
     parser.add_argument("--rule-only", action="store_true", help="no model: rule agents only")
     parser.add_argument("--slots", type=int, default=2, help="[bot] model_slots")

@@ -78,6 +78,9 @@ class FakeMember:
         return self.name
 
 
+THE_BOT = FakeMember("haggle", bot=True, member_id=1)  # the author of what the bot sends
+
+
 class FakeGuild:
     def __init__(self, name: str = "Test server") -> None:
         self.id = next(_ids)
@@ -161,7 +164,7 @@ class FakeChannel:
         if content is not None and len(content) > 2000:
             raise _http_error(discord.HTTPException, 400, "content longer than 2000")
         message = FakeMessage(self, content, embed=embed, view=view, file=file,
-                              reference=reference)
+                              reference=reference, author=THE_BOT)
         self.messages.append(message)
         self.calls.append(("send", message.id))
         self.call_times.append(asyncio.get_running_loop().time())
@@ -175,6 +178,11 @@ class FakeChannel:
                              parent=self)
         self.threads.append(thread)
         return thread
+
+    async def history(self, *, limit: int = 100) -> Any:
+        """The channel's messages, newest first, as discord.py's ``history`` gives them."""
+        for message in list(reversed(self.messages))[:limit]:
+            yield message
 
     def get_partial_message(self, message_id: int) -> FakeMessage:
         for message in self.messages:

@@ -27,7 +27,7 @@ from discord.ext import commands, tasks
 
 from bot.cogs._cards import turn_text
 from bot.cogs._live import LiveGame, Unseated
-from bot.discord_util import ordinal, quietly, typing
+from bot.discord_util import ordinal, quietly, safe_text, typing
 from bot.errors import ModelCapacity, StoreError
 from bot.model_slots import slot_seat
 from bot.negotiation.session import Exchange, HumanGame
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from bot.app import HaggleBot
 
 log = logging.getLogger(__name__)
+
+TABLE_LINE = "\n-# "  # turn_text: a move's words, then the table line
 
 
 class GameEndings:
@@ -208,9 +210,12 @@ class GameEndings:
                     self._mark_posted(live, card=live.game.done)
                     continue
                 game, posted = live.game, True
-                for turn in game.negotiation.turns[live.posted:]:
-                    if turn.role is live.human_role:
-                        continue  # the person's own message is in Discord already
+                # the person's own messages are in Discord already
+                todo = [t for t in game.negotiation.turns[live.posted:]
+                        if t.role is not live.human_role]
+                # killed after posting but before marking it: those are there, not again
+                there = await self._already_posted(place, [safe_text(t.utterance) for t in todo])
+                for turn in todo[there:]:
                     posted = await self._post(live, place, turn_text(game, turn)) \
                         is not None and posted
                     count += 1
@@ -220,6 +225,24 @@ class GameEndings:
                 elif posted:
                     self._mark_posted(live, card=live.card_posted)
         return count
+
+    async def _already_posted(self, place: Any, words: list[str]) -> int:
+        """How many of ``words`` (the escaped words of the moves to post, in order) the bot's
+        last moves in ``place`` already show: a kill between a post and its mark. 0 when the
+        history cannot be read (then they are posted again rather than lost)."""
+        me = getattr(self.bot.user, "id", None)
+        if not words or me is None:
+            return 0
+        try:
+            recent = [m async for m in place.history(limit=len(words) + 10)]  # newest first
+        except (AttributeError, discord.HTTPException):
+            return 0
+        mine = [m.content.split(TABLE_LINE, 1)[0] for m in reversed(recent)
+                if m.author.id == me and TABLE_LINE in (m.content or "")]
+        for k in range(min(len(words), len(mine)), 0, -1):
+            if mine[-k:] == words[:k]:
+                return k
+        return 0
 
     async def _note_restart(self, row: Any) -> None:
         """The bot was down while this game ran: record how long the game had been quiet when
