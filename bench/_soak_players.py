@@ -189,7 +189,7 @@ async def move(soak: Soak, rng: random.Random, user: Any, thread: Any, intro: An
         await say(soak, user, thread, rng.choice(HOSTILE))
     elif r < 0.85:  # button mashing: Status pressed several times at once
         soak.tally.mashes += 1
-        for _ in range(rng.randint(3, 7)):
+        for _ in range(rng.randint(6, 14)):
             await click(soak, user, intro, "status", wait=False)
             await asyncio.sleep(0.03)
     elif r < 0.92:  # an offer, and "deal" / "bye" right behind it, while it waits in line
