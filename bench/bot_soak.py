@@ -224,10 +224,10 @@ async def soak(args: argparse.Namespace) -> int:
         await asyncio.sleep(1)
         if leaks.messages != seen:
             seen, quiet_since = leaks.messages, loop.time()
+    await bot.stop()  # SIGTERM: turns under way finish, are saved and posted, then it exits
     audit = audit_games(str(work / "haggle.db"), discord)
     audit.stuck, audit.owing = len(stuck), owing
     audit.examples[:0] = [f"game {g}: owed a move and did not answer its player" for g in stuck]
-    await bot.stop()
     await discord.stop()
     report(args, work, discord, state, leaks, audit, bot, plan, downtimes, restart_s, started)
     return 0
