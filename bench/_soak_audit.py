@@ -129,6 +129,10 @@ class GameAudit:
     timeouts_after_restart: int = 0
     lived_through_restart: int = 0
     owing: list[tuple[int, int, int]] = field(default_factory=list)  # (game, thread, player)
+    tournaments: int = 0             # in the database
+    tournaments_finished: int = 0
+    negotiations: int = 0            # tournament negotiations stored
+    negotiation_errors: int = 0
     outcomes: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
 
@@ -145,6 +149,13 @@ def audit_games(db_path: str, discord: Any) -> GameAudit:
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30) as db:
         rows = db.execute("SELECT id, thread_id, status, outcome, human_role, state, player_id "
                           "FROM games").fetchall()
+        has = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "tournaments" in has:
+            audit.tournaments, audit.tournaments_finished = db.execute(
+                "SELECT COUNT(*), COUNT(finished_at) FROM tournaments").fetchone()
+            audit.negotiations, audit.negotiation_errors = db.execute(
+                "SELECT COUNT(*), COUNT(*) FILTER (WHERE outcome = 'error') "
+                "FROM negotiations").fetchone()
     for game_id, thread_id, status, outcome, human_role, raw, player_id in rows:
         state = json.loads(raw)
         audit.games += 1

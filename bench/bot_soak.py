@@ -317,7 +317,10 @@ def report(args: argparse.Namespace, work: Path, discord: Any, state: Soak, leak
         said = ("started" if "Tournament started" in t else
                 (t.splitlines() or ["(no answer: the bot was down or killed meanwhile)"])[0][:90])
         answers[said] = answers.get(said, 0) + 1
-    print(f"tournaments: {len(started)} /tournament run, {t_started} started; answers: {answers}")
+    print(f"tournaments: {len(started)} /tournament run, {t_started} started; answers: {answers}; "
+          f"in the database: {audit.tournaments} tournaments ({audit.tournaments_finished} "
+          f"finished), {audit.negotiations} negotiations stored, {audit.negotiation_errors} "
+          f"ended as errors")
     print(f"refusals that reached players: {sum(leaks.refusals.values())}")
     for kind, n in leaks.refusals.most_common():
         print(f"  {n:6d}  {kind}: \"{leaks.refusal_examples[kind][:110]}\"")

@@ -9,7 +9,9 @@ and the bot says the model is busy instead of leaving the person in silence.
 
 Tournaments started from Discord take their turns on the same slots (bot/model_slots.py) as
 *background* tickets: they wait in a line of their own, not counted against ``capacity``, and
-a freed slot goes to them only when no person waits, so games keep their turn.
+a freed slot goes to them when no person waits, or, while people keep waiting, after every
+``BACKGROUND_EVERY`` people's turns: games keep their turn (one tournament turn at most per
+that many of theirs) and tournaments still move.
 
 Pure asyncio, no Discord: the games cog (bot/cogs/games.py) and the benchmark use it.
 """
@@ -22,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.errors import HaggleError
+
+BACKGROUND_EVERY = 4  # while people wait: one tournament turn after this many people's turns
 
 
 class QueueFull(HaggleError):
@@ -91,6 +95,7 @@ class ModelQueue:
         self._free = list(range(slots))
         self._waiting: deque[Ticket] = deque()
         self._background: deque[Ticket] = deque()
+        self._people_served = 0  # slots handed to people since the last tournament turn
 
     @property
     def busy(self) -> int:
@@ -143,12 +148,18 @@ class ModelQueue:
             ticket._granted.cancel()
             return
         slot, ticket.slot = ticket.slot, None
-        for line in (self._waiting, self._background):  # people first, then tournaments
+        # people first, then tournaments; but while people keep waiting, one tournament turn
+        # after every BACKGROUND_EVERY people's turns, so tournaments still move
+        lines = (self._waiting, self._background)
+        if self._background and self._people_served >= BACKGROUND_EVERY:
+            lines = (self._background, self._waiting)
+        for line in lines:
             while line:
                 nxt = line.popleft()
                 if not nxt._granted.done():
                     nxt.slot = slot
                     nxt._granted.set_result(slot)
+                    self._people_served = 0 if nxt.background else self._people_served + 1
                     return
         self._free.append(slot)
         self._free.sort()

@@ -152,6 +152,24 @@ async def test_people_waiting_go_before_tournament_turns():
     assert queue.busy == 0 and queue.state().background == 0
 
 
+async def test_tournament_turns_still_move_while_people_keep_waiting():
+    from bot.queues import BACKGROUND_EVERY, ModelQueue
+
+    queue = ModelQueue("m", slots=1, capacity=100)
+    holder = queue.enter()
+    tournament = queue.enter(background=True)
+    people = [queue.enter() for _ in range(2 * BACKGROUND_EVERY)]
+    served = []
+    for _ in range(BACKGROUND_EVERY + 1):
+        holder.release()
+        holder = next(t for t in [tournament, *people] if t.slot is not None)
+        served.append("t" if holder is tournament else "p")
+    assert served == ["p"] * BACKGROUND_EVERY + ["t"]  # one turn in BACKGROUND_EVERY + 1
+    holder.release()
+    for t in people:
+        t.release()
+
+
 # --------------------------------------------------------------------------- rate limits
 
 
