@@ -125,8 +125,9 @@ class GameAudit:
     duplicated: int = 0
     cards_unposted: int = 0
     stuck: int = 0
-    timeouts: int = 0
-    timeouts_after_restart: int = 0
+    timeouts: int = 0                # while the players played
+    timeouts_after_restart: int = 0  # of those, games that lived through a restart
+    timeouts_after_stop: int = 0     # after the players had stopped (they left their games)
     lived_through_restart: int = 0
     owing: list[tuple[int, int, int]] = field(default_factory=list)  # (game, thread, player)
     tournaments: int = 0             # in the database
@@ -141,14 +142,15 @@ class GameAudit:
             self.examples.append(text)
 
 
-def audit_games(db_path: str, discord: Any) -> GameAudit:
+def audit_games(db_path: str, discord: Any, *, stopped_at: str | None = None) -> GameAudit:
+    """``stopped_at`` (ISO time, UTC): when the players stopped; timeouts after it are theirs."""
     from bot.discord_util import safe_text
 
     audit = GameAudit()
     bot_id = discord.bot_user.id
     with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30) as db:
-        rows = db.execute("SELECT id, thread_id, status, outcome, human_role, state, player_id "
-                          "FROM games").fetchall()
+        rows = db.execute("SELECT id, thread_id, status, outcome, human_role, state, player_id, "
+                          "updated_at FROM games").fetchall()
         has = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "tournaments" in has:
             audit.tournaments, audit.tournaments_finished = db.execute(
@@ -156,7 +158,7 @@ def audit_games(db_path: str, discord: Any) -> GameAudit:
             audit.negotiations, audit.negotiation_errors = db.execute(
                 "SELECT COUNT(*), COUNT(*) FILTER (WHERE outcome = 'error') "
                 "FROM negotiations").fetchone()
-    for game_id, thread_id, status, outcome, human_role, raw, player_id in rows:
+    for game_id, thread_id, status, outcome, human_role, raw, player_id, updated in rows:
         state = json.loads(raw)
         audit.games += 1
         audit.finished += status == "finished"
@@ -164,7 +166,9 @@ def audit_games(db_path: str, discord: Any) -> GameAudit:
         audit.outcomes[outcome or "running"] += 1
         restarts = (state.get("bot") or {}).get("restarts") or []
         audit.lived_through_restart += bool(restarts)
-        if outcome == "timeout":
+        if outcome == "timeout" and stopped_at is not None and updated > stopped_at:
+            audit.timeouts_after_stop += 1
+        elif outcome == "timeout":
             audit.timeouts += 1
             audit.timeouts_after_restart += bool(restarts)
         turns = state.get("turns") or []

@@ -211,21 +211,15 @@ async def soak(args: argparse.Namespace) -> int:
     for task in tasks:
         task.cancel()
     started = await runs
-    # quiet: no person acts any more; let the bot answer what is in line (at most 2 minutes)
-    seen, quiet_since = leaks.messages, loop.time()
-    while loop.time() - quiet_since < 10 and loop.time() - t0 < seconds + 150:
-        await asyncio.sleep(1)
-        if leaks.messages != seen:
-            seen, quiet_since = leaks.messages, loop.time()
+    stopped_at = datetime.now(UTC).isoformat(timespec="seconds")
+    # The players are gone: 10 s for the bot to answer what is in line, then the games still
+    # owing a move are poked (<= 30 s), then the bot stops: all well inside the 60 s after
+    # which the sweep ends the players' abandoned games.
+    await asyncio.sleep(10)
     owing = audit_games(str(work / "haggle.db"), discord).owing
     stuck = await poke(state, owing)  # a game owing a move must answer its player
-    seen, quiet_since = leaks.messages, loop.time()
-    while loop.time() - quiet_since < 10 and owing:
-        await asyncio.sleep(1)
-        if leaks.messages != seen:
-            seen, quiet_since = leaks.messages, loop.time()
     await bot.stop()  # SIGTERM: turns under way finish, are saved and posted, then it exits
-    audit = audit_games(str(work / "haggle.db"), discord)
+    audit = audit_games(str(work / "haggle.db"), discord, stopped_at=stopped_at)
     audit.stuck, audit.owing = len(stuck), owing
     audit.examples[:0] = [f"game {g}: owed a move and did not answer its player" for g in stuck]
     await discord.stop()
@@ -235,7 +229,7 @@ async def soak(args: argparse.Namespace) -> int:
 
 async def poke(state: Soak, owing: list[tuple[int, int, int]]) -> list[int]:
     """Each game that owes a move at the end: its player writes again (people do); the games
-    whose thread shows nothing new from the bot within 40 s are stuck."""
+    whose thread shows nothing new from the bot within 30 s are stuck."""
     async def one(game_id: int, thread_id: int, player_id: int) -> int | None:
         thread = state.discord.channels.get(thread_id)
         user = state.discord.users.get(player_id)
@@ -243,7 +237,7 @@ async def poke(state: Soak, owing: list[tuple[int, int, int]]) -> list[int]:
             return game_id
         before = len(state.public_bot_messages(thread))
         await state.drive.say(user, thread, "hello? are you still there?")
-        for _ in range(160):
+        for _ in range(120):
             if len(state.public_bot_messages(thread)) > before:
                 return None
             await asyncio.sleep(0.25)
@@ -299,9 +293,10 @@ def report(args: argparse.Namespace, work: Path, discord: Any, state: Soak, leak
           f"each poked by its player; of {audit.games} games: {audit.finished} finished, "
           f"{audit.active} still running at the end, {audit.lived_through_restart} lived "
           f"through a restart)")
-    print(f"timeouts: {audit.timeouts} in all, {audit.timeouts_after_restart} of games that "
-          f"lived through a restart (downtimes {', '.join(f'{d:.1f} s' for d in downtimes)}; "
-          f"inactivity_timeout_s {INACTIVITY_S:g})")
+    print(f"timeouts while the players played: {audit.timeouts}, {audit.timeouts_after_restart} "
+          f"of them games that lived through a restart (downtimes "
+          f"{', '.join(f'{d:.1f} s' for d in downtimes)}; inactivity_timeout_s {INACTIVITY_S:g}; "
+          f"players never idle that long); {audit.timeouts_after_stop} after the players stopped")
     print(f"outcomes: {dict(audit.outcomes)}")
     print(f"llama.cpp instances alive: max {peak_alive} (cap max_model_instances = {args.cap}; "
           f"the bot's own count: max {pool_peak}); {made} made over {bot.starts} processes, "

@@ -207,6 +207,26 @@ async def test_a_person_past_actions_per_minute_is_told_once_across_games_and_se
         await bot.close()
 
 
+async def test_a_person_slowed_down_by_the_rate_limit_is_not_timed_out(tmp_path):
+    from datetime import datetime, timedelta
+
+    bot = await start_bot(tmp_path, make_config(bot={"actions_per_minute": 2,
+                                                     "inactivity_timeout_s": 60}))
+    world = World(bot)
+    try:
+        ann = world.person("ann")
+        _, thread = await world.haggle(ann, item=LONGBOARD, agent="rule-seller")
+        await world.say(ann, thread, "would you take $120?")
+        saved = datetime.fromisoformat((await bot.store.game(1)).updated_at)
+        await world.say(ann, thread, "hello?")  # limited: not played, not saved
+        assert thread.texts[-1].startswith("Slow down")
+        world.games.seen[1] = saved + timedelta(seconds=50)  # ... as if said 50 s later
+        assert await world.games.expire_idle(now=saved + timedelta(seconds=70)) == []
+        assert await world.games.expire_idle(now=saved + timedelta(seconds=111)) == [1]
+    finally:
+        await bot.close()
+
+
 def test_the_rate_limit_window_slides():
     from bot.ratelimit import RateLimits
 

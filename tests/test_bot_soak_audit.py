@@ -29,9 +29,10 @@ def world(tmp_path, games, threads):
     db = tmp_path / "games.db"
     with sqlite3.connect(db) as con:
         con.execute("CREATE TABLE games (id INTEGER, thread_id INTEGER, status TEXT, "
-                    "outcome TEXT, human_role TEXT, state TEXT, player_id INTEGER)")
-        con.executemany("INSERT INTO games VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        [(g, t, s, o, "buyer", json.dumps(st), 7) for g, t, s, o, st in games])
+                    "outcome TEXT, human_role TEXT, state TEXT, player_id INTEGER, updated_at TEXT)")
+        con.executemany("INSERT INTO games VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(g, t, s, o, "buyer", json.dumps(st), 7, "2026-12-01T10:00:00+00:00")
+                         for g, t, s, o, st in games])
     channels = {t: SimpleNamespace(messages=msgs, guild_id=100) for t, msgs in threads.items()}
     return str(db), SimpleNamespace(bot_user=SimpleNamespace(id=BOT), channels=channels,
                                     guilds={100: None, 200: None})
@@ -53,6 +54,8 @@ def test_lost_duplicated_unposted_and_stuck_are_counted(tmp_path):
     assert (audit.lost, audit.duplicated, audit.cards_unposted, audit.stuck) == (1, 1, 1, 1)
     assert (audit.timeouts, audit.timeouts_after_restart) == (1, 1)
     assert audit.owing == [(2, 12, 7)]  # the soak pokes its player
+    later = audit_games(db, discord, stopped_at="2026-12-01T09:00:00+00:00")
+    assert (later.timeouts, later.timeouts_after_stop) == (0, 1)  # the players had left
     (tmp_path / "clean").mkdir()
     db, discord = world(tmp_path / "clean", [(3, 13, "finished", "deal", ok)], {
         13: [message("Hi, $200.\n-# a"), message("$180.\n-# b"), message("", footer="game #3")]})

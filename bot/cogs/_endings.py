@@ -317,13 +317,20 @@ class GameEndings:
     async def expire_idle(self, now: datetime | None = None) -> list[int]:
         """End every game nobody wrote in for ``[bot] inactivity_timeout_s``; returns their ids.
 
-        The clock counts from the game's last save or the bot's start, whichever is later: the
-        time the bot was down is never charged to the player."""
+        The clock counts from the game's last save, the bot's start or the last message of the
+        player that the rate limit kept from play, whichever is latest: the time the bot was
+        down is never charged to the player, nor is being slowed down."""
         now = now or datetime.now(UTC)
         timeout = self.bot.settings.inactivity_timeout_s
         expired = []
-        for row in await self.bot.store.active_games():
-            since = max(datetime.fromisoformat(row.updated_at), self.started_at)
+        rows = await self.bot.store.active_games()
+        seen = self.seen
+        for gone in set(seen) - {row.id for row in rows}:
+            del seen[gone]
+        for row in rows:
+            # a person slowed down by the rate limit is still here (seen: in memory only)
+            since = max(datetime.fromisoformat(row.updated_at), self.started_at,
+                        seen.get(row.id, self.started_at))
             if now - since < timedelta(seconds=timeout):
                 continue
             live = await self.load(row.id)

@@ -72,6 +72,7 @@ class Games(GameEndings, commands.Cog):
         self.places: dict[int, int] = {}      # thread / DM channel id -> its running game id
         self._opening: set[tuple[int | None, int]] = set()  # (server, person) starting a game
         self._marks: set[asyncio.Task[None]] = set()  # posted-marks being written (_endings.py)
+        self.seen: dict[int, datetime] = {}  # game id -> its player wrote, not played (rate limit)
         self.items = ScenarioSets(bot.cfg)
 
     async def cog_load(self) -> None:
@@ -309,6 +310,7 @@ class Games(GameEndings, commands.Cog):
         limits = self.bot.rate_limits
         wait = limits.hit(message.author.id)
         if wait is not None:  # said once a minute, the notice gone after a while
+            self.seen[game_id] = datetime.now(UTC)  # not played, but the person is here
             if limits.first_refusal(message.author.id):
                 await quietly(message.reply(slow_down(wait, limits.per_minute),
                                             mention_author=False, delete_after=20))
