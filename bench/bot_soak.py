@@ -316,6 +316,11 @@ def report(args: argparse.Namespace, work: Path, discord: Any, state: Soak, leak
           f"in the database: {audit.tournaments} tournaments ({audit.tournaments_finished} "
           f"finished), {audit.negotiations} negotiations stored, {audit.negotiation_errors} "
           f"ended as errors")
+    for channel in discord.channels.values():
+        if (channel.name or "").startswith("Tournament") and channel.messages:
+            last = (channel.messages[-1].get("content") or "").strip().splitlines() or [""]
+            print(f"  thread {channel.name[:60]!r}: {len(channel.messages)} messages, last: "
+                  f"{last[-1][:100]!r}")
     print(f"refusals that reached players: {sum(leaks.refusals.values())}")
     for kind, n in leaks.refusals.most_common():
         print(f"  {n:6d}  {kind}: \"{leaks.refusal_examples[kind][:110]}\"")
