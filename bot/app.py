@@ -15,9 +15,10 @@ ones with an id the person can quote).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ from bot.config import Config
 from bot.discord_util import public_error, respond
 from bot.errors import HaggleError
 from bot.queues import ModelQueues
+from bot.ratelimit import RateLimits
 
 if TYPE_CHECKING:
     from bot.agent_factory import AgentFactory
@@ -75,6 +77,41 @@ def explain(error: Exception) -> str | None:
         return ("Discord refused one of my actions here (a missing permission). Ask a server "
                 "admin to check my role's permissions in this channel.")
     return None
+
+
+# Imported at start, in a worker thread: on the event loop, the first game turn on a model or the
+# first /tournament run would import them (llama_cpp alone takes most of a second), stalling
+# every server's commands meanwhile.
+HOT_MODULES = ("bot.tournament", "bot.report", "bot.negotiation.runner", "tqdm")
+BACKEND_MODULES = {"llamacpp": "bot.llm.llamacpp", "llamacpp-batched": "bot.llm.batched",
+                   "openai": "bot.llm.openai_http"}
+
+
+def warm_imports(cfg: Config) -> list[str]:
+    """Import the modules the bot will need for ``cfg`` (blocking: run it in a thread)."""
+    import importlib
+
+    names = [*HOT_MODULES, *sorted({BACKEND_MODULES[s.backend] for s in cfg.models.values()
+                                    if s.backend in BACKEND_MODULES})]
+    for name in names:
+        importlib.import_module(name)
+    return names
+
+
+async def read_model_headers(cfg: Config, models: Iterable[str] | None = None) -> None:
+    """Read the GGUF headers (and sha256) of the local models (``models``, default all) that a
+    tournament's set-up snapshot records, in a child process (bot.llm.models.inspect_gguf_apart):
+    the snapshot then finds them cached instead of parsing vocabularies on the bot's GIL."""
+    from bot.llm.models import LOCAL_BACKENDS, inspect_gguf_apart, resolve_model
+
+    for name in sorted(set(cfg.models) if models is None else set(models)):
+        spec = cfg.models.get(name)
+        if spec is None or spec.backend not in LOCAL_BACKENDS:
+            continue
+        try:
+            await inspect_gguf_apart(resolve_model(spec.path, cfg.base_dir))
+        except HaggleError as exc:  # said to the person when the model is used
+            log.warning("model %s: %s", spec.name, public_error(str(exc)))
 
 
 class HaggleTree(app_commands.CommandTree):
@@ -127,18 +164,31 @@ class HaggleBot(commands.Bot):
                    if spec.backend == "llamacpp-batched"}
         self.queues = ModelQueues(slots=self.settings.model_slots,
                                   capacity=self.settings.queue_size, per_model=batched)
+        self.rate_limits = RateLimits(self.settings.actions_per_minute)  # per person, bot-wide
 
     def new_factory(self) -> AgentFactory:
-        """An AgentFactory with a model pool of its own (tournaments use one and close it)."""
+        """The bot's AgentFactory: its model pool holds at most ``max_model_instances``
+        llama.cpp instances, for games and tournaments together."""
         from bot.agent_factory import AgentFactory
         from bot.llm.pool import ModelPool, make_backend
 
-        pool = ModelPool(self.cfg.models, factory=self.backend_factory or make_backend)
+        pool = ModelPool(self.cfg.models, factory=self.backend_factory or make_backend,
+                         max_instances=self.settings.max_model_instances)
         return AgentFactory(self.cfg, pool=pool)
+
+    def tournament_factory(self) -> AgentFactory:
+        """An AgentFactory for a /tournament run: no instances of its own, every model call on
+        one of the bot's model slots, behind the games waiting for it (bot/model_slots.py);
+        closing it closes nothing shared."""
+        from bot.agent_factory import AgentFactory
+        from bot.model_slots import ModelSlots
+
+        return AgentFactory(self.cfg, pool=ModelSlots(self.queues, self.factory.pool).tournament_pool())
 
     async def setup_hook(self) -> None:
         from bot.store import Store
 
+        await asyncio.to_thread(warm_imports, self.cfg)
         self.store = await Store.open(self.store_path)
         self.factory = self.new_factory()
         await self.load_features()

@@ -59,6 +59,8 @@ class BotConfig:
     max_tournament_negotiations: int = 60  # /tournament run refuses bigger plans (use the CLI)
     max_tournament_workers: int = 4
     max_running_tournaments: int = 2      # /tournament run across all servers at once; more wait
+    max_model_instances: int = 4          # llama.cpp instances alive in the process (games + tournaments)
+    actions_per_minute: int = 30          # per person, all servers and games: messages, buttons, commands
     stream_edit_interval_s: float = 1.0   # live streams: at most one message edit per this long
     shards: int = 0                       # 0: one gateway connection; N: N shards; -1: Discord's count
     daily: DailyConfig = field(default_factory=DailyConfig)
@@ -90,6 +92,13 @@ class BotConfig:
                  f"must be >= 1, got {self.max_tournament_negotiations}")
         require(1 <= self.max_running_tournaments <= 64, f"{where}.max_running_tournaments",
                  f"must be in [1, 64], got {self.max_running_tournaments}")
+        require(1 <= self.max_model_instances <= 256, f"{where}.max_model_instances",
+                 f"must be in [1, 256], got {self.max_model_instances}")
+        require(self.max_model_instances >= self.model_slots, f"{where}.max_model_instances",
+                 f"must be at least model_slots ({self.model_slots}): each slot of a model is an "
+                 f"instance, got {self.max_model_instances}")
+        require(0 <= self.actions_per_minute <= 10_000, f"{where}.actions_per_minute",
+                 f"must be in [0, 10000] (0 = no limit), got {self.actions_per_minute}")
         require(1 <= self.max_tournament_workers <= 16, f"{where}.max_tournament_workers",
                  f"must be in [1, 16], got {self.max_tournament_workers}")
         require(self.stream_edit_interval_s >= 1.0, f"{where}.stream_edit_interval_s",

@@ -86,12 +86,35 @@ def bot_permissions(*names: str) -> Callable[[T], T]:
     return app_commands.check(predicate)
 
 
+class RateLimited(app_commands.CheckFailure):
+    """The person went past ``[bot] actions_per_minute`` (the message says so)."""
+
+
+def within_rate_limit(interaction: discord.Interaction) -> str | None:
+    """Count one action of the person against the bot-wide ``actions_per_minute``: None when
+    allowed, else what to tell them."""
+    from bot.ratelimit import slow_down
+
+    limits = getattr(interaction.client, "rate_limits", None)
+    if limits is None:
+        return None
+    wait = limits.hit(interaction.user.id)
+    return None if wait is None else slow_down(wait, limits.per_minute)
+
+
 def per_person_cooldown(setting: str) -> Callable[[T], T]:
-    """One use per ``[bot] <setting>`` seconds per person per server (0 turns it off).
+    """One use per ``[bot] <setting>`` seconds per person per server (0 turns it off), and
+    the person's bot-wide ``actions_per_minute`` (RateLimited, told privately).
 
     discord.py's dynamic cooldown: the length is read from the running bot's config, the
     bucket key is (server, person), and a refused call raises CommandOnCooldown with the wait.
     """
+
+    def rate(interaction: discord.Interaction) -> bool:
+        said = within_rate_limit(interaction)
+        if said is not None:
+            raise RateLimited(said)
+        return True
 
     def factory(interaction: discord.Interaction) -> app_commands.Cooldown | None:
         seconds = getattr(interaction.client.settings, setting)
@@ -100,7 +123,13 @@ def per_person_cooldown(setting: str) -> Callable[[T], T]:
     def key(interaction: discord.Interaction) -> Any:
         return (interaction.guild_id, interaction.user.id)
 
-    return app_commands.checks.dynamic_cooldown(factory, key=key)
+    cooldown = app_commands.checks.dynamic_cooldown(factory, key=key)
+    limited = app_commands.check(rate)
+
+    def decorate(func: T) -> T:
+        return limited(cooldown(func))
+
+    return decorate
 
 
 def permission_names(names: list[str]) -> str:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
@@ -95,6 +96,17 @@ def safe_text(text: str) -> str:
     text = _MENTION.sub(lambda m: m.group(0).replace("@", "@\u200b").replace("#", "#\u200b"),
                         text)
     return discord.utils.escape_markdown(text)
+
+
+def label_text(text: str) -> str:
+    """Text that is not ours where Discord shows no markdown (embed footers, thread names):
+    links removed, mentions made inert, line breaks and control characters made spaces; no
+    backslashes added (they would show)."""
+    text = _URL.sub("(link removed)", str(text))
+    text = _MENTION.sub(lambda m: m.group(0).replace("@", "@\u200b").replace("#", "#\u200b"),
+                        text)
+    text = "".join(" " if c.isspace() or unicodedata.category(c) == "Cc" else c for c in text)
+    return re.sub(r" {2,}", " ", text).strip()
 
 
 def public_error(text: str) -> str:

@@ -62,3 +62,13 @@ class ContextOverflow(ModelError):
         self.prompt_tokens = prompt_tokens
         self.max_tokens = max_tokens
         self.n_ctx = n_ctx
+
+
+class ModelCapacity(ModelError):
+    """The process already runs ``[bot] max_model_instances`` llama.cpp instances and none of
+    them is idle: a new one would go past the cap."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"every model instance the bot may run is busy ({limit}, its "
+                         f"max_model_instances); try again in a minute")
+        self.limit = limit

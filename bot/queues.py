@@ -7,6 +7,12 @@ slot is busy wait in line, first come first served, and are told their place ("y
 in line"). The line is bounded: past ``capacity`` waiting games, ``enter`` raises QueueFull
 and the bot says the model is busy instead of leaving the person in silence.
 
+Tournaments started from Discord take their turns on the same slots (bot/model_slots.py) as
+*background* tickets: they wait in a line of their own, not counted against ``capacity``, and
+a freed slot goes to them when no person waits, or, while people keep waiting, after every
+``BACKGROUND_EVERY`` people's turns: games keep their turn (one tournament turn at most per
+that many of theirs) and tournaments still move.
+
 Pure asyncio, no Discord: the games cog (bot/cogs/games.py) and the benchmark use it.
 """
 
@@ -18,6 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.errors import HaggleError
+
+BACKGROUND_EVERY = 4  # while people wait: one tournament turn after this many people's turns
 
 
 class QueueFull(HaggleError):
@@ -37,8 +45,9 @@ class Ticket:
     twice, or releasing a ticket still waiting (a cancelled wait), is safe.
     """
 
-    def __init__(self, queue: ModelQueue) -> None:
+    def __init__(self, queue: ModelQueue, *, background: bool = False) -> None:
         self._queue = queue
+        self.background = background
         self.slot: int | None = None
         self._granted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._released = False
@@ -71,6 +80,7 @@ class QueueState:
     busy: int
     waiting: int
     capacity: int
+    background: int = 0  # tournament turns waiting (not counted against capacity)
 
 
 class ModelQueue:
@@ -84,6 +94,8 @@ class ModelQueue:
         self.capacity = capacity
         self._free = list(range(slots))
         self._waiting: deque[Ticket] = deque()
+        self._background: deque[Ticket] = deque()
+        self._people_served = 0  # slots handed to people since the last tournament turn
 
     @property
     def busy(self) -> int:
@@ -94,15 +106,22 @@ class ModelQueue:
         return len(self._waiting)
 
     def state(self) -> QueueState:
-        return QueueState(self.model, self.slots, self.busy, self.waiting, self.capacity)
+        return QueueState(self.model, self.slots, self.busy, self.waiting, self.capacity,
+                          len(self._background))
 
-    def enter(self) -> Ticket:
+    def enter(self, *, background: bool = False) -> Ticket:
         """A ticket: holding a slot already when one is free and nobody waits, else in line.
-        Raises QueueFull when the line holds ``capacity`` games already."""
-        if self._free and not self._waiting:
-            ticket = Ticket(self)
+        Raises QueueFull when the line holds ``capacity`` games already. A ``background``
+        ticket (a tournament's turn) waits in a line of its own, never full, served only when
+        no person waits."""
+        if self._free and not self._waiting and not self._background:
+            ticket = Ticket(self, background=background)
             ticket.slot = self._free.pop(0)
             ticket._granted.set_result(ticket.slot)
+            return ticket
+        if background:
+            ticket = Ticket(self, background=True)
+            self._background.append(ticket)
             return ticket
         if len(self._waiting) >= self.capacity:
             raise QueueFull(self.model, len(self._waiting))
@@ -113,26 +132,35 @@ class ModelQueue:
     def _position(self, ticket: Ticket) -> int:
         if ticket.slot is not None:
             return 0
+        line = self._background if ticket.background else self._waiting
         try:
-            return self._waiting.index(ticket) + 1
+            return line.index(ticket) + 1 + (len(self._waiting) if ticket.background else 0)
         except ValueError:
             return 0
 
     def _release(self, ticket: Ticket) -> None:
         if ticket.slot is None:  # never got a slot: just leave the line
+            line = self._background if ticket.background else self._waiting
             try:
-                self._waiting.remove(ticket)
+                line.remove(ticket)
             except ValueError:
                 pass
             ticket._granted.cancel()
             return
         slot, ticket.slot = ticket.slot, None
-        while self._waiting:
-            nxt = self._waiting.popleft()
-            if not nxt._granted.done():
-                nxt.slot = slot
-                nxt._granted.set_result(slot)
-                return
+        # people first, then tournaments; but while people keep waiting, one tournament turn
+        # after every BACKGROUND_EVERY people's turns, so tournaments still move
+        lines = (self._waiting, self._background)
+        if self._background and self._people_served >= BACKGROUND_EVERY:
+            lines = (self._background, self._waiting)
+        for line in lines:
+            while line:
+                nxt = line.popleft()
+                if not nxt._granted.done():
+                    nxt.slot = slot
+                    nxt._granted.set_result(slot)
+                    self._people_served = 0 if nxt.background else self._people_served + 1
+                    return
         self._free.append(slot)
         self._free.sort()
 

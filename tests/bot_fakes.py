@@ -39,9 +39,9 @@ AGENTS = {
 
 
 def make_config(*, bot: dict[str, Any] | None = None, negotiation: dict[str, Any] | None = None,
-                agents: dict[str, Any] | None = None) -> Any:
+                agents: dict[str, Any] | None = None, models: dict[str, Any] | None = None) -> Any:
     """A Config with rule agents, one LLM agent on model "fake", and a [bot] section."""
-    raw = {"agents": agents or AGENTS, "models": {"fake": {"path": "embedded"}},
+    raw = {"agents": agents or AGENTS, "models": models or {"fake": {"path": "embedded"}},
            "negotiation": negotiation or {}}
     cfg = parse_config(raw, None)
     table = {"inactivity_timeout_s": 600.0, "haggle_cooldown_s": 0.0, "command_cooldown_s": 0.0,
@@ -76,6 +76,9 @@ class FakeMember:
 
     def __str__(self) -> str:
         return self.name
+
+
+THE_BOT = FakeMember("haggle", bot=True, member_id=1)  # the author of what the bot sends
 
 
 class FakeGuild:
@@ -161,7 +164,7 @@ class FakeChannel:
         if content is not None and len(content) > 2000:
             raise _http_error(discord.HTTPException, 400, "content longer than 2000")
         message = FakeMessage(self, content, embed=embed, view=view, file=file,
-                              reference=reference)
+                              reference=reference, author=THE_BOT)
         self.messages.append(message)
         self.calls.append(("send", message.id))
         self.call_times.append(asyncio.get_running_loop().time())
@@ -175,6 +178,11 @@ class FakeChannel:
                              parent=self)
         self.threads.append(thread)
         return thread
+
+    async def history(self, *, limit: int = 100) -> Any:
+        """The channel's messages, newest first, as discord.py's ``history`` gives them."""
+        for message in list(reversed(self.messages))[:limit]:
+            yield message
 
     def get_partial_message(self, message_id: int) -> FakeMessage:
         for message in self.messages:

@@ -325,6 +325,37 @@ async def test_a_reply_saved_but_not_posted_is_posted_after_a_restart(tmp_path, 
         await bot.close()
 
 
+async def test_a_reply_posted_but_not_marked_is_not_posted_again_after_a_restart(tmp_path,
+                                                                                  monkeypatch):
+    """Killed between the post and its mark (the soak found one such duplicate): the restart
+    sees the move in the thread's history and only marks it."""
+    from bot_fakes import THE_BOT
+
+    db = tmp_path / "haggle.db"
+    bot = await start_bot(tmp_path, db=db)
+    world = World(bot)
+    uma = world.person("uma")
+    _, thread = await world.haggle(uma, item=LONGBOARD, agent="rule-seller")
+    await world.say(uma, thread, "would you take $120?")
+    monkeypatch.setattr(world.games, "_mark_posted", lambda live, card=False: None)  # killed
+    await world.say(uma, thread, "how about $125?")
+    posted = len(thread.messages)
+    assert (await bot.store.game(1)).state["bot"]["posted"] < 4  # saved, posted, not marked
+    await bot.close()
+
+    bot = await start_bot(tmp_path, db=db)
+    try:
+        world.bot = bot
+        bot.get_channel = world.get_channel
+        bot._connection.user = THE_BOT
+        assert await bot.get_cog("Games").flush_outbox() == 0
+        assert len(thread.messages) == posted  # not twice
+        await bot.get_cog("Games").settle_marks()
+        assert (await bot.store.game(1)).state["bot"]["posted"] == 4
+    finally:
+        await bot.close()
+
+
 async def test_a_result_card_saved_but_not_posted_is_posted_after_a_restart(tmp_path):
     import discord
 

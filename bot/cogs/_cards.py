@@ -12,7 +12,7 @@ from typing import Any
 
 import discord
 
-from bot.discord_util import EMBED_DESCRIPTION_LIMIT, EMBED_FIELD_VALUE_LIMIT, clip, safe_text
+from bot.discord_util import EMBED_DESCRIPTION_LIMIT, EMBED_FIELD_VALUE_LIMIT, clip, label_text, safe_text
 from bot.negotiation.prompts import money
 from bot.negotiation.runner import NegotiationRecord
 from bot.negotiation.scenario import Scenario
@@ -46,8 +46,8 @@ def intro_embed(scenario: Scenario, *, human_role: Role, player: str, agent: str
     """The card a game thread opens with (the buttons hang under it)."""
     bot_role = human_role.other
     title = f"{'Daily challenge ' + daily + ': ' if daily else ''}{scenario.title}"
-    embed = discord.Embed(title=clip(title, 256), colour=INFO_COLOUR,
-                          description=clip(scenario.description or "No description.",
+    embed = discord.Embed(title=clip(label_text(title), 256), colour=INFO_COLOUR,
+                          description=clip(safe_text(scenario.description or "No description."),
                                            EMBED_DESCRIPTION_LIMIT // 4))
     embed.add_field(name="Listed at", value=money(scenario.listing_price))
     embed.add_field(name="You are", value=f"the {human_role.value}")
@@ -63,7 +63,7 @@ def intro_embed(scenario: Scenario, *, human_role: Role, player: str, agent: str
                f"{limit_word(bot_role)} is drawn for this game and stays secret until "
                + ("the day's challenge is over." if daily else "the end.")),
         inline=False)
-    embed.set_footer(text=f"{player} vs {agent}")
+    embed.set_footer(text=label_text(f"{player} vs {agent}"))
     return embed
 
 
@@ -84,7 +84,7 @@ def table_line(game: Any) -> str:
 
 def status_embed(game: Any, *, player: str, agent: str) -> discord.Embed:
     sc = game.scenario
-    embed = discord.Embed(title=clip(f"Status: {sc.title}", 256), colour=INFO_COLOUR)
+    embed = discord.Embed(title=clip(label_text(f"Status: {sc.title}"), 256), colour=INFO_COLOUR)
     embed.add_field(name="Listed at", value=money(sc.listing_price))
     embed.add_field(name="Your target", value=money(sc.target(game.human_role)))
     embed.add_field(name=f"The {game.human_role.other.value}'s offer",
@@ -92,7 +92,7 @@ def status_embed(game: Any, *, player: str, agent: str) -> discord.Embed:
     embed.add_field(name="Your offer",
                     value=money(game.human_offer) if game.human_offer is not None else "none yet")
     embed.add_field(name="Turns left", value=str(game.turns_left))
-    embed.set_footer(text=f"{player} vs {agent}")
+    embed.set_footer(text=label_text(f"{player} vs {agent}"))
     return embed
 
 
@@ -130,7 +130,7 @@ def result_card(record: NegotiationRecord, *, human_role: Role, player: str, age
     title, colour = _ending(record, human_role)
     embed = discord.Embed(
         title=title, colour=colour,
-        description=clip(f"**{sc.title}**, listed at {money(sc.listing_price)}. {safe_text(player)} played "
+        description=clip(f"**{safe_text(sc.title)}**, listed at {money(sc.listing_price)}. {safe_text(player)} played "
                          f"the {human_role.value} against `{agent}`.", EMBED_DESCRIPTION_LIMIT))
     embed.add_field(name=f"The {bot_role.value}'s secret {limit_word(bot_role)}",
                     value="revealed with the final ranking, once the day is over" if daily

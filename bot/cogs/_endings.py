@@ -7,6 +7,8 @@ inactivity sweep, a deleted thread, the bot closing, and the faults around an en
   Discord; a restart posts what was saved but not posted, once.
 - The bot's downtime is not the player's: on start, each running game records the restart and
   its inactivity clock counts from the bot's start (or its last save, if later).
+- A turn of the agent (``_agent_turn``) takes a slot of its model's line and that slot's
+  instance under ``[bot] max_model_instances``; a full line or no instance left is said so.
 - A final save that keeps failing (disk full, database locked) leaves the game over-but-unsaved
   in memory: the sweep saves and concludes it once the store answers, without pinging the
   player again, and /haggle saves it first rather than locking the player out.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -24,15 +27,19 @@ from discord.ext import commands, tasks
 
 from bot.cogs._cards import turn_text
 from bot.cogs._live import LiveGame, Unseated
-from bot.discord_util import quietly
-from bot.errors import StoreError
-from bot.negotiation.session import HumanGame
+from bot.discord_util import ordinal, quietly, safe_text, typing
+from bot.errors import ModelCapacity, StoreError
+from bot.model_slots import slot_seat
+from bot.negotiation.session import Exchange, HumanGame
 from bot.negotiation.turns import Outcome
+from bot.queues import QueueFull
 
 if TYPE_CHECKING:
     from bot.app import HaggleBot
 
 log = logging.getLogger(__name__)
+
+TABLE_LINE = "\n-# "  # turn_text: a move's words, then the table line
 
 
 class GameEndings:
@@ -78,13 +85,75 @@ class GameEndings:
             log.warning("closing with a game turn still under way after %.0f s", limit)
         await self.settle_marks()
 
+    async def _agent_turn(self, live: LiveGame, place: Any,
+                          action: Callable[[HumanGame], Awaitable[Exchange]]) -> Exchange | None:
+        """Run ``action`` (which may ask the agent to move) with the agent seated on a model
+        slot: in line behind other games when the model is busy, or not at all (None, the
+        person told) when the line is full."""
+        spec = self.bot.cfg.agent(live.agent_name)
+        if spec.kind != "llm":
+            live.game.agent = self.build_agent(live, seat=None)
+            try:
+                return await action(live.game)
+            finally:
+                live.game.agent = Unseated(live.agent_name)
+        queue = self.bot.queues.get(spec.model)
+        try:
+            ticket = queue.enter()
+        except QueueFull as exc:
+            await quietly(place.send(f"The `{spec.model}` model is busy: {exc.waiting} games are "
+                                      f"already waiting for it. Your game is saved; send your "
+                                      f"message again in a minute."))
+            return None
+        notice = None
+        try:
+            live.waiting = asyncio.current_task()
+            try:
+                if ticket.position:
+                    notice = await quietly(place.send(
+                        f"⏳ You're {ordinal(ticket.position)} in line for the `{spec.model}` "
+                        f"model; I'll answer as soon as it's your turn."))
+                slot = await ticket.wait()
+            except asyncio.CancelledError:
+                why, live.withdrawn = live.withdrawn, None
+                if why is None:
+                    raise
+                asyncio.current_task().uncancel()  # withdrawn on purpose: end quietly
+                if why:
+                    await quietly(place.send(f"Sorry, {why}: your message wasn't counted and "
+                                              f"the game is saved; send it again in a minute."))
+                return None
+            finally:
+                live.waiting = None
+            if notice is not None:  # the turn runs now: the "in line" notice goes
+                await quietly(notice.delete())
+                notice = None
+            seat = self._seat(live, spec.model, slot)
+            try:  # the instance, under the bot-wide max_model_instances
+                await self.bot.factory.pool.acquire(spec.model, seat)
+            except ModelCapacity as exc:
+                await quietly(place.send(f"Sorry, {exc}. Your game is saved; send your message "
+                                          f"again in a minute."))
+                return None
+            try:
+                live.game.agent = self.build_agent(live, seat=seat)
+                async with typing(place):
+                    return await action(live.game)
+            finally:
+                self.bot.factory.pool.unlease(spec.model, seat)
+        finally:
+            ticket.release()
+            live.game.agent = Unseated(live.agent_name)
+            if notice is not None:
+                await quietly(notice.delete())
+
     def _seat(self, live: LiveGame, model: str, slot: int) -> str:
         """The model seat of this turn: the queue slot's instance, or, on a batched model,
         the game's own sequence (kept between its turns, freed when it ends)."""
         spec = self.bot.cfg.models.get(model)
         if spec is not None and spec.backend == "llamacpp-batched":
             return f"discord/{model}/game{live.id}"
-        return f"discord/{model}/slot{slot}"
+        return slot_seat(model, slot)
 
     async def _release_sequence(self, live: LiveGame) -> None:
         """A finished game's sequence on a batched model: its KV cache is removed."""
@@ -141,9 +210,12 @@ class GameEndings:
                     self._mark_posted(live, card=live.game.done)
                     continue
                 game, posted = live.game, True
-                for turn in game.negotiation.turns[live.posted:]:
-                    if turn.role is live.human_role:
-                        continue  # the person's own message is in Discord already
+                # the person's own messages are in Discord already
+                todo = [t for t in game.negotiation.turns[live.posted:]
+                        if t.role is not live.human_role]
+                # killed after posting but before marking it: those are there, not again
+                there = await self._already_posted(place, [safe_text(t.utterance) for t in todo])
+                for turn in todo[there:]:
                     posted = await self._post(live, place, turn_text(game, turn)) \
                         is not None and posted
                     count += 1
@@ -153,6 +225,24 @@ class GameEndings:
                 elif posted:
                     self._mark_posted(live, card=live.card_posted)
         return count
+
+    async def _already_posted(self, place: Any, words: list[str]) -> int:
+        """How many of ``words`` (the escaped words of the moves to post, in order) the bot's
+        last moves in ``place`` already show: a kill between a post and its mark. 0 when the
+        history cannot be read (then they are posted again rather than lost)."""
+        me = getattr(self.bot.user, "id", None)
+        if not words or me is None:
+            return 0
+        try:
+            recent = [m async for m in place.history(limit=len(words) + 10)]  # newest first
+        except (AttributeError, discord.HTTPException):
+            return 0
+        mine = [m.content.split(TABLE_LINE, 1)[0] for m in reversed(recent)
+                if m.author.id == me and TABLE_LINE in (m.content or "")]
+        for k in range(min(len(words), len(mine)), 0, -1):
+            if mine[-k:] == words[:k]:
+                return k
+        return 0
 
     async def _note_restart(self, row: Any) -> None:
         """The bot was down while this game ran: record how long the game had been quiet when
@@ -227,13 +317,20 @@ class GameEndings:
     async def expire_idle(self, now: datetime | None = None) -> list[int]:
         """End every game nobody wrote in for ``[bot] inactivity_timeout_s``; returns their ids.
 
-        The clock counts from the game's last save or the bot's start, whichever is later: the
-        time the bot was down is never charged to the player."""
+        The clock counts from the game's last save, the bot's start or the last message of the
+        player that the rate limit kept from play, whichever is latest: the time the bot was
+        down is never charged to the player, nor is being slowed down."""
         now = now or datetime.now(UTC)
         timeout = self.bot.settings.inactivity_timeout_s
         expired = []
-        for row in await self.bot.store.active_games():
-            since = max(datetime.fromisoformat(row.updated_at), self.started_at)
+        rows = await self.bot.store.active_games()
+        seen = self.seen
+        for gone in set(seen) - {row.id for row in rows}:
+            del seen[gone]
+        for row in rows:
+            # a person slowed down by the rate limit is still here (seen: in memory only)
+            since = max(datetime.fromisoformat(row.updated_at), self.started_at,
+                        seen.get(row.id, self.started_at))
             if now - since < timedelta(seconds=timeout):
                 continue
             live = await self.load(row.id)

@@ -14,6 +14,7 @@ from bot.discord_util import (
     THREAD_NAME_LIMIT,
     ThreadLimit,
     clip,
+    label_text,
     open_thread,
     respond,
     thread_host,
@@ -101,6 +102,12 @@ class GameButton(discord.ui.DynamicItem[discord.ui.Button],
         return cls(match["action"], int(match["game_id"]))
 
     async def callback(self, interaction: discord.Interaction) -> None:
+        from bot.checks import within_rate_limit
+
+        limited = within_rate_limit(interaction)  # button mashing counts too
+        if limited is not None:
+            await respond(interaction, limited, ephemeral=True)
+            return
         games = interaction.client.get_cog("Games")
         if games is None:
             await respond(interaction, "Games are paused right now; try again in a minute.")
@@ -129,7 +136,7 @@ async def make_place(interaction: discord.Interaction, scenario: Scenario, user:
         await respond(interaction, "Games run in threads: use /haggle in a text or "
                                    "announcement channel.")
         return None
-    name = clip(f"{user.display_name} haggles: {scenario.title}", THREAD_NAME_LIMIT)
+    name = clip(label_text(f"{user.display_name} haggles: {scenario.title}"), THREAD_NAME_LIMIT)
     try:
         return await open_thread(host, name=name, reason=f"haggle game for {user}")
     except ThreadLimit as exc:

@@ -24,7 +24,7 @@ from discord.ext import commands, tasks
 
 from bot import checks
 from bot.cogs._cards import INFO_COLOUR, daily_ranking, limit_word, ranking_lines
-from bot.discord_util import defer, respond
+from bot.discord_util import defer, respond, safe_text
 from bot.negotiation.prompts import money
 from bot.negotiation.scenario import Scenario, draw_private_limit
 from bot.negotiation.turns import Role
@@ -135,7 +135,7 @@ class Daily(commands.Cog):
         over = final or day < self.today()
         embed = discord.Embed(title=title, colour=INFO_COLOUR,
                               description=ranking_lines(ranking, shares=over))
-        embed.add_field(name="Item", value=f"{sc.title} ({money(sc.listing_price)})")
+        embed.add_field(name="Item", value=f"{safe_text(sc.title)} ({money(sc.listing_price)})")
         embed.add_field(name="Players were", value=f"the {challenge.human_role}s")
         embed.add_field(name="Against", value=f"`{challenge.agent}`")
         bot_role = Role.parse(challenge.human_role).other

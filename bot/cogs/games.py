@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -44,12 +43,10 @@ from bot.discord_util import (
     MAX_CHOICES,
     clip,
     defer,
-    ordinal,
     plain_text,
     public_error,
     quietly,
     respond,
-    typing,
 )
 from bot.errors import DataError, HaggleError, StoreError, TurnError
 from bot.negotiation.personality import PERSONALITIES, RULE_CONCESSION_FACTOR
@@ -57,7 +54,7 @@ from bot.negotiation.prompts import money
 from bot.negotiation.scenario import Scenario, draw_private_limit
 from bot.negotiation.session import Exchange, HumanGame
 from bot.negotiation.turns import Act, Outcome, Role
-from bot.queues import QueueFull
+from bot.ratelimit import slow_down
 
 if TYPE_CHECKING:
     from bot.app import HaggleBot
@@ -75,6 +72,7 @@ class Games(GameEndings, commands.Cog):
         self.places: dict[int, int] = {}      # thread / DM channel id -> its running game id
         self._opening: set[tuple[int | None, int]] = set()  # (server, person) starting a game
         self._marks: set[asyncio.Task[None]] = set()  # posted-marks being written (_endings.py)
+        self.seen: dict[int, datetime] = {}  # game id -> its player wrote, not played (rate limit)
         self.items = ScenarioSets(bot.cfg)
 
     async def cog_load(self) -> None:
@@ -309,6 +307,14 @@ class Games(GameEndings, commands.Cog):
         game_id = self.places.get(message.channel.id)
         if game_id is None:
             return
+        limits = self.bot.rate_limits
+        wait = limits.hit(message.author.id)
+        if wait is not None:  # said once a minute, the notice gone after a while
+            self.seen[game_id] = datetime.now(UTC)  # not played, but the person is here
+            if limits.first_refusal(message.author.id):
+                await quietly(message.reply(slow_down(wait, limits.per_minute),
+                                            mention_author=False, delete_after=20))
+            return
         try:
             await self.handle_message(game_id, message)
         except Exception as exc:  # the listener must survive anything a message causes
@@ -400,58 +406,6 @@ class Games(GameEndings, commands.Cog):
     @staticmethod
     def _persons_turn(game: HumanGame) -> bool:
         return game.done or game.negotiation.next_role is game.human_role
-
-    async def _agent_turn(self, live: LiveGame, place: Any,
-                          action: Callable[[HumanGame], Awaitable[Exchange]]) -> Exchange | None:
-        """Run ``action`` (which may ask the agent to move) with the agent seated on a model
-        slot: in line behind other games when the model is busy, or not at all (None, the
-        person told) when the line is full."""
-        spec = self.bot.cfg.agent(live.agent_name)
-        if spec.kind != "llm":
-            live.game.agent = self.build_agent(live, seat=None)
-            try:
-                return await action(live.game)
-            finally:
-                live.game.agent = Unseated(live.agent_name)
-        queue = self.bot.queues.get(spec.model)
-        try:
-            ticket = queue.enter()
-        except QueueFull as exc:
-            await quietly(place.send(f"The `{spec.model}` model is busy: {exc.waiting} games are "
-                                      f"already waiting for it. Your game is saved; send your "
-                                      f"message again in a minute."))
-            return None
-        notice = None
-        try:
-            live.waiting = asyncio.current_task()
-            try:
-                if ticket.position:
-                    notice = await quietly(place.send(
-                        f"⏳ You're {ordinal(ticket.position)} in line for the `{spec.model}` "
-                        f"model; I'll answer as soon as it's your turn."))
-                slot = await ticket.wait()
-            except asyncio.CancelledError:
-                why, live.withdrawn = live.withdrawn, None
-                if why is None:
-                    raise
-                asyncio.current_task().uncancel()  # withdrawn on purpose: end quietly
-                if why:
-                    await quietly(place.send(f"Sorry, {why}: your message wasn't counted and "
-                                              f"the game is saved; send it again in a minute."))
-                return None
-            finally:
-                live.waiting = None
-            if notice is not None:  # the turn runs now: the "in line" notice goes
-                await quietly(notice.delete())
-                notice = None
-            live.game.agent = self.build_agent(live, seat=self._seat(live, spec.model, slot))
-            async with typing(place):
-                return await action(live.game)
-        finally:
-            ticket.release()
-            live.game.agent = Unseated(live.agent_name)
-            if notice is not None:
-                await quietly(notice.delete())
 
     async def _settle(self, live: LiveGame, exchange: Exchange, before: dict[str, Any],
                       place: Any, *, agent_only: bool = False) -> None:

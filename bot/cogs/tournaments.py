@@ -42,10 +42,12 @@ from bot.discord_util import (
     ThreadLimit,
     clip,
     defer,
+    label_text,
     open_thread,
     public_error,
     quietly,
     respond,
+    safe_text,
     thread_host,
 )
 from bot.errors import HaggleError
@@ -195,8 +197,13 @@ class Tournaments(commands.Cog):
                                        f"{limit}. Use fewer agents or items, or run `haggle "
                                        f"tournament` on the bot's machine.")
             return
-        # Hash the model files now, in a thread: run_tournament's set-up snapshot then hits the
-        # cache instead of reading gigabytes on the event loop.
+        # Read the model files' headers in a child process and hash them in a thread now:
+        # run_tournament's set-up snapshot then hits the cache instead of reading gigabytes
+        # (and parsing vocabularies on the bot's GIL) while games are played.
+        from bot.app import read_model_headers
+
+        used = {self.bot.cfg.agent(n).model for n in names if self.bot.cfg.agent(n).kind == "llm"}
+        await read_model_headers(self.bot.cfg, used)
         await asyncio.to_thread(snapshot, self.bot.cfg, plan)
         # A thread of its own in a text or announcement channel (or theirs when used in one of
         # their threads); elsewhere (a forum post, a voice channel's chat) the tournament
@@ -206,7 +213,7 @@ class Tournaments(commands.Cog):
             parent = thread = interaction.channel
         else:
             try:
-                thread = await open_thread(parent, name=clip(f"Tournament {plan.name}",
+                thread = await open_thread(parent, name=clip(label_text(f"Tournament {plan.name}"),
                                                              THREAD_NAME_LIMIT),
                                            reason=f"haggle tournament started by {interaction.user}")
             except ThreadLimit as exc:
@@ -251,7 +258,7 @@ class Tournaments(commands.Cog):
             f"**{plan.name}**: {plan.planned} negotiations ({len(plan.pairings)} pairing(s) x "
             f"{len(plan.scenarios)} item(s)), {job.workers} worker(s)"
             + (f"; {job.already} stored by an earlier run" if job.already else "") + "."))
-        factory = self.bot.new_factory()
+        factory = self.bot.tournament_factory()  # the bot's bounded model slots
         showcase = asyncio.create_task(self._showcase(job, factory), name="showcase")
         try:
             await run_tournament(self.bot.cfg, plan, store, workers=job.workers, progress=False,
@@ -304,7 +311,7 @@ class Tournaments(commands.Cog):
         sc = match.scenario
         live = LiveMessage(job.thread, interval=self.bot.settings.stream_edit_interval_s)
         live.append(f"**Showcase, live:** `{match.pairing.buyer}` (buyer) vs "
-                    f"`{match.pairing.seller}` (seller) over **{clip(sc.title, 200)}**, listed at "
+                    f"`{match.pairing.seller}` (seller) over **{clip(safe_text(sc.title), 200)}**, listed at "
                     f"{money(sc.listing_price)}.")
 
         def on_turn(turn: Any, negotiation: Any) -> None:

@@ -184,6 +184,49 @@ def inspect_gguf(path: str | Path, *, sha256: bool = True) -> GGUFInfo:
     return info
 
 
+async def inspect_gguf_apart(path: str | Path) -> GGUFInfo:
+    """``inspect_gguf(path)``, header read in a child process, then cached here as
+    ``inspect_gguf`` caches it. For the bot: the gguf package parses a file's whole vocabulary
+    in Python, and in a thread of the bot's process that holds the GIL, stalling the event
+    loop, for seconds. The file's sha256 is taken here (hashing releases the GIL)."""
+    import asyncio
+    import json
+    import os
+    import sys
+
+    path = Path(path)
+    key = file_key(path)
+    with _cache_lock:
+        info = _info_cache.get(key)
+    if info is None:
+        check_gguf_magic(path)
+        code = ("import dataclasses, json, sys; from bot.llm.models import _read_gguf; "
+                "from pathlib import Path; info = _read_gguf(Path(sys.argv[1])); "
+                "print(json.dumps({**dataclasses.asdict(info), 'path': str(info.path)}))")
+        root = str(Path(__file__).resolve().parents[2])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, str(path), env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await child.communicate()
+        if child.returncode != 0:
+            last = (err.decode(errors="replace").strip().splitlines() or ["?"])[-1]
+            raise ModelError(f"{path} could not be read as a GGUF file ({last})")
+        info = GGUFInfo(**{**json.loads(out), "path": path})
+        with _cache_lock:
+            _info_cache.setdefault(key, info)
+    if info.sha256 is None:
+        import asyncio
+
+        digest = await asyncio.to_thread(file_sha256, path)
+        info = GGUFInfo(**{**{f.name: getattr(info, f.name) for f in fields(info)},
+                           "sha256": digest})
+        with _cache_lock:
+            _info_cache[key] = info
+    return info
+
+
 def _read_gguf(path: Path) -> GGUFInfo:
     check_gguf_magic(path)
     from gguf import GGUFReader

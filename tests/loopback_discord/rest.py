@@ -399,6 +399,22 @@ def _channel_message(d: LoopbackDiscord, channel_id: str, message_id: str) -> di
     raise DiscordError(404, 10008, "Unknown Message")
 
 
+@route("GET", "/channels/{channel_id}/messages")
+async def list_messages(d: LoopbackDiscord, channel_id: str, query: Any, **_: Any) -> Any:
+    """A channel's history as Discord answers it: newest first, ``limit`` 1-100 (default 50),
+    ``before`` / ``after`` a message id; private replies are nobody's history."""
+    channel = channel_or_404(d, channel_id)
+    limit = int(query.get("limit", 50))
+    if not 1 <= limit <= 100:
+        raise DiscordError(400, 50035, "Invalid Form Body: limit must be in [1, 100]")
+    shown = [m for m in channel.messages if "_only" not in m]
+    if "before" in query:
+        shown = [m for m in shown if int(m["id"]) < int(query["before"])]
+    if "after" in query:
+        shown = [m for m in shown if int(m["id"]) > int(query["after"])]
+    return [d.public(m) for m in reversed(shown)][:limit]
+
+
 @route("GET", "/channels/{channel_id}/messages/{message_id}")
 async def get_message(d: LoopbackDiscord, channel_id: str, message_id: str, **_: Any) -> Any:
     return d.public(_channel_message(d, channel_id, message_id))
