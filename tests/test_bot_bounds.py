@@ -283,3 +283,39 @@ def test_item_text_from_the_data_sets_is_escaped_on_the_cards():
     card = intro_embed(sc, human_role=Role.BUYER, player="ann", agent="rule-seller", max_turns=10)
     for text in (card.title, card.description):
         assert "://" not in text and "@everyone" not in text
+
+
+async def test_a_person_refused_by_a_full_model_line_is_not_timed_out(tmp_path):
+    """The soak's two timeouts: the person sold to the LLM buyer, which owed its opening, and
+    every message met a full model line ("model is busy"): answered, but never saved, so the
+    inactivity clock ran on from the restart while the person kept writing."""
+    import sqlite3
+    from datetime import UTC, datetime, timedelta
+
+    backend = FakeBackend(default=Slow(seller_reply, 1.0))
+    bot = await start_bot(tmp_path, make_config(bot={"model_slots": 1, "queue_size": 0,
+                                                     "inactivity_timeout_s": 60}),
+                          backend_factory=lambda spec: backend)
+    world = World(bot)
+    try:
+        ann, ben = world.person("ann"), world.person("ben")
+        _, a_thread = await world.haggle(ann, item=LONGBOARD, agent="llm-seller")
+        busy = asyncio.create_task(world.say(ann, a_thread, "would you take $110?"))
+        await asyncio.sleep(0.2)  # ann's turn holds the only slot for a second
+        _, b_thread = await world.haggle(ben, item=LONGBOARD, role="seller", agent="llm-buyer")
+        assert "model is busy" in b_thread.texts[-1]  # the buyer could not open
+        # ben's game was last saved 50 s ago, the bot started then too
+        games = world.games
+        games.started_at -= timedelta(seconds=50)
+        old = (datetime.now(UTC) - timedelta(seconds=50)).isoformat(timespec="seconds")
+        with sqlite3.connect(tmp_path / "haggle.db") as conn:
+            conn.execute("UPDATE games SET updated_at = ? WHERE id = 2", (old,))
+        said = datetime.now(UTC)
+        await world.say(ben, b_thread, "I'd let it go for $180")
+        assert "model is busy" in b_thread.texts[-1]  # refused again: not played, not saved
+        assert await games.expire_idle(now=said + timedelta(seconds=30)) == []  # ben is here
+        await busy
+        assert 2 in await games.expire_idle(now=said + timedelta(seconds=61))  # quiet since
+        assert (await bot.store.game(2)).outcome == "timeout"
+    finally:
+        await bot.close()

@@ -6,7 +6,8 @@ inactivity sweep, a deleted thread, the bot closing, and the faults around an en
 - The outbox: each game's state marks how many turns (and whether its result card) reached
   Discord; a restart posts what was saved but not posted, once.
 - The bot's downtime is not the player's: on start, each running game records the restart and
-  its inactivity clock counts from the bot's start (or its last save, if later).
+  its inactivity clock counts from the bot's start (or its last save, or the player's last
+  message seen, played or turned away, if later).
 - A turn of the agent (``_agent_turn``) takes a slot of its model's line and that slot's
   instance under ``[bot] max_model_instances``; a full line or no instance left is said so.
 - A final save that keeps failing (disk full, database locked) leaves the game over-but-unsaved
@@ -317,9 +318,10 @@ class GameEndings:
     async def expire_idle(self, now: datetime | None = None) -> list[int]:
         """End every game nobody wrote in for ``[bot] inactivity_timeout_s``; returns their ids.
 
-        The clock counts from the game's last save, the bot's start or the last message of the
-        player that the rate limit kept from play, whichever is latest: the time the bot was
-        down is never charged to the player, nor is being slowed down."""
+        The clock counts from the game's last save, the bot's start or the player's last
+        message seen (played or not: refused by the rate limit, a full model line, one at a
+        time), whichever is latest: the time the bot was down is never charged to the player,
+        nor is being slowed down or turned away."""
         now = now or datetime.now(UTC)
         timeout = self.bot.settings.inactivity_timeout_s
         expired = []
@@ -328,7 +330,7 @@ class GameEndings:
         for gone in set(seen) - {row.id for row in rows}:
             del seen[gone]
         for row in rows:
-            # a person slowed down by the rate limit is still here (seen: in memory only)
+            # a person turned away (rate limit, model line full) is still here (seen: in memory)
             since = max(datetime.fromisoformat(row.updated_at), self.started_at,
                         seen.get(row.id, self.started_at))
             if now - since < timedelta(seconds=timeout):
@@ -342,6 +344,8 @@ class GameEndings:
                         expired.append(row.id)
                 continue
             async with live.lock:
+                if now - seen.get(row.id, since) < timedelta(seconds=timeout):
+                    continue  # the person wrote while the sweep waited for the game
                 place = await self.place_of(live)
                 minutes = round(timeout / 60)
                 if place is not None:

@@ -72,7 +72,7 @@ class Games(GameEndings, commands.Cog):
         self.places: dict[int, int] = {}      # thread / DM channel id -> its running game id
         self._opening: set[tuple[int | None, int]] = set()  # (server, person) starting a game
         self._marks: set[asyncio.Task[None]] = set()  # posted-marks being written (_endings.py)
-        self.seen: dict[int, datetime] = {}  # game id -> its player wrote, not played (rate limit)
+        self.seen: dict[int, datetime] = {}  # game id -> its player's last message, played or not
         self.items = ScenarioSets(bot.cfg)
 
     async def cog_load(self) -> None:
@@ -332,6 +332,9 @@ class Games(GameEndings, commands.Cog):
         if live is None or message.author.id != live.player_id:
             return  # a finished game, or someone else talking in the thread: not a move
         live.place = message.channel
+        # the person is here even if this message is refused (model line full, one at a time,
+        # too long): only the person's silence may end the game (the soak's timeouts, #17)
+        self.seen[game_id] = datetime.now(UTC)
 
         async def reply(text: str) -> None:
             await quietly(message.reply(text, mention_author=False))
