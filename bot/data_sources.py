@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 
 from bot import hub
 from bot.errors import DataError
+from bot.files import cache_home
 
 if TYPE_CHECKING:
     from bot.config import Config
@@ -137,11 +138,7 @@ def select(names: Iterable[str]) -> list[tuple[Dataset, DataFile]]:
 
 def data_home() -> Path:
     """The data cache: $HAGGLE_DATA_HOME, else $XDG_CACHE_HOME/haggle/datasets."""
-    env = os.environ.get(ENV_DATA_HOME)
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "haggle" / "datasets"
+    return cache_home(ENV_DATA_HOME, "datasets")
 
 
 def offline() -> bool:

@@ -51,3 +51,13 @@ def file_sha256(path: str | Path) -> str:
         with _lock:
             _sha_cache[key] = digest
     return digest
+
+
+def cache_home(env: str, name: str) -> Path:
+    """A haggle cache folder: ``$env`` when set, else $XDG_CACHE_HOME/haggle/``name``
+    (~/.cache/haggle/``name``)."""
+    value = os.environ.get(env)
+    if value:
+        return Path(value).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "haggle" / name

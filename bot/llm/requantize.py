@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.errors import ModelError
-from bot.files import file_sha256
+from bot.files import cache_home, file_sha256
 
 if TYPE_CHECKING:
     from bot.llm.models import GGUFInfo
@@ -45,11 +45,7 @@ _lock = threading.Lock()
 
 def model_cache_home() -> Path:
     """The model cache: $HAGGLE_MODEL_CACHE, else $XDG_CACHE_HOME/haggle/models."""
-    env = os.environ.get(ENV_MODEL_CACHE)
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache).expanduser() / "haggle" / "models"
+    return cache_home(ENV_MODEL_CACHE, "models")
 
 
 def check_format(name: str) -> str:
