@@ -41,6 +41,14 @@ async def until(condition, timeout: float = 5.0) -> None:
             await asyncio.sleep(0.01)
 
 
+async def two_llm_games(world):
+    """ann and ben, each in a game against the LLM seller (one model slot between them)."""
+    ann, ben = world.person("ann"), world.person("ben")
+    _, a_thread = await world.haggle(ann, item=LONGBOARD, agent="llm-seller")
+    _, b_thread = await world.haggle(ben, item=LONGBOARD, agent="llm-seller")
+    return ann, a_thread, ben, b_thread
+
+
 # --------------------------------------------------------------------------- item 6
 
 
@@ -48,9 +56,7 @@ async def test_a_typed_deal_is_not_refused_by_a_full_model_queue(tmp_path):
     backend = FakeBackend(default=Slow(falling_prices(), 0.4))
     world = await llm_world(tmp_path, backend, model_slots=1, queue_size=0)
     try:
-        ann, ben = world.person("ann"), world.person("ben")
-        _, a_thread = await world.haggle(ann, item=LONGBOARD, agent="llm-seller")
-        _, b_thread = await world.haggle(ben, item=LONGBOARD, agent="llm-seller")
+        ann, a_thread, ben, b_thread = await two_llm_games(world)
         await world.say(ben, b_thread, "would you take $120?")
         offer = world.games.live[2].game.agent_offer
         calls = len(backend.calls)
@@ -71,9 +77,7 @@ async def test_bye_while_the_message_waits_in_line_withdraws_it(tmp_path):
     backend = FakeBackend(default=Slow(falling_prices(), 0.4))
     world = await llm_world(tmp_path, backend, model_slots=1, queue_size=5)
     try:
-        ann, ben = world.person("ann"), world.person("ben")
-        _, a_thread = await world.haggle(ann, item=LONGBOARD, agent="llm-seller")
-        _, b_thread = await world.haggle(ben, item=LONGBOARD, agent="llm-seller")
+        ann, a_thread, ben, b_thread = await two_llm_games(world)
         first = asyncio.create_task(world.say(ann, a_thread, "would you take $110?"))
         await until(lambda: world.games.live[1].lock.locked())
         waiting = asyncio.create_task(world.say(ben, b_thread, "would you take $120?"))
@@ -249,9 +253,7 @@ async def test_the_in_line_notice_goes_when_the_turn_starts(tmp_path):
     backend = FakeBackend(default=Slow(falling_prices(), 0.4))
     world = await llm_world(tmp_path, backend, model_slots=1, queue_size=5)
     try:
-        ann, ben = world.person("ann"), world.person("ben")
-        _, a_thread = await world.haggle(ann, item=LONGBOARD, agent="llm-seller")
-        _, b_thread = await world.haggle(ben, item=LONGBOARD, agent="llm-seller")
+        ann, a_thread, ben, b_thread = await two_llm_games(world)
         first = asyncio.create_task(world.say(ann, a_thread, "would you take $110?"))
         await until(lambda: world.games.live[1].lock.locked())
         second = asyncio.create_task(world.say(ben, b_thread, "would you take $120?"))
@@ -271,9 +273,7 @@ async def test_close_lets_a_turn_under_way_finish_and_save(tmp_path):
     cfg = make_config(bot={"model_slots": 1, "queue_size": 5})
     bot = await start_bot(tmp_path, cfg, db=db, backend_factory=lambda spec: backend)
     world = World(bot)
-    ann, ben = world.person("ann"), world.person("ben")
-    _, a_thread = await world.haggle(ann, item=LONGBOARD, agent="llm-seller")
-    _, b_thread = await world.haggle(ben, item=LONGBOARD, agent="llm-seller")
+    ann, a_thread, ben, b_thread = await two_llm_games(world)
     first = asyncio.create_task(world.say(ann, a_thread, "would you take $110?"))
     await until(lambda: len(backend.calls) == 1)  # ann's turn is with the model
     second = asyncio.create_task(world.say(ben, b_thread, "would you take $120?"))
