@@ -181,14 +181,63 @@ async def test_each_seat_reuses_its_own_prefix_when_conversations_interleave(eng
     await seller.aclose()
 
 
-async def test_closing_a_seat_removes_its_sequence_from_the_kv_cache(engine):
+async def test_a_closed_seats_sequence_is_free_and_its_cache_serves_the_next_conversation(engine):
     (seat,) = seats(engine, 1)
     reply = await seat.chat(SELLER_MESSAGES, schema=REPLY_SCHEMA, sampling=SHORT)
     seq = reply.extra["sequence"]
     assert engine.sequence_tokens()[seq] >= reply.prompt_tokens
     await seat.aclose()
-    assert engine.sequence_tokens()[seq] == 0
     assert engine.slots[seq].owner is None
+    assert engine.sequence_tokens()[seq] >= reply.prompt_tokens  # kept, as a prefix cache
+    (newcomer,) = seats(engine, 1)
+    again = await newcomer.chat(SELLER_MESSAGES, schema=REPLY_SCHEMA, sampling=SHORT)
+    assert again.prompt_tokens_evaluated == 1 and again.text == reply.text
+    await newcomer.aclose()
+
+
+def opening(item: str, ask: str) -> list[dict]:
+    """A long system prompt about ``item`` (about 130 tokens), then one question."""
+    return [{"role": "system", "content": f"You sell {item}. " * 10},
+            {"role": "user", "content": ask}]
+
+
+async def test_a_prompt_that_begins_like_another_sequences_cache_starts_from_a_copy(engine):
+    """The copied cells are what the prompt would have computed itself: the greedy reply is a
+    one-sequence engine's, though only the differing tail was decoded."""
+    greedy = Sampling(temperature=0, max_tokens=24)
+    item = "a walnut writing desk listed at $310"
+    first, second = seats(engine, 2)
+    a = await first.chat(opening(item, "Would you take $200?"), sampling=greedy)
+    copied = engine.copied_tokens
+    b = await second.chat(opening(item, "Is the desk still for sale?"), sampling=greedy)
+    assert b.extra["sequence"] != a.extra["sequence"]  # first still holds its own
+    assert engine.copied_tokens - copied >= 100
+    assert b.prompt_tokens_evaluated <= b.prompt_tokens - 100
+    alone = BatchedEngine("embedded", name="alone", n_slots=1, n_ctx=512, n_threads=1)
+    try:
+        ref = await BatchedLlamaCppBackend(alone).chat(opening(item, "Is the desk still for sale?"),
+                                                       sampling=greedy)
+    finally:
+        alone.close()
+    assert ref.prompt_tokens_evaluated == ref.prompt_tokens == b.prompt_tokens
+    assert b.text == ref.text and b.text.strip()
+    await first.aclose()
+    await second.aclose()
+
+
+async def test_prompts_that_open_alike_at_once_read_their_common_beginning_once(engine):
+    trio = seats(engine, 3)
+    item = "a brass floor lamp listed at $85"
+    replies = await asyncio.gather(*(
+        seat.chat(opening(item, f"Would you take ${50 + 5 * i}?"), sampling=Sampling(max_tokens=8, seed=i))
+        for i, seat in enumerate(trio)))
+    assert len({r.extra["sequence"] for r in replies}) == 3
+    whole = replies[0].prompt_tokens
+    assert whole > 120
+    # one of them read the whole prompt; the two others waited for it and read their tails
+    assert sum(r.prompt_tokens_evaluated for r in replies) <= whole + 2 * 20
+    for seat in trio:
+        await seat.aclose()
 
 
 async def test_slots_are_bounded_a_request_waits_for_one_or_times_out():

@@ -2,8 +2,9 @@
 
 One ``BatchedEngine`` holds a model and one context with ``n_slots`` sequences and runs one
 decode thread: admission of arriving requests to sequences (``choose_slot``), prefix reuse per
-sequence, one ``llama_batch`` per step over every active sequence, a sampler chain, grammar and
-stop rules per request, cancellation, and removal of a finished conversation's KV cache.
+sequence and across sequences (a prompt that begins like another sequence's cache starts from a
+copy of it, and waits for one that is about to be decoded), one ``llama_batch`` per step over
+every active sequence, a sampler chain, grammar and stop rules per request, and cancellation.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ N_BATCH = 512          # tokens per llama_decode (generated tokens first, then p
 PROMPT_CHUNK = 256     # at most this many prompt tokens of one sequence per step
 PENALTY_LAST_N = 64    # llama-cpp-python's last_n_tokens_size, so penalties match its own
 MIN_P = 0.05           # llama-cpp-python's chat default
+SHARE_MIN = 32         # copy another sequence's cache when it holds this many more prompt tokens
+WAIT_MIN = 64          # wait for a prefix another sequence is decoding when it saves this many
 
 
 def all_threads() -> int:
@@ -117,6 +120,7 @@ class _Slot:
     owner: object | None = None
     request: _Request | None = None
     last_used: float = 0.0
+    copying: bool = False  # its cells are a copy llama.cpp makes at the next llama_decode
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -191,6 +195,7 @@ class BatchedEngine:
         self.steps = 0           # llama_decode calls
         self.batched_tokens = 0  # tokens they decoded
         self.max_active = 0      # most sequences decoding in one step
+        self.copied_tokens = 0   # prompt tokens copied from another sequence, not decoded
 
     def __repr__(self) -> str:
         return f"BatchedEngine(name={self.name!r}, model={self.model_ref!r}, n_slots={self.n_slots})"
@@ -319,8 +324,10 @@ class BatchedEngine:
             self._cond.notify()
 
     def release(self, owner: object) -> concurrent.futures.Future[None]:
-        """Forget ``owner``'s sequence: its KV cache is removed (now, or when its request in
-        flight ends). The future is done once the decode thread has done it."""
+        """Forget ``owner``'s sequence (now, or when its request in flight ends): the sequence is
+        free for any conversation, and what its KV cache holds stays there as a prefix cache until
+        another conversation's prompt replaces it. The future is done once the decode thread has
+        done it."""
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         with self._cond:
             if self._thread is None or not self._thread.is_alive():
@@ -374,11 +381,13 @@ class BatchedEngine:
                 for request in [r for r in waiting if r.cancelled]:
                     waiting.remove(request)
                     self._deliver(request, _Cancelled())
-                while waiting:
-                    slot = choose_slot(self.slots, waiting[0].owner, waiting[0].prepared.prompt)
+                for request in list(waiting):  # in arrival order
+                    if self._prefix_coming(request, active):
+                        continue  # another sequence is decoding most of its prompt: copy it then
+                    slot = choose_slot(self.slots, request.owner, request.prepared.prompt)
                     if slot is None:
                         break
-                    request = waiting.popleft()
+                    waiting.remove(request)
                     try:
                         self._admit(request, slot)
                     except ModelError as exc:
@@ -403,17 +412,56 @@ class BatchedEngine:
     def _release_owner(self, owner: object) -> None:
         for slot in self.slots:
             if slot.owner is owner:
-                slot.owner = None
-                if slot.request is None:
-                    self._clear(slot)
+                slot.owner = None  # its cache stays, for a later prompt that begins the same way
 
     def _clear(self, slot: _Slot) -> None:
         llama_cpp.llama_memory_seq_rm(self._ctx.memory, slot.seq, -1, -1)
         slot.tokens = []
 
+    def _cached_prefix(self, prompt: Sequence[int], but: _Slot | None = None
+                       ) -> tuple[_Slot | None, int]:
+        """The sequence whose KV cache holds the longest beginning of ``prompt``, and its length
+        (sequences whose cells are still being copied do not count: they hold nothing yet)."""
+        best, share = None, 0
+        for slot in self.slots:
+            if slot is not but and not slot.copying:
+                n = common_prefix(slot.tokens, prompt)
+                if n > share:
+                    best, share = slot, n
+        return best, share
+
+    def _prefix_coming(self, request: _Request, active: Sequence[_Request]) -> bool:
+        """True when a sequence now reading its prompt will soon hold at least WAIT_MIN more of
+        ``request``'s prompt than any cache holds: decoding it once and copying it is cheaper
+        than decoding it twice in the same steps (12 games opening on one item, repetitions of a
+        scenario)."""
+        prompt = request.prepared.prompt
+        have = None
+        for other in active:
+            if len(other.feed) > 1:  # still reading: its slot will hold its whole prompt
+                soon = common_prefix(other.prepared.prompt, prompt)
+                if soon >= WAIT_MIN:
+                    if have is None:
+                        have = self._cached_prefix(prompt)[1]
+                    if soon - have >= WAIT_MIN:
+                        return True
+        return False
+
     def _admit(self, request: _Request, slot: _Slot) -> None:
         prompt = request.prepared.prompt
         keep = common_prefix(slot.tokens, prompt)
+        donor, share = self._cached_prefix(prompt, but=slot)
+        if donor is not None and share >= keep + SHARE_MIN:
+            # With a KV stream per sequence, llama.cpp copies the donor's whole stream into this
+            # one at the next llama_decode (before that step's tokens are placed); the cells
+            # past the shared prefix are then dropped here.
+            mem = self._ctx.memory
+            llama_cpp.llama_memory_seq_cp(mem, donor.seq, slot.seq, -1, -1)
+            llama_cpp.llama_memory_seq_rm(mem, slot.seq, share, -1)
+            slot.tokens = donor.tokens[:share]
+            slot.copying = True
+            self.copied_tokens += share
+            keep = share
         if keep == len(prompt):
             keep -= 1  # the whole prompt is cached: decode its last token again for logits
         if keep < len(slot.tokens):
@@ -481,6 +529,8 @@ class BatchedEngine:
                 outputs.append((request, n - 1))
         batch.n_tokens = n
         code = llama_cpp.llama_decode(self._ctx.ctx, batch)
+        for slot in self.slots:
+            slot.copying = False  # llama_decode made the pending copies first
         self.steps += 1
         self.batched_tokens += n
         self.max_active = max(self.max_active, len(fed))
@@ -552,8 +602,6 @@ class BatchedEngine:
             slot.request = None
             slot.last_used = time.perf_counter()
             request.slot = None
-            if slot.owner is None:  # released while it was decoding
-                self._clear(slot)
         if request.sampler is not None:
             request.sampler.close()
             request.sampler = None
