@@ -42,6 +42,26 @@ SEEN = [
     ("It's a great bike. You can get one for $425.", Act.COUNTER_PRICE, Role.BUYER, 425, "wrong_role"),
     ("I'm sorry, I can't give you a price yet. We'll get it later today for $13.50.",
      Act.COUNTER_PRICE, Role.BUYER, 13.5, "wrong_act"),
+    # judged not sensible in the blind reading of the 224-step narrator (2026-12-02)
+    ("I'm willing to pay $275", Act.COUNTER_PRICE, Role.SELLER, 275, "wrong_role"),
+    ("I would be happy to buy it for $580", Act.COUNTER_PRICE, Role.SELLER, 580, "wrong_role"),
+    ("I can pick it up for $285", Act.COUNTER_PRICE, Role.SELLER, 285, "wrong_role"),
+    ("I can offer $290 for it!", Act.COUNTER_PRICE, Role.SELLER, 290, "wrong_role"),
+    ("I would be willing to offer $24", Act.COUNTER_PRICE, Role.SELLER, 24, "wrong_role"),
+    ("It's a great bike, I'm interested in it. How much do you have for me?", Act.INQUIRE,
+     Role.SELLER, None, "wrong_role"),
+    ("Hi! I'm interested in your furniture, would you be willing to buy it for $420?",
+     Act.INIT_PRICE, Role.BUYER, 420, "wrong_role"),
+    ("Hi I'm looking for a Schwinn mountain bike. Can you give me $90?", Act.INIT_PRICE,
+     Role.BUYER, 90, "wrong_role"),
+    ("Hi there! I am interested in the Honda Accord lx. Can you offer me $5,875 for it?",
+     Act.INIT_PRICE, Role.BUYER, 5875, "wrong_role"),
+    ("Hi, I'm interested in the sale. Can you give me a discount on $75?", Act.INIT_PRICE,
+     Role.BUYER, 75, "wrong_role"),
+    ("I will accept your offer of $110 and I can go the other way.", Act.COUNTER_PRICE,
+     Role.SELLER, 110, "wrong_act"),
+    ("I would like to take $110 and I will accept", Act.COUNTER_PRICE, Role.SELLER, 110,
+     "wrong_act"),
 ]
 
 
@@ -62,6 +82,12 @@ def test_lines_the_agents_were_seen_writing_are_flagged(line, act, role, price, 
     ("It's a great bike, you can get one for $425.", Act.COUNTER_PRICE, Role.SELLER, 425),
     ("I can get it for $395 if you deliver.", Act.COUNTER_PRICE, Role.BUYER, 395),
     ("I'll take $140, it's yours.", Act.ACCEPT, Role.SELLER, 140),
+    ("Would you take $150? I can pick it up today.", Act.COUNTER_PRICE, Role.BUYER, 150),
+    ("I'm willing to pay $120 for it, cash.", Act.COUNTER_PRICE, Role.BUYER, 120),
+    ("I'm interested in selling it soon, so $180 is fine by me.", Act.COUNTER_PRICE, Role.SELLER, 180),
+    ("I will accept $140, see you tomorrow.", Act.ACCEPT, Role.SELLER, 140),
+    ("I can't accept less than $160.", Act.COUNTER_PRICE, Role.SELLER, 160),
+    ("Can you give me a better price? Say $90?", Act.COUNTER_PRICE, Role.BUYER, 90),
 ])
 def test_lines_a_person_writes_pass(line, act, role, price):
     assert narration_findings(line, act, role, price=price, title="Road bike") == []

@@ -49,20 +49,36 @@ _SELLER_TALK = re.compile(
     r"\bi'?m asking\b|\bi am asking\b|\bit'?s yours\b|\bi('?d| can| could| will) let it go\b|"
     r"\bi (can|could|will) come down\b|\bmy lowest\b|\bi'?m selling\b|\bi am selling\b|"
     r"\bmy (item|listing)\b|\bi can sell\b|\bi'?ll sell\b|\bwilling to sell\b|"
-    r"\byou can get (it|one) for\b|\bget it for you\b|\bhappy to provide\b", re.I)
+    r"\byou can get (it|one) for\b|\bget it for you\b|\bhappy to provide\b|"
+    # the buyer asking the seller to buy or to pay (measured blind: "would you be willing to buy
+    # it for $420?", "Can you give me $90?", "Can you offer me $5,875 for it?")
+    r"\b(?:would|will|can|could|do) you (?:be )?(?:(?:willing|want|like|able) )?(?:to )?"
+    r"(?:buy|purchase|pay me)\b|\b(?:give|offer|pay) me \$|\bdiscount on (?:my )?\$", re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
     r"\bi'?m interested in (buying|your)\b|\bcan i buy\b|\bgo up to\b|\bthe most i can\b|"
     r"\bi'?m looking to buy\b|\bi would buy\b|\bi can afford\b|\bi'?m (just )?looking for\b|"
     r"\bi'?ll pay\b|\bgoing to spend\b|\bmy collection\b|"
     r"\bi'?(ll|d) (love to |like to |be happy to )?take it\b|\bwhat is (it|the item)\b|"
-    r"\bwhat are you selling\b", re.I)
+    r"\bwhat are you selling\b|"
+    # the seller speaking as the one who pays, buys or fetches (measured blind: "I'm willing to
+    # pay $275", "I would be happy to buy it for $580", "I can pick it up for $285")
+    r"\bi(?:'m| am|'d| would| will|'ll| can| could)(?: be)?(?: (?:willing|happy|glad|ready|"
+    r"able|like|love|want|going))?(?: to)? (?:pay (?:you )?\$|(?:buy|purchase) (?:it|this|them|"
+    r"your)\b|pick (?:it|them) up\b)|"
+    r"\boffer(?: you)? \$[\d,.]+ for (?:it|the|this|your)\b|"
+    r"\b(?:willing|happy|glad|able|like) to offer \$|"
+    r"\bi(?:'m| am) interested in (?!selling|trading|your offer|hearing)|\bi have \$", re.I)
 # A seller who opens by asking the buyer for a price has taken the buyer's words.
 _BUYER_OPENING = re.compile(r"\b(could|can) you do\b|\bwould you (take|accept)\b", re.I)
 _YES = re.compile(r"\b(deal|ok(ay)?|sure|sounds (good|great|fair)|works|agreed?|yes|yeah|yep|"
                   r"accept|i'?ll take|it'?s yours|let'?s do it|you got it|you'?ve got|fine|perfect|great|"
                   r"alright|all right|allright|awesome|cool|good (deal|price))\b",
                   re.I)
+# Words that accept, whatever follows them: a proposal cannot say them ("I will accept your offer
+# of $110 and I can go the other way", "I would like to take $110 and I will accept").
+_ACCEPTING = re.compile(r"\bi(?:'ll| will| would| can)? accept\b(?! (?:less|anything|that low|"
+                        r"nothing|no less|under|below))|\baccept your offer\b", re.I)
 # A priced move whose words say no price is being given ("I can't give you a price yet. $13 ...").
 _NO_PRICE = re.compile(r"\b(can'?t|cannot|won'?t) (give|make|name|offer) (you )?(a|any) price\b|"
                        r"\bno price (yet|now)\b|\bprice (later|tomorrow)\b", re.I)
@@ -117,9 +133,9 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
         out.append(Finding("wrong_act", "an accept that does not say yes"))
     elif act in (Act.QUIT, Act.REJECT) and _YES.search(text) and not _NO.search(text):
         out.append(Finding("wrong_act", "walking away sounds like a yes"))
-    elif act in (Act.COUNTER_PRICE, Act.OFFER, Act.INIT_PRICE) and re.search(
-            r"\b(deal|agreed|i accept|sounds good|you got it|i'?ll take it|i'?ll do it)\b", text, re.I) \
-            and not _PROPOSAL.search(text):
+    elif act in (Act.COUNTER_PRICE, Act.OFFER, Act.INIT_PRICE) and (re.search(
+            r"\b(deal|agreed|i accept|sounds good|you got it|i'?ll take it|i'?ll do it)\b", text, re.I)
+            and not _PROPOSAL.search(text) or _ACCEPTING.search(text)):
         out.append(Finding("wrong_act", "a proposal that reads like an accept"))
     elif price is not None and act is not Act.ACCEPT and _NO_PRICE.search(text):
         out.append(Finding("wrong_act", "a priced move that says it gives no price"))
