@@ -16,7 +16,8 @@ the seats get light ``BatchedLlamaCppBackend`` handles on it. Why it looks the w
   new suffix, so an agent's growing conversation costs its new turn, as with one instance per
   seat. A request goes to the sequence its seat (handle) used last; else to a sequence no seat
   holds (the one sharing the longest prefix); else it takes the least recently used idle one.
-  Closing a handle (``aclose`` / ``ModelPool.release``) removes its sequence's KV.
+  Closing a handle (``aclose`` / ``ModelPool.release``) frees its sequence; what its KV holds
+  stays as a prefix cache that another sequence may copy (batch_engine.py).
 - Sampling is the one ``LlamaCppBackend`` uses, token for token: llama-cpp-python's chain
   (penalties, top-k, typical, top-p, min-p 0.05, temperature, a seeded dist) with haggle's
   checked grammar sampler, the chat template and JSON-schema grammar built by
@@ -101,8 +102,8 @@ def release_engine(engine: BatchedEngine) -> bool:
 class BatchedLlamaCppBackend:
     """ChatBackend for one seat on a shared ``BatchedEngine`` (its own sequence when it can).
 
-    ``aclose`` ends the seat's conversation: its sequence's KV cache is removed, and the engine
-    closes with its last seat.
+    ``aclose`` ends the seat's conversation: its sequence is freed (its KV kept as a cache), and
+    the engine closes with its last seat.
     """
 
     def __init__(self, engine: BatchedEngine, *, name: str | None = None,
@@ -183,7 +184,7 @@ class BatchedLlamaCppBackend:
             raise
 
     async def aclose(self) -> None:
-        """End this seat's conversation (its KV is removed); the last seat closes the engine."""
+        """End this seat's conversation (its sequence is freed); the last seat closes the engine."""
         if self._closed:
             return
         self._closed = True
