@@ -62,6 +62,9 @@ SEEN = [
      Role.SELLER, 110, "wrong_act"),
     ("I would like to take $110 and I will accept", Act.COUNTER_PRICE, Role.SELLER, 110,
      "wrong_act"),
+    # the narration bench's first line on the seed-1 scenarios (2026-12-02)
+    ("Hi, I'm interested in your cabinet. Can you give me a price for it? Would you be$63?",
+     Act.INIT_PRICE, Role.BUYER, 63, "broken_slot"),
 ]
 
 

@@ -115,7 +115,7 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
     m = _EMPTY_SLOT.search(text)
     if m:
         out.append(Finding("broken_slot", m.group(0)))
-    if re.search(r"\$\s*[?.!,]|\bprice of\s*$|\[\w*\]|`", text):
+    if re.search(r"\$\s*[?.!,]|\bprice of\s*$|\[\w*\]|`|[a-z]\$\d", text, re.I):
         out.append(Finding("broken_slot", "a dangling mark where a word should be"))
     m = _ECHO.search(text)
     if m:
