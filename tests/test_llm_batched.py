@@ -14,7 +14,8 @@ import pytest
 
 from bot.errors import ConfigError, ContextOverflow, ModelError, ModelTimeout
 from bot.llm.base import Sampling
-from bot.llm.batch_engine import BatchedEngine, _Slot, choose_slot
+from bot.llm.batch_engine import BatchedEngine
+from bot.llm.batch_slots import _Slot, choose_slot
 from bot.llm.batched import BatchedLlamaCppBackend, acquire_engine, release_engine
 from bot.llm.models import ModelSpec
 from bot.llm.pool import ModelPool

@@ -1,0 +1,95 @@
+"""What the batched engine schedules (bot/llm/batch_engine.py): requests, the sequences (slots)
+they decode on, and the pure rule that picks a sequence for a request. No llama.cpp calls."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.llm.base import ChatResult, Sampling
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass
+class _Prepared:
+    """What llama-cpp-python's chat handler would send: prompt tokens, stops and grammar."""
+
+    prompt: list[int]
+    stop: list[bytes]
+    grammar: Any  # llama_cpp.llama_grammar.LlamaGrammar | None
+
+
+class _Capture:
+    """Stands in for a Llama while a chat handler runs, recording the completion it asks for."""
+
+    verbose = False
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def tokenize(self, text: bytes, add_bos: bool = True, special: bool = False) -> list[int]:
+        return self._model.tokenize(text, add_bos, special)
+
+    def create_completion(self, **kwargs: Any) -> Any:
+        raise _Captured(kwargs)
+
+
+class _Captured(Exception):
+    def __init__(self, kwargs: dict[str, Any]) -> None:
+        self.kwargs = kwargs
+
+
+@dataclass(eq=False)
+class _Request:
+    owner: object
+    prepared: _Prepared
+    sampling: Sampling
+    seed: int
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[ChatResult]
+    cancelled: bool = False  # set from the event loop; read by the decode thread
+    # decode-thread state
+    slot: _Slot | None = None
+    feed: list[int] = field(default_factory=list)  # tokens to decode next
+    completion: list[int] = field(default_factory=list)
+    text: bytes = b""
+    multibyte: int = 0
+    evaluated: int = 0
+    sampler: Any = None
+    admitted: float = 0.0
+
+
+@dataclass(eq=False)
+class _Slot:
+    seq: int
+    tokens: list[int] = field(default_factory=list)  # what this sequence's KV cache holds
+    owner: object | None = None
+    request: _Request | None = None
+    last_used: float = 0.0
+    copying: bool = False  # its cells are a copy llama.cpp makes at the next llama_decode
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def choose_slot(slots: Sequence[_Slot], owner: object, prompt: Sequence[int]) -> _Slot | None:
+    """The sequence a request of ``owner`` decodes on, or None when every one is busy."""
+    idle = [s for s in slots if s.request is None]
+    if not idle:
+        return None
+    for slot in idle:
+        if slot.owner is owner:
+            return slot
+    unowned = [s for s in idle if s.owner is None]
+    if unowned:
+        return max(unowned, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
+    return min(idle, key=lambda s: s.last_used)
