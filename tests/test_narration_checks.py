@@ -65,6 +65,14 @@ SEEN = [
     # the narration bench's first line on the seed-1 scenarios (2026-12-02)
     ("Hi, I'm interested in your cabinet. Can you give me a price for it? Would you be$63?",
      Act.INIT_PRICE, Role.BUYER, 63, "broken_slot"),
+    # judged not sensible in the blind reading of the seed-1 scenarios (2026-12-02)
+    ("I'm willing to accept $3,225 for the car.", Act.COUNTER_PRICE, Role.BUYER, 3225, "wrong_role"),
+    ("Hi, I've got a bike that's really light. How would you be interested in it?", Act.INQUIRE,
+     Role.BUYER, None, "wrong_role"),
+    ("I can pick up the file cabinet for $67. Is that possible?", Act.COUNTER_PRICE, Role.SELLER,
+     67, "wrong_role"),
+    ("I'm offering you $995 for this TV", Act.COUNTER_PRICE, Role.SELLER, 995, "wrong_role"),
+    ("Yes, I can offer $495", Act.COUNTER_PRICE, Role.BUYER, 495, "wrong_act"),
 ]
 
 
@@ -91,6 +99,9 @@ def test_lines_the_agents_were_seen_writing_are_flagged(line, act, role, price, 
     ("I will accept $140, see you tomorrow.", Act.ACCEPT, Role.SELLER, 140),
     ("I can't accept less than $160.", Act.COUNTER_PRICE, Role.SELLER, 160),
     ("Can you give me a better price? Say $90?", Act.COUNTER_PRICE, Role.BUYER, 90),
+    ("Would you be willing to take $120 for it?", Act.COUNTER_PRICE, Role.BUYER, 120),
+    ("Yes, it's still available. I'm asking $120.", Act.INIT_PRICE, Role.SELLER, 120),
+    ("Yes, but the lowest I can go is $130.", Act.COUNTER_PRICE, Role.SELLER, 130),
 ])
 def test_lines_a_person_writes_pass(line, act, role, price):
     assert narration_findings(line, act, role, price=price, title="Road bike") == []
@@ -195,3 +206,10 @@ async def test_no_passing_candidate_falls_back_to_a_template(scenario):
     agent = LLMAgent("s", FakeBackend([bad, bad]), policy=policy, candidates=2)
     turn = await agent.respond(hybrid_state(scenario))
     assert turn.fallback and "instruction_echo" in turn.guard and turn.price == plan.price
+
+
+def test_picking_up_a_rental_is_off_topic():
+    line = "Great, I will pick it up at $1,350 for cash"
+    assert "off_topic" in {f.check for f in narration_findings(
+        line, Act.COUNTER_PRICE, Role.BUYER, price=1350, category="housing", title="2 bedroom apartment")}
+    assert narration_findings(line, Act.COUNTER_PRICE, Role.BUYER, price=1350, title="Road bike") == []

@@ -44,6 +44,11 @@ _OFF_TOPIC = re.compile(
     r"new home|your family|\bsubscribe|\bwebsite\b|\bclick\b|\bemail me\b|\bphone number\b|"
     r"\bshipping address\b|\bcredit card\b|\bpaypal\b|\bthank you for (your|the) (purchase|order)",
     re.I)
+# A rental is not carried away: picking it up is off topic there ("I will pick it up at $1,350").
+_CARRY = re.compile(r"\bpick (?:it |them )?up\b|\bpick-?up\b", re.I)
+# A counter that opens with a yes reads as an accept of the other side's price ("Yes, $70"
+# after an offer of $63), unless a "but" says otherwise.
+_YES_OPENING = re.compile(r"^\W*(?:yes|yeah|yep)\b(?![^.!?]{0,30}\bbut\b)", re.I)
 _HOUSING = re.compile(r"\b(housing|apartment|house|room|studio|rent|lease|condo)\b", re.I)
 _SELLER_TALK = re.compile(
     r"\bi'?m asking\b|\bi am asking\b|\bit'?s yours\b|\bi('?d| can| could| will) let it go\b|"
@@ -53,7 +58,12 @@ _SELLER_TALK = re.compile(
     # the buyer asking the seller to buy or to pay (measured blind: "would you be willing to buy
     # it for $420?", "Can you give me $90?", "Can you offer me $5,875 for it?")
     r"\b(?:would|will|can|could|do) you (?:be )?(?:(?:willing|want|like|able) )?(?:to )?"
-    r"(?:buy|purchase|pay me)\b|\b(?:give|offer|pay) me \$|\bdiscount on (?:my )?\$", re.I)
+    r"(?:buy|purchase|pay me)\b|\b(?:give|offer|pay) me \$|\bdiscount on (?:my )?\$|"
+    # ... or taking the money ("I'm willing to accept $3,225 for the car"), or offering the item
+    # ("How would you be interested in it?") (blind reading of 2026-12-02, seed-1 scenarios)
+    r"\bi(?:'m| am|'d| would| will|'ll)(?: be)? (?:willing|happy|glad|able) to (?:accept|take) "
+    r"\$[\d,.]+ for (?:it|the|this|my|your)\b|"
+    r"\b(?:would|are) you (?:be )?interested in (?:it|buying|this)\b", re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
     r"\bi'?m interested in (buying|your)\b|\bcan i buy\b|\bgo up to\b|\bthe most i can\b|"
@@ -65,8 +75,8 @@ _BUYER_TALK = re.compile(
     # pay $275", "I would be happy to buy it for $580", "I can pick it up for $285")
     r"\bi(?:'m| am|'d| would| will|'ll| can| could)(?: be)?(?: (?:willing|happy|glad|ready|"
     r"able|like|love|want|going))?(?: to)? (?:pay (?:you )?\$|(?:buy|purchase) (?:it|this|them|"
-    r"your)\b|pick (?:it|them) up\b)|"
-    r"\boffer(?: you)? \$[\d,.]+ for (?:it|the|this|your)\b|"
+    r"your)\b|pick (?:it |them )?up\b)|"
+    r"\boffer(?:ing)?(?: you)? \$[\d,.]+ for (?:it|the|this|your)\b|"
     r"\b(?:willing|happy|glad|able|like) to offer \$|"
     r"\bi(?:'m| am) interested in (?!selling|trading|your offer|hearing)|\bi have \$", re.I)
 # A seller who opens by asking the buyer for a price has taken the buyer's words.
@@ -124,6 +134,8 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
     housing_item = bool(_HOUSING.search(f"{category} {title}"))
     if m and not (housing_item and _HOUSING.search(m.group(0))):
         out.append(Finding("off_topic", m.group(0)))
+    elif housing_item and (m := _CARRY.search(text)):
+        out.append(Finding("off_topic", f"{m.group(0)} (a rental)"))
     m = (_SELLER_TALK if role is Role.BUYER else _BUYER_TALK).search(text)
     if m is None and role is Role.SELLER and act is Act.INIT_PRICE:
         m = _BUYER_OPENING.search(text)
@@ -135,7 +147,8 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
         out.append(Finding("wrong_act", "walking away sounds like a yes"))
     elif act in (Act.COUNTER_PRICE, Act.OFFER, Act.INIT_PRICE) and (re.search(
             r"\b(deal|agreed|i accept|sounds good|you got it|i'?ll take it|i'?ll do it)\b", text, re.I)
-            and not _PROPOSAL.search(text) or _ACCEPTING.search(text)):
+            and not _PROPOSAL.search(text) or _ACCEPTING.search(text)
+            or act is Act.COUNTER_PRICE and _YES_OPENING.search(text)):
         out.append(Finding("wrong_act", "a proposal that reads like an accept"))
     elif price is not None and act is not Act.ACCEPT and _NO_PRICE.search(text):
         out.append(Finding("wrong_act", "a priced move that says it gives no price"))
