@@ -73,6 +73,8 @@ SEEN = [
      67, "wrong_role"),
     ("I'm offering you $995 for this TV", Act.COUNTER_PRICE, Role.SELLER, 995, "wrong_role"),
     ("Yes, I can offer $495", Act.COUNTER_PRICE, Role.BUYER, 495, "wrong_act"),
+    # the seller in `make demo` with the narrator defaults (2026-12-02)
+    ("I would be willing to take it for $14.50", Act.COUNTER_PRICE, Role.SELLER, 14.5, "wrong_role"),
 ]
 
 

@@ -78,6 +78,8 @@ _BUYER_TALK = re.compile(
     r"your)\b|pick (?:it |them )?up\b)|"
     r"\boffer(?:ing)?(?: you)? \$[\d,.]+ for (?:it|the|this|your)\b|"
     r"\b(?:willing|happy|glad|able|like) to offer \$|"
+    r"\bi(?:'m| am|'d| would| will|'ll| can| could)?(?: be)?(?: (?:willing|happy|glad|able))?"
+    r"(?: to)? take (?:it|them) for\b|"  # people's sellers never say it (buyers do, 5 of 6,648)
     r"\bi(?:'m| am) interested in (?!selling|trading|your offer|hearing)|\bi have \$", re.I)
 # A seller who opens by asking the buyer for a price has taken the buyer's words.
 _BUYER_OPENING = re.compile(r"\b(could|can) you do\b|\bwould you (take|accept)\b", re.I)
