@@ -2,7 +2,8 @@
 
 Runs, side by side in one run, each in a fresh child process (so peak RSS is its own):
 
-1. the same tournament (the configured `buyer` vs `seller` on the first --scenarios AgreeMate
+1. the same tournament (the configured `buyer` vs `seller`, on the base model with one narration
+   a turn as first measured, on the first --scenarios AgreeMate
    scenarios x --repetitions, --max-turns turns) at 1, 2, 4, 6 and 8 concurrent negotiations
    (tournament workers), on today's backend (`llamacpp`: one llama.cpp instance per agent seat,
    each with llama.cpp's default threads) and on the batched one (`llamacpp-batched`: one
@@ -79,7 +80,11 @@ async def tournament_child(args: argparse.Namespace) -> dict[str, Any]:
     cfg = load_config(args.config)
     spec = model_spec(args.backend, slots=2 * args.workers, threads=args.batched_threads,
                       batch_format=args.batch_format)
-    cfg = replace(cfg, models={**cfg.models, "default": spec})
+    # the agents as this bench has always measured them: the base model, one narration a turn
+    # (the shipped defaults narrate with an adapter and 4 candidates: docs/narration.md)
+    agents = {name: replace(cfg.agents[name], model="default", candidates=1)
+              for name in ("buyer", "seller")}
+    cfg = replace(cfg, models={**cfg.models, "default": spec}, agents={**cfg.agents, **agents})
     plan = plan_tournament(cfg, buyers=["buyer"], sellers=["seller"], scenario_set="agreemate",
                            scenarios=args.scenarios, repetitions=args.repetitions,
                            max_turns=args.max_turns,
