@@ -15,7 +15,7 @@ import pytest
 from bot.errors import ConfigError, ContextOverflow, ModelError, ModelTimeout
 from bot.llm.base import Sampling
 from bot.llm.batch_engine import BatchedEngine
-from bot.llm.batch_slots import _Slot, choose_slot
+from bot.llm.batch_slots import Slot, choose_slot
 from bot.llm.batched import BatchedLlamaCppBackend, acquire_engine, release_engine
 from bot.llm.models import ModelSpec
 from bot.llm.pool import ModelPool
@@ -51,8 +51,8 @@ def seats(engine: BatchedEngine, n: int) -> list[BatchedLlamaCppBackend]:
 
 def test_choose_slot_prefers_the_seats_own_then_a_free_one_sharing_most_then_the_oldest():
     a, b, c = object(), object(), object()
-    slots = [_Slot(0, [1, 2, 3], owner=a, last_used=5.0), _Slot(1, [1, 2], owner=None),
-             _Slot(2, [1, 2, 3, 4], owner=None, last_used=1.0)]
+    slots = [Slot(0, [1, 2, 3], owner=a, last_used=5.0), Slot(1, [1, 2], owner=None),
+             Slot(2, [1, 2, 3, 4], owner=None, last_used=1.0)]
     assert choose_slot(slots, a, [1, 2, 3, 4]).seq == 0            # its own, though 2 shares more
     assert choose_slot(slots, b, [1, 2, 3, 4, 5]).seq == 2         # free, longest prefix
     slots[1].owner, slots[2].owner = b, c

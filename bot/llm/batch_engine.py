@@ -29,11 +29,11 @@ from llama_cpp import llama_chat_format
 from bot.errors import ModelError
 from bot.llm.base import ChatResult, Message
 from bot.llm.batch_slots import (
-    _Capture,
-    _Captured,
-    _Prepared,
-    _Request,
-    _Slot,
+    Capture,
+    Captured,
+    Prepared,
+    Request,
+    Slot,
     choose_slot,
     common_prefix,
 )
@@ -101,13 +101,13 @@ class BatchedEngine:
         self.model_path: Path | None = None
         self._rng = random.Random(seed)
         self._cond = threading.Condition()
-        self._incoming: deque[_Request] = deque()
+        self._incoming: deque[Request] = deque()
         self._releases: list[tuple[object, concurrent.futures.Future[None]]] = []
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._ready: concurrent.futures.Future[None] | None = None
         self._start_lock = threading.Lock()
-        self.slots = [_Slot(seq=i) for i in range(n_slots)]
+        self.slots = [Slot(seq=i) for i in range(n_slots)]
         self._model: Any = None
         self._ctx: Any = None
         self._batch: Any = None
@@ -222,24 +222,24 @@ class BatchedEngine:
 
     # ---- preparing requests (any thread: reads the vocabulary only)
 
-    def prepare(self, messages: Sequence[Message], schema: Mapping[str, Any] | None) -> _Prepared:
+    def prepare(self, messages: Sequence[Message], schema: Mapping[str, Any] | None) -> Prepared:
         kwargs: dict[str, Any] = {}
         if schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": dict(schema)}
         try:
-            self._handler(llama=_Capture(self._model), messages=[dict(m) for m in messages],
+            self._handler(llama=Capture(self._model), messages=[dict(m) for m in messages],
                           **kwargs)
-        except _Captured as captured:
+        except Captured as captured:
             asked = captured.kwargs
             stop = asked.get("stop") or []
             stop = [stop] if isinstance(stop, str) else list(stop)
-            return _Prepared(list(asked["prompt"]), [s.encode("utf-8") for s in stop if s],
+            return Prepared(list(asked["prompt"]), [s.encode("utf-8") for s in stop if s],
                              asked.get("grammar"))
         raise ModelError(f"{self.name}: the chat format did not build a prompt")  # pragma: no cover
 
     # ---- the event loop's side
 
-    def submit(self, request: _Request) -> None:
+    def submit(self, request: Request) -> None:
         with self._cond:
             if self._stopping:
                 raise ModelError(f"{self.name}: the batched engine is closed")
@@ -282,8 +282,8 @@ class BatchedEngine:
                 f"{self.name}: loading failed: {exc}"))
             return
         self._ready.set_result(None)
-        waiting: deque[_Request] = deque()
-        active: list[_Request] = []
+        waiting: deque[Request] = deque()
+        active: list[Request] = []
         try:
             while True:
                 with self._cond:
@@ -337,12 +337,12 @@ class BatchedEngine:
             if slot.owner is owner:
                 slot.owner = None  # its cache stays, for a later prompt that begins the same way
 
-    def _clear(self, slot: _Slot) -> None:
+    def _clear(self, slot: Slot) -> None:
         llama_cpp.llama_memory_seq_rm(self._ctx.memory, slot.seq, -1, -1)
         slot.tokens = []
 
-    def _cached_prefix(self, prompt: Sequence[int], but: _Slot | None = None
-                       ) -> tuple[_Slot | None, int]:
+    def _cached_prefix(self, prompt: Sequence[int], but: Slot | None = None
+                       ) -> tuple[Slot | None, int]:
         """The sequence whose KV cache holds the longest beginning of ``prompt``, and its length
         (sequences whose cells are still being copied do not count: they hold nothing yet)."""
         best, share = None, 0
@@ -353,7 +353,7 @@ class BatchedEngine:
                     best, share = slot, n
         return best, share
 
-    def _prefix_coming(self, request: _Request, active: Sequence[_Request]) -> bool:
+    def _prefix_coming(self, request: Request, active: Sequence[Request]) -> bool:
         """True when a sequence now reading its prompt will soon hold at least WAIT_MIN more of
         ``request``'s prompt than any cache holds: decoding it once and copying it is cheaper
         than decoding it twice in the same steps (12 games opening on one item, repetitions of a
@@ -370,7 +370,7 @@ class BatchedEngine:
                         return True
         return False
 
-    def _admit(self, request: _Request, slot: _Slot) -> None:
+    def _admit(self, request: Request, slot: Slot) -> None:
         prompt = request.prepared.prompt
         keep = common_prefix(slot.tokens, prompt)
         donor, share = self._cached_prefix(prompt, but=slot)
@@ -401,7 +401,7 @@ class BatchedEngine:
         request.admitted = time.perf_counter()
         request.sampler = self._sampler(request)
 
-    def _sampler(self, request: _Request) -> Any:
+    def _sampler(self, request: Request) -> Any:
         """llama-cpp-python's chain for these settings, grammar checked token by token."""
         s = request.sampling
         chain = llama_internals.LlamaSampler()
@@ -424,14 +424,14 @@ class BatchedEngine:
         only.add_grammar(self._model, grammar)
         return _GrammarCheckedSampler(chain, only, self.n_vocab)
 
-    def _step(self, active: list[_Request]) -> None:
+    def _step(self, active: list[Request]) -> None:
         """One llama_decode over every active sequence, then a sample for each that is due."""
         batch = self._batch
         n = 0
-        outputs: list[tuple[_Request, int]] = []
+        outputs: list[tuple[Request, int]] = []
         # generated tokens first (one each), then prompt chunks in arrival order
         order = sorted(active, key=lambda r: len(r.feed) > 1)
-        fed: list[tuple[_Request, int]] = []
+        fed: list[tuple[Request, int]] = []
         for request in order:
             room = N_BATCH - n
             if room <= 0:
@@ -479,7 +479,7 @@ class BatchedEngine:
             else:
                 request.feed = [token]
 
-    def _accept(self, request: _Request, token: int) -> ChatResult | None:
+    def _accept(self, request: Request, token: int) -> ChatResult | None:
         """Take a sampled token; the result when the request is complete (llama-cpp-python's
         stop rules: end of generation, a stop string, max_tokens)."""
         prepared, completion = request.prepared, request.completion
@@ -519,7 +519,7 @@ class BatchedEngine:
             extra={"sequence": request.slot.seq if request.slot else None},
         )
 
-    def _finish(self, request: _Request, outcome: ChatResult | BaseException) -> None:
+    def _finish(self, request: Request, outcome: ChatResult | BaseException) -> None:
         slot = request.slot
         if slot is not None:
             slot.request = None
@@ -531,7 +531,7 @@ class BatchedEngine:
         self._deliver(request, outcome)
 
     @staticmethod
-    def _deliver(request: _Request, outcome: ChatResult | BaseException) -> None:
+    def _deliver(request: Request, outcome: ChatResult | BaseException) -> None:
         def settle() -> None:
             if request.future.done():
                 return

@@ -14,7 +14,7 @@ from bot.llm.base import ChatResult, Sampling
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     """What llama-cpp-python's chat handler would send: prompt tokens, stops and grammar."""
 
     prompt: list[int]
@@ -22,7 +22,7 @@ class _Prepared:
     grammar: Any  # llama_cpp.llama_grammar.LlamaGrammar | None
 
 
-class _Capture:
+class Capture:
     """Stands in for a Llama while a chat handler runs, recording the completion it asks for."""
 
     verbose = False
@@ -34,25 +34,25 @@ class _Capture:
         return self._model.tokenize(text, add_bos, special)
 
     def create_completion(self, **kwargs: Any) -> Any:
-        raise _Captured(kwargs)
+        raise Captured(kwargs)
 
 
-class _Captured(Exception):
+class Captured(Exception):
     def __init__(self, kwargs: dict[str, Any]) -> None:
         self.kwargs = kwargs
 
 
 @dataclass(eq=False)
-class _Request:
+class Request:
     owner: object
-    prepared: _Prepared
+    prepared: Prepared
     sampling: Sampling
     seed: int
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[ChatResult]
     cancelled: bool = False  # set from the event loop; read by the decode thread
     # decode-thread state
-    slot: _Slot | None = None
+    slot: Slot | None = None
     feed: list[int] = field(default_factory=list)  # tokens to decode next
     completion: list[int] = field(default_factory=list)
     text: bytes = b""
@@ -63,11 +63,11 @@ class _Request:
 
 
 @dataclass(eq=False)
-class _Slot:
+class Slot:
     seq: int
     tokens: list[int] = field(default_factory=list)  # what this sequence's KV cache holds
     owner: object | None = None
-    request: _Request | None = None
+    request: Request | None = None
     last_used: float = 0.0
     copying: bool = False  # its cells are a copy llama.cpp makes at the next llama_decode
 
@@ -81,7 +81,7 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def choose_slot(slots: Sequence[_Slot], owner: object, prompt: Sequence[int]) -> _Slot | None:
+def choose_slot(slots: Sequence[Slot], owner: object, prompt: Sequence[int]) -> Slot | None:
     """The sequence a request of ``owner`` decodes on, or None when every one is busy."""
     idle = [s for s in slots if s.request is None]
     if not idle:

@@ -44,7 +44,8 @@ from typing import Any
 
 from bot.errors import ContextOverflow, ModelError, ModelTimeout
 from bot.llm.base import ChatResult, Message, Sampling
-from bot.llm.batch_engine import BatchedEngine, _Request
+from bot.llm.batch_engine import BatchedEngine
+from bot.llm.batch_slots import Request
 from bot.llm.models import ModelSpec
 
 # --------------------------------------------------------------------------- engines by key
@@ -166,7 +167,7 @@ class BatchedLlamaCppBackend:
         seed = sampling.seed if sampling.seed is not None else self.seed
         if seed is None:
             seed = engine._rng.randint(0, 2**32 - 1)
-        request = _Request(owner=self, prepared=prepared, sampling=sampling, seed=seed,
+        request = Request(owner=self, prepared=prepared, sampling=sampling, seed=seed,
                            loop=loop, future=loop.create_future())
         engine.submit(request)
         try:
