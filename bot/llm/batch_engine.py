@@ -343,8 +343,9 @@ class BatchedEngine:
 
     def _cached_prefix(self, prompt: Sequence[int], but: Slot | None = None
                        ) -> tuple[Slot | None, int]:
-        """The sequence whose KV cache holds the longest beginning of ``prompt``, and its length
-        (sequences whose cells are still being copied do not count: they hold nothing yet)."""
+        """The sequence whose KV cache holds the longest beginning of ``prompt``, and its length.
+        A sequence whose cells are still to be copied is no donor: copying from it would rely on
+        llama.cpp applying queued stream copies in the order they were asked for."""
         best, share = None, 0
         for slot in self.slots:
             if slot is not but and not slot.copying:

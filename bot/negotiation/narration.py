@@ -147,10 +147,11 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
         out.append(Finding("wrong_act", "an accept that does not say yes"))
     elif act in (Act.QUIT, Act.REJECT) and _YES.search(text) and not _NO.search(text):
         out.append(Finding("wrong_act", "walking away sounds like a yes"))
-    elif act in (Act.COUNTER_PRICE, Act.OFFER, Act.INIT_PRICE) and (re.search(
-            r"\b(deal|agreed|i accept|sounds good|you got it|i'?ll take it|i'?ll do it)\b", text, re.I)
-            and not _PROPOSAL.search(text) or _ACCEPTING.search(text)
-            or act is Act.COUNTER_PRICE and _YES_OPENING.search(text)):
+    elif act in (Act.COUNTER_PRICE, Act.OFFER, Act.INIT_PRICE) and (
+            (re.search(r"\b(deal|agreed|i accept|sounds good|you got it|i'?ll take it|i'?ll do it)\b",
+                       text, re.I) and not _PROPOSAL.search(text))
+            or _ACCEPTING.search(text)
+            or (act is Act.COUNTER_PRICE and _YES_OPENING.search(text))):
         out.append(Finding("wrong_act", "a proposal that reads like an accept"))
     elif price is not None and act is not Act.ACCEPT and _NO_PRICE.search(text):
         out.append(Finding("wrong_act", "a priced move that says it gives no price"))
