@@ -16,6 +16,7 @@ import pytest
 from bot.errors import ContextOverflow, ModelError, ModelTimeout
 from bot.llm.base import Sampling
 from bot.llm.llamacpp import LlamaCppBackend, gpu_offload_supported
+from bot.llm.sampling import forced_opening
 from tests.llm_fixtures import (
     REPLY_SCHEMA,
     SELLER_MESSAGES,
@@ -72,13 +73,44 @@ async def test_extending_the_conversation_evaluates_only_the_new_suffix(smol):
     second = await smol.chat(second_messages, schema=REPLY_SCHEMA, sampling=SHORT)
     decoded = smol.perf_counters()["n_p_eval"] - before
     assert second.prompt_tokens > first.prompt_tokens > 100
-    assert second.prompt_tokens_evaluated == decoded  # llama.cpp's own prompt-eval count
+    # llama.cpp's own prompt-eval count, which also holds the reply's forced opening ('{"act": ',
+    # decoded with the prompt; counted as the reply's tokens)
+    opening = smol._llm.tokenize(forced_opening(REPLY_SCHEMA).encode(), add_bos=False)
+    assert len(opening) == 4 and second.prompt_tokens_evaluated == decoded - len(opening)
     # Only the new suffix (the reply and the new message) is decoded, however long the reply was
     # (its length depends on the platform's float rounding): the first prompt is a cached prefix.
     assert second.prompt_tokens_evaluated <= second.prompt_tokens - first.prompt_tokens + 1
     assert second.prompt_tokens_evaluated < second.prompt_tokens - 100
     again = await smol.chat(second_messages, schema=REPLY_SCHEMA, sampling=SHORT)
     assert again.prompt_tokens_evaluated <= 1  # the whole prompt was cached
+
+
+async def test_a_forced_opening_goes_in_with_the_prompt_as_the_narrator_writes_it():
+    """Per seat as on the batched engine: the narration schema's opening ('{"utterance": "') is
+    decoded with the prompt, not drawn token by token, and the shipped narrator's greedy reply
+    is the one it draws itself (it draws the opening in 7 tokens, none of them generated now)."""
+    from bot.negotiation.prompts import narration_schema
+    from bot.negotiation.turns import Act, Role
+    from tests.conftest import REPO
+
+    schema = narration_schema(act=Act.COUNTER_PRICE, price=62.0, role=Role.SELLER)
+    greedy = Sampling(temperature=0.0, max_tokens=60)
+    replies = []
+    for forced in (True, False):
+        narrator = LlamaCppBackend("embedded", name=f"narrator-{forced}", n_ctx=512, n_threads=1,
+                                   lora=REPO / "adapters" / "narrator", forced_openings=forced)
+        try:
+            reply = await narrator.chat(SELLER_MESSAGES, schema=schema, sampling=greedy)
+            replies.append((reply, narrator.perf_counters()["n_eval"]))
+        finally:
+            await narrator.aclose()
+    (forced, forced_evals), (drawn, drawn_evals) = replies
+    assert forced.text == drawn.text and forced.text.startswith('{"utterance": "')
+    assert "$62" in json.loads(forced.text)["utterance"]
+    assert forced.prompt_tokens == drawn.prompt_tokens
+    assert forced.prompt_tokens_evaluated == drawn.prompt_tokens_evaluated
+    assert forced.completion_tokens == drawn.completion_tokens - 2  # 5 opening tokens, not 7
+    assert drawn_evals - forced_evals == 7  # each drawn opening token was a decode of its own
 
 
 async def test_timeout_abandons_the_call_and_the_backend_recovers(smol):

@@ -19,6 +19,9 @@ from bot.llm.batch_slots import Slot, choose_slot
 from bot.llm.batched import BatchedLlamaCppBackend, acquire_engine, release_engine
 from bot.llm.models import ModelSpec
 from bot.llm.pool import ModelPool
+from bot.llm.sampling import forced_opening
+from bot.negotiation.prompts import narration_schema, render_narration, reply_schema
+from bot.negotiation.turns import Act, Role, Turn
 from bot.queues import ModelQueues
 from tests.llm_fixtures import REPLY_SCHEMA, SELLER_MESSAGES, check_reply, embedded_gguf
 
@@ -77,15 +80,51 @@ def test_config_pool_and_queue_know_the_batched_backend(tmp_path):
     assert (queues.get("big").slots, queues.get("other").slots) == (12, 1)
 
 
+def test_flash_attention_and_forced_openings_are_settings_of_both_in_process_backends(tmp_path):
+    from bot.llm.llamacpp import LlamaCppBackend
+
+    batched = ModelSpec.from_table("b", {"backend": "llamacpp-batched"}, tmp_path)
+    engine = acquire_engine(batched, tmp_path)  # not loaded: construction reads no file
+    try:
+        assert engine.flash_attn is True and engine.forced_openings is True  # CPU defaults
+    finally:
+        release_engine(engine)
+    assert BatchedEngine(n_gpu_layers=-1).flash_attn is False  # no FA kernels in the CUDA build
+    off = ModelSpec.from_table("b", {"backend": "llamacpp-batched", "flash_attn": False,
+                                     "forced_openings": False}, tmp_path)
+    engine = acquire_engine(off, tmp_path)
+    try:
+        assert engine.flash_attn is False and engine.forced_openings is False
+    finally:
+        release_engine(engine)
+    assert LlamaCppBackend.from_spec(ModelSpec(name="s")).flash_attn is False  # as a Llama
+    assert LlamaCppBackend.from_spec(ModelSpec(name="s", flash_attn=True)).flash_attn is True
+    spec = ModelSpec.from_table("s", {"forced_openings": False}, tmp_path)
+    assert LlamaCppBackend.from_spec(spec).forced_openings is False
+    assert LlamaCppBackend.from_spec(ModelSpec(name="s")).forced_openings is True
+    with pytest.raises(ConfigError, match="models.x.forced_openings: must be true or false"):
+        ModelSpec.from_table("x", {"forced_openings": 0}, tmp_path)
+    with pytest.raises(ConfigError, match="models.x.flash_attn: must be true or false, not 'yes'"):
+        ModelSpec.from_table("x", {"flash_attn": "yes"}, tmp_path)
+    with pytest.raises(ConfigError, match="models.x.flash_attn: not used by backend 'openai'"):
+        ModelSpec.from_table("x", {"backend": "openai", "url": "http://h/v1", "flash_attn": True},
+                             tmp_path)
+
+
 # --------------------------------------------------------------------------- on the real model
 
 
-async def test_one_sequence_draws_what_its_own_instance_draws(engine):
-    """Same prompt, schema and seed: the batched sampler chain is llama-cpp-python's."""
+@pytest.mark.parametrize("flash_attn", [False, True])
+async def test_one_sequence_draws_what_its_own_instance_draws(engine, flash_attn):
+    """Same prompt, schema, seed and attention: the batched sampler chain is llama-cpp-python's
+    (with the reply's opening drawn token by token, as a Llama draws it)."""
     from bot.llm.llamacpp import LlamaCppBackend
 
-    (seat,) = seats(engine, 1)
-    reference = LlamaCppBackend("embedded", name="ref", n_ctx=512, n_threads=1)
+    alone = BatchedEngine("embedded", name=f"smol-fa{flash_attn}", n_slots=3, n_ctx=512,
+                          n_threads=1, seed=0, flash_attn=flash_attn, forced_openings=False)
+    (seat,) = seats(alone, 1)
+    reference = LlamaCppBackend("embedded", name="ref", n_ctx=512, n_threads=1,
+                                flash_attn=flash_attn, forced_openings=False)
     try:
         for schema in (REPLY_SCHEMA, None):
             ours = await seat.chat(SELLER_MESSAGES, schema=schema, sampling=SHORT)
@@ -93,11 +132,59 @@ async def test_one_sequence_draws_what_its_own_instance_draws(engine):
             assert ours.text == theirs.text and ours.text
             assert (ours.prompt_tokens, ours.completion_tokens, ours.finish_reason) == \
                 (theirs.prompt_tokens, theirs.completion_tokens, theirs.finish_reason)
+            if schema is not None:  # the model's likelihood of its reply, for ranking candidates
+                assert ours.extra["logprob_tokens"] == theirs.extra["logprob_tokens"] > 0
+                assert ours.extra["logprob"] == pytest.approx(theirs.extra["logprob"], abs=1e-3)
     finally:
         await reference.aclose()
         await seat.aclose()
+        alone.close()
     check_reply(json.loads((await seats(engine, 1)[0].chat(
         SELLER_MESSAGES, schema=REPLY_SCHEMA, sampling=SHORT)).text))
+
+
+def test_the_opening_a_schema_forces_is_what_its_grammar_and_the_prompts_write():
+    narration = narration_schema(act=Act.COUNTER_PRICE, price=62.0, role=Role.SELLER)
+    assert forced_opening(narration) == '{"utterance": "'
+    assert forced_opening(narration_schema(cot=True)) == '{"thought": "'
+    assert forced_opening(enum_schema("yes", "no")) == '{"word": '   # an enum's quote is its own
+    assert forced_opening(reply_schema()) == ""                      # anyOf: nothing forced
+    assert forced_opening({"type": "object", "properties": {"a": {"type": "string"}}}) == ""
+    assert forced_opening(None) == ""
+    turn = Turn(role=Role.SELLER, act=Act.COUNTER_PRICE, price=62.0, utterance="I can do $62.")
+    assert render_narration(turn).startswith(forced_opening(narration))  # the cache stays append-only
+
+
+async def test_a_forced_opening_is_decoded_with_the_prompt_as_the_narrator_writes_it():
+    """The schema's opening goes in with the prompt (no step of its own) and the grammar holds.
+    The shipped narrator writes that opening itself: its greedy reply is the one it draws token
+    by token. (The base model draws it character by character, '{', '"', 'u', 'tt', ..., so the
+    opening also spares it ~13 steps and, written as the prompts render it, changes its words.)"""
+    from tests.conftest import REPO
+
+    greedy = Sampling(temperature=0.0, max_tokens=60)
+    schema = narration_schema(act=Act.COUNTER_PRICE, price=62.0, role=Role.SELLER)
+    replies = []
+    for forced in (True, False):
+        engine = BatchedEngine("embedded", name=f"narrator-{forced}", n_slots=1, n_ctx=512,
+                               n_threads=1, seed=0, forced_openings=forced,
+                               lora=REPO / "adapters" / "narrator")
+        (seat,) = seats(engine, 1)
+        try:
+            reply = await seat.chat(SELLER_MESSAGES, schema=schema, sampling=greedy)
+            replies.append((reply, engine.steps))
+        finally:
+            await seat.aclose()
+            engine.close()
+    (forced, forced_steps), (drawn, drawn_steps) = replies
+    assert forced.text == drawn.text and forced.text.startswith('{"utterance": "')
+    assert "$62" in json.loads(forced.text)["utterance"]
+    # the 5 opening tokens ('{"', 'utter', 'ance', '":', ' "') are the reply's, not the prompt's
+    assert forced.prompt_tokens_evaluated == drawn.prompt_tokens_evaluated
+    # the narrator draws the opening in 7 tokens ('{"', 'u', 'tt', 'era', 'nce', '":', ' "'): each
+    # was a step of its own, now none is (at most one more prompt chunk for the 5 tokens)
+    assert drawn_steps - forced_steps >= 6
+    assert forced.completion_tokens == drawn.completion_tokens - 2
 
 
 async def test_each_sequence_keeps_its_own_grammar(engine):

@@ -39,13 +39,13 @@ from bot.llm.batch_slots import (
 )
 from bot.llm.llamacpp import (
     LlamaCppBackend,
-    _GrammarCheckedSampler,
     _install_log_capture,
     _take_thread_errors,
     gpu_offload_supported,
 )
 from bot.llm.models import check_gguf_magic, inspect_gguf, resolve_model
 from bot.llm.requantize import derived_gguf
+from bot.llm.sampling import GrammarCheckedSampler, forced_opening
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ class BatchedEngine:
                  n_slots: int = 8, n_ctx: int = 2048, n_threads: int | None = None,
                  n_gpu_layers: int = 0, seed: int | None = None, chat_format: str | None = None,
                  lora: str | Path | None = None, lora_scale: float = 1.0, batch_format: str | None = None,
+                 flash_attn: bool | None = None, forced_openings: bool = True,
                  base_dir: str | Path | None = None, manifest_file: Any = None,
                  force_unverified: bool = False) -> None:
         if n_slots < 1 or n_slots > llama_cpp.llama_max_parallel_sequences():
@@ -95,6 +96,12 @@ class BatchedEngine:
         self.lora = str(lora) if lora is not None else None
         self.lora_scale = lora_scale
         self.batch_format = batch_format  # the file type to run (bot/llm/requantize.py)
+        # None: on for the CPU, where a step over many sequences' caches is ~10% faster with it
+        # (masked cells skipped); off with GPU layers (haggle's CUDA build has no FA kernels)
+        self.flash_attn = n_gpu_layers == 0 if flash_attn is None else flash_attn
+        # decode the opening a reply's schema forces with its prompt (sampling.forced_opening);
+        # off, the sampler draws it token by token, as a Llama does
+        self.forced_openings = forced_openings
         self.base_dir = base_dir
         self.manifest_file = manifest_file  # a trained model folder's record of its GGUF
         self.force_unverified = force_unverified
@@ -169,7 +176,9 @@ class BatchedEngine:
             cparams.n_seq_max = self.n_slots
             cparams.kv_unified = False  # a KV stream per sequence: attention reads only its own
             cparams.n_threads = cparams.n_threads_batch = self.n_threads
-            cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # as Llama's default
+            # off, one sequence decodes exactly what a default Llama decodes
+            cparams.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn
+                                       else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
             self._ctx = llama_internals.LlamaContext(model=self._model, params=cparams,
                                                      verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
@@ -233,8 +242,12 @@ class BatchedEngine:
             asked = captured.kwargs
             stop = asked.get("stop") or []
             stop = [stop] if isinstance(stop, str) else list(stop)
+            grammar = asked.get("grammar")
+            opening = (forced_opening(schema).encode("utf-8")
+                       if grammar is not None and self.forced_openings else b"")
             return Prepared(list(asked["prompt"]), [s.encode("utf-8") for s in stop if s],
-                             asked.get("grammar"))
+                            grammar, self._model.tokenize(opening, False, False) if opening else [],
+                            opening)
         raise ModelError(f"{self.name}: the chat format did not build a prompt")  # pragma: no cover
 
     # ---- the event loop's side
@@ -372,7 +385,8 @@ class BatchedEngine:
         return False
 
     def _admit(self, request: Request, slot: Slot) -> None:
-        prompt = request.prepared.prompt
+        prepared = request.prepared
+        prompt = prepared.prompt + prepared.prefill  # what the sequence will hold
         keep = common_prefix(slot.tokens, prompt)
         donor, share = self._cached_prefix(prompt, but=slot)
         if donor is not None and share >= keep + SHARE_MIN:
@@ -398,9 +412,18 @@ class BatchedEngine:
                       self.name, slot.seq)
         slot.owner, slot.request, request.slot = request.owner, request, slot
         request.feed = list(prompt[keep:])
-        request.evaluated = len(request.feed)
+        # prompt tokens evaluated: a forced opening counts with the reply (completion), unless
+        # it was cached too and its last token is decoded again for the logits
+        opening = len(prepared.prefill)
+        request.evaluated = len(request.feed) - (opening if len(request.feed) >= opening else 0)
         request.admitted = time.perf_counter()
         request.sampler = self._sampler(request)
+        for token in prepared.prefill:  # the grammar and the penalties take the opening as written
+            if not request.sampler.force(token):
+                raise ModelError(f"{self.name}: the grammar refused the reply's opening "
+                                 f"{prepared.prefill_text!r}: report this schema as a bug")
+        request.completion = list(prepared.prefill)  # counted as the reply's, as max_tokens is
+        request.text = prepared.prefill_text
 
     def _sampler(self, request: Request) -> Any:
         """llama-cpp-python's chain for these settings, grammar checked token by token."""
@@ -423,7 +446,7 @@ class BatchedEngine:
             return chain
         only = llama_internals.LlamaSampler()
         only.add_grammar(self._model, grammar)
-        return _GrammarCheckedSampler(chain, only, self.n_vocab)
+        return GrammarCheckedSampler(chain, only, self.n_vocab)
 
     def _step(self, active: list[Request]) -> None:
         """One llama_decode over every active sequence, then a sample for each that is due."""
@@ -510,6 +533,10 @@ class BatchedEngine:
                 finish = "length"
         if finish is None:
             return None
+        extra: dict[str, Any] = {"sequence": request.slot.seq if request.slot else None}
+        sampler = request.sampler
+        if isinstance(sampler, GrammarCheckedSampler):  # the model's likelihood, as per seat
+            extra.update(logprob=sampler.logprob_sum, logprob_tokens=sampler.n_tokens)
         return ChatResult(
             text=request.text.decode("utf-8", errors="ignore"),
             prompt_tokens=len(prepared.prompt),
@@ -517,7 +544,7 @@ class BatchedEngine:
             completion_tokens=len(completion),
             seconds=time.perf_counter() - request.admitted,
             finish_reason=finish,
-            extra={"sequence": request.slot.seq if request.slot else None},
+            extra=extra,
         )
 
     def _finish(self, request: Request, outcome: ChatResult | BaseException) -> None:

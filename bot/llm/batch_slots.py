@@ -20,6 +20,10 @@ class Prepared:
     prompt: list[int]
     stop: list[bytes]
     grammar: Any  # llama_cpp.llama_grammar.LlamaGrammar | None
+    # The reply's opening its schema forces (bot/llm/sampling.py, forced_opening): decoded with
+    # the prompt, in one step, instead of one generated token per step.
+    prefill: list[int] = field(default_factory=list)
+    prefill_text: bytes = b""
 
 
 class Capture:

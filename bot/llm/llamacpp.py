@@ -16,7 +16,7 @@ Why it looks the way it does:
   ``eval`` (the next token, or the next batch of a long prompt), so the instance is free again
   shortly after and the next call works normally.
 - JSON-schema replies go through ``create_chat_completion(response_format={"type":
-  "json_object", "schema": ...})``, but sample with ``_GrammarCheckedSampler``: the stock
+  "json_object", "schema": ...})``, but sample with ``GrammarCheckedSampler``: the stock
   sampler checks the whole vocabulary against the grammar for every token (~0.7x the free
   generation speed here), checking only the drawn token keeps ~0.9x (bench/grammar_speed.py).
 - llama.cpp's own log lines are routed to Python logging (DEBUG) and its error lines are kept per
@@ -41,7 +41,6 @@ from typing import Any, TypeVar
 
 import llama_cpp
 import llama_cpp._internals as llama_internals
-import numpy as np
 from llama_cpp import Llama
 
 from bot.errors import ContextOverflow, ModelError, ModelTimeout
@@ -54,6 +53,7 @@ from bot.llm.models import (
     is_known_architecture,
     resolve_model,
 )
+from bot.llm.sampling import GrammarCheckedSampler, forced_opening
 
 log = logging.getLogger(__name__)
 native_log = logging.getLogger(__name__ + ".native")
@@ -129,71 +129,15 @@ class _Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     prompt_evaluated: int | None = None
     sampler: Any = None  # the grammar-checked sampler of this call, when it used one
-
-
-class _GrammarCheckedSampler:
-    """Grammar-constrained sampling that checks one token instead of the whole vocabulary.
-
-    llama-cpp-python puts the grammar sampler first in its chain, so every generated token pays
-    a grammar check of all ~50k vocabulary entries. This samples the way llama.cpp's own
-    common sampler (llama-cli, llama-server) does: draw from the unconstrained chain, check just
-    that token against the grammar, and only when the grammar rejects it, mask the whole
-    vocabulary and draw again. Replies still always match the grammar. A token the model
-    would pick anyway is kept; otherwise it is drawn from the grammar-masked distribution.
-    """
-
-    def __init__(self, chain: Any, grammar: Any, n_vocab: int) -> None:
-        self.chain = chain  # internals.LlamaSampler without grammar (penalties, top-k, ..., dist)
-        self.grammar = grammar  # internals.LlamaSampler holding only the grammar
-        self.n_vocab = n_vocab
-        self._all = llama_internals.LlamaTokenDataArray(n_vocab=n_vocab)
-        self._one = llama_internals.LlamaTokenDataArray(n_vocab=1)
-        # The model's own log-likelihood of what it wrote (raw logits, before temperature and
-        # the grammar): how candidate replies are ranked (bot/negotiation/llm_agent.py).
-        self.logprob_sum = 0.0
-        self.n_tokens = 0
-
-    def _draw(self, logits: np.ndarray, *, masked: bool) -> int:
-        cur = self._all
-        cur.copy_logits(logits)
-        if masked:
-            llama_cpp.llama_sampler_apply(self.grammar.sampler, ctypes.byref(cur.candidates))
-        llama_cpp.llama_sampler_apply(self.chain.sampler, ctypes.byref(cur.candidates))
-        return int(cur.candidates_data.id[cur.candidates.selected])
-
-    def _allowed(self, token: int) -> bool:
-        one = self._one
-        one.candidates_data.id[0] = token
-        one.candidates_data.logit[0] = 1.0
-        one.candidates_data.p[0] = 0.0
-        one.candidates.size = 1
-        one.candidates.sorted = False
-        llama_cpp.llama_sampler_apply(self.grammar.sampler, ctypes.byref(one.candidates))
-        return bool(np.isfinite(one.candidates_data.logit[0]))
-
-    def sample(self, ctx: Any, idx: int = -1) -> int:
-        pointer = llama_cpp.llama_get_logits_ith(ctx.ctx, idx)
-        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
-        token = self._draw(logits, masked=False)
-        if not self._allowed(token):
-            token = self._draw(logits, masked=True)
-        top = float(logits.max())
-        self.logprob_sum += float(logits[token]) - top - float(np.log(np.exp(logits - top).sum()))
-        self.n_tokens += 1
-        llama_cpp.llama_sampler_accept(self.grammar.sampler, token)
-        llama_cpp.llama_sampler_accept(self.chain.sampler, token)
-        return token
-
-    def close(self) -> None:
-        self.chain.close()
-        self.grammar.close()
+    opening: str = ""  # the reply's forced opening (forced_opening), decoded with the prompt
+    opening_tokens: list[int] = field(default_factory=list)
 
 
 class _MeteredLlama(Llama):
     """A Llama that measures the prompt tokens it decodes and stops when its job is cancelled.
 
     With ``checked_grammar`` (the default) grammar-constrained calls sample through
-    ``_GrammarCheckedSampler``; without it, llama-cpp-python's own sampler chain is used.
+    ``GrammarCheckedSampler``; without it, llama-cpp-python's own sampler chain is used.
     """
 
     _haggle_job: _Job | None = None
@@ -205,10 +149,37 @@ class _MeteredLlama(Llama):
         chain = super()._init_sampler(*args, grammar=None, **kwargs)
         grammar_only = llama_internals.LlamaSampler()
         grammar_only.add_grammar(self._model, grammar)
-        sampler = _GrammarCheckedSampler(chain, grammar_only, self.n_vocab())
-        if self._haggle_job is not None:
-            self._haggle_job.sampler = sampler
+        sampler = GrammarCheckedSampler(chain, grammar_only, self.n_vocab())
+        job = self._haggle_job
+        if job is not None:
+            job.sampler = sampler
+            for token in job.opening_tokens:  # the grammar and penalties take it as written
+                if not sampler.force(token):
+                    raise ModelError(f"the grammar refused the reply's opening {job.opening!r}: "
+                                     f"report this schema as a bug")
         return sampler
+
+    def create_completion(self, prompt: Any, **kwargs: Any) -> Any:
+        """With a forced opening (a grammar-checked call of a job that has one), the opening's
+        tokens are decoded with the prompt and the reply is given back with it, counted as the
+        reply's tokens, as the batched engine does."""
+        job = self._haggle_job
+        if (job is None or not job.opening or kwargs.get("grammar") is None
+                or kwargs.get("stream") or not self.checked_grammar or isinstance(prompt, str)):
+            return super().create_completion(prompt, **kwargs)
+        job.opening_tokens = self.tokenize(job.opening.encode("utf-8"), add_bos=False)
+        n = len(job.opening_tokens)
+        if kwargs.get("max_tokens"):
+            kwargs["max_tokens"] = max(1, kwargs["max_tokens"] - n)
+        response = super().create_completion(list(prompt) + job.opening_tokens, **kwargs)
+        response["choices"][0]["text"] = job.opening + response["choices"][0]["text"]
+        usage = response.get("usage")
+        if usage:
+            usage["prompt_tokens"] -= n
+            usage["completion_tokens"] += n
+        if job.prompt_evaluated is not None and job.prompt_evaluated >= n:
+            job.prompt_evaluated -= n
+        return response
 
     def eval(self, tokens: Sequence[int]) -> None:
         job = self._haggle_job
@@ -280,11 +251,14 @@ class LlamaCppBackend:
         base_dir: str | Path | None = None,
         verbose: bool = False,
         checked_grammar: bool = True,
+        forced_openings: bool = True,
         manifest_file: ManifestFile | None = None,
         force_unverified: bool = False,
         lora: str | Path | None = None,
+        flash_attn: bool = False,
     ) -> None:
         self.model_ref = str(model)
+        self.flash_attn = flash_attn  # llama-cpp-python's default: off
         # a trained model folder's file: checked against its manifest (size, sha256) at load
         self.manifest_file = manifest_file
         self.force_unverified = force_unverified
@@ -303,6 +277,9 @@ class LlamaCppBackend:
         # True: check sampled tokens against the schema's grammar one at a time (fast); False:
         # llama-cpp-python's sampler, which checks the whole vocabulary every token.
         self.checked_grammar = checked_grammar
+        # True: the opening a reply's schema forces is decoded with the prompt (forced_opening);
+        # False: drawn token by token, as llama-cpp-python does
+        self.forced_openings = forced_openings
         self.model_path: Path | None = None
         self._llm: _MeteredLlama | None = None
         self._closed = False
@@ -325,6 +302,8 @@ class LlamaCppBackend:
             manifest_file=spec.manifest_file,
             force_unverified=spec.force_unverified,
             lora=getattr(spec, "lora", None),
+            flash_attn=spec.flash_attn is True,
+            forced_openings=spec.forced_openings,
         )
 
     def __repr__(self) -> str:
@@ -394,6 +373,7 @@ class LlamaCppBackend:
                 chat_format=self.chat_format,
                 verbose=self.verbose,
                 lora_path=str(lora_path) if lora_path is not None else None,
+                flash_attn=self.flash_attn,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise self._load_error(path, exc) from exc
@@ -533,6 +513,8 @@ class LlamaCppBackend:
             kwargs["response_format"] = {"type": "json_object", "schema": dict(schema)}
         started = time.perf_counter()
         llm.checked_grammar = self.checked_grammar
+        if self.forced_openings:
+            job.opening = forced_opening(schema)
         llm._haggle_job = job
         try:
             response = llm.create_chat_completion(messages=[dict(m) for m in messages], **kwargs)

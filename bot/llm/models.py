@@ -273,7 +273,7 @@ SCHEMA_STYLES = ("json_object", "json_schema", "none")
 
 # Keys that only one backend reads; setting them for the other is a mistake worth reporting.
 _LLAMACPP_ONLY = {"path", "n_ctx", "n_threads", "n_gpu_layers", "chat_format", "shared", "quant",
-                  "lora", "force_unverified"}
+                  "lora", "force_unverified", "flash_attn", "forced_openings"}
 _OPENAI_ONLY = {"url", "api_key_env", "schema_style", "model"}
 _BATCHED_ONLY = {"n_slots", "batch_format"}
 _MISPLACED = {"llamacpp": _OPENAI_ONLY | _BATCHED_ONLY, "llamacpp-batched": _OPENAI_ONLY,
@@ -312,6 +312,14 @@ class ModelSpec:
     # llamacpp-batched: run the model rewritten in this file type (F16, Q8_0, Q4_0, Q4_1),
     # written once into the model cache (bot/llm/requantize.py); None: the file as it is
     batch_format: str | None = None
+    # llama.cpp's flash attention (both in-process backends). None: the backend's default: off for
+    # per-seat instances (as llama-cpp-python's Llama); for llamacpp-batched on the CPU, where a
+    # step over many sequences is ~10% faster with it (docs/batching.md), off with GPU layers
+    flash_attn: bool | None = None
+    # both in-process backends: decode the opening a reply's JSON schema forces ('{"utterance": "')
+    # with the prompt instead of drawing it token by token (bot/llm/sampling.py); false: every
+    # token drawn, as llama-cpp-python draws it
+    forced_openings: bool = True
     # Not a config key: set when ``path`` names a trained model folder, the manifest's record of
     # the file it resolved to, which the loader checks the file against (size and sha256).
     manifest_file: ManifestFile | None = None
@@ -360,6 +368,10 @@ class ModelSpec:
             raise self._error("quant", f"must be a GGUF file type such as \"Q8_0\", not {self.quant!r}")
         if self.batch_format is not None and self.batch_format not in FORMATS:
             raise self._error("batch_format", f"{self.batch_format!r} is not one of {', '.join(FORMATS)}")
+        if self.flash_attn is not None and not isinstance(self.flash_attn, bool):
+            raise self._error("flash_attn", f"must be true or false, not {self.flash_attn!r}")
+        if not isinstance(self.forced_openings, bool):
+            raise self._error("forced_openings", f"must be true or false, not {self.forced_openings!r}")
         if not isinstance(self.force_unverified, bool):
             raise self._error("force_unverified", f"must be true or false, not {self.force_unverified!r}")
         if self.backend == "openai":
