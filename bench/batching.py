@@ -6,7 +6,9 @@ Runs, side by side in one run, each in a fresh child process (so peak RSS is its
    a turn as first measured, on the first --scenarios AgreeMate
    scenarios x --repetitions, --max-turns turns) at 1, 2, 4, 6 and 8 concurrent negotiations
    (tournament workers), on today's backend (`llamacpp`: one llama.cpp instance per agent seat,
-   each with llama.cpp's default threads) and on the batched one (`llamacpp-batched`: one
+   each with llama.cpp's default threads, every reply token drawn: the backend the issue
+   measured), at 1 and 6 on the per-seat backend as it ships now (`per-seat`: the same, with
+   the reply's forced JSON opening decoded with the prompt) and on the batched one (`llamacpp-batched`: one
    engine, one context with 2 x workers sequences, --batched-threads threads, the model in
    --batch-format's file type, see bench/batch_kernels.py). Printed per
    run: negotiations per minute, generated tokens per second, peak RSS, invalid acts,
@@ -58,7 +60,11 @@ def model_spec(backend: str, *, slots: int, threads: int | None, name: str = "de
     if backend == "batched":
         return ModelSpec(name=name, backend="llamacpp-batched", n_slots=slots, n_ctx=BATCHED_CTX,
                          n_threads=threads, batch_format=batch_format)
-    return ModelSpec(name=name, backend="llamacpp")  # today's defaults (n_ctx 4096, threads)
+    if backend == "per-seat":  # the per-seat backend as it ships now (forced openings)
+        return ModelSpec(name=name, backend="llamacpp")
+    # "today": the per-seat backend as the issue measured it (n_ctx 4096, llama.cpp's default
+    # threads, every reply token drawn)
+    return ModelSpec(name=name, backend="llamacpp", forced_openings=False)
 
 
 # --------------------------------------------------------------------------- tournament child
@@ -276,7 +282,7 @@ def main(args: argparse.Namespace) -> int:
         base.append(f"--config={args.config}")
     rows = []
     for workers in args.levels:
-        for backend in ("today", "batched"):
+        for backend in ("today", "batched", *(("per-seat",) if workers in (1, 6) else ())):
             rows.append(child(["--child=tournament", f"--backend={backend}",
                                f"--workers={workers}", *base]))
             r = rows[-1]
@@ -314,6 +320,11 @@ def main(args: argparse.Namespace) -> int:
               f"{six['per_min'] / one_today['per_min']:.2f}x (goal >= 3.0)"
               + (f"; batched 6/1: {six['per_min'] / one_b['per_min']:.2f}x" if one_b else "")
               + (f"; today 6/1: {today6['per_min'] / one_today['per_min']:.2f}x" if today6 else ""))
+    if ("batched", 6) in by and ("per-seat", 1) in by:
+        seat1, seat6 = by[("per-seat", 1)], by.get(("per-seat", 6))
+        print(f"  six at once (batched) / one at a time (per-seat as shipped now, forced openings): "
+              f"{by[('batched', 6)]['per_min'] / seat1['per_min']:.2f}x"
+              + (f"; per-seat 6/1: {seat6['per_min'] / seat1['per_min']:.2f}x" if seat6 else ""))
     batched_rows = [r for r in rows if r["backend"] == "batched"]
     print(f"  batched: invalid acts {sum(r['invalid'] for r in batched_rows)}, reservation "
           f"violations {sum(r['violations'] for r in batched_rows)}, worst prefix reuse "
@@ -345,7 +356,7 @@ if __name__ == "__main__":
     parser.add_argument("--decode-only", action="store_true", help="the llama_decode table only")
     parser.add_argument("--child", choices=("tournament", "discord", "decode"),
                         help=argparse.SUPPRESS)
-    parser.add_argument("--backend", choices=("today", "batched"), help=argparse.SUPPRESS)
+    parser.add_argument("--backend", choices=("today", "per-seat", "batched"), help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     if parsed.child:

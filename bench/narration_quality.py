@@ -13,8 +13,9 @@ the share of turns that fell back to a template, distinct-1/2 and seconds per tu
         --sample-from narrator+checks --out runs/narration
 
 A variant is NAME:key=value,...: ``lora`` (an adapter folder or file for every model the
-agents use, or none), ``candidates`` (narrations sampled per turn). Without --variant the
-config's agents run as they are.
+agents use, or none), ``candidates`` (narrations sampled per turn), ``openings`` (``forced``:
+the reply's JSON opening decoded with the prompt, as configured by default; ``drawn``: drawn
+token by token). Without --variant the config's agents run as they are.
 
 ``--sample-from VARIANT`` also writes the blind reading: ``sample.md`` / ``sample.jsonl`` (lines
 shuffled, each with the item, the speaker's role and the line before it, and an id only) and,
@@ -73,8 +74,14 @@ def pick_dialogues(cfg, n: int, seed: int):
 
 
 def variant_config(cfg, spec: dict[str, str]):
-    """The config with every model's lora and every llm agent's candidates overridden."""
+    """The config with every model's lora and openings and every llm agent's candidates
+    overridden."""
     models = dict(cfg.models)
+    if "openings" in spec:
+        if spec["openings"] not in ("forced", "drawn"):
+            raise SystemExit(f"openings={spec['openings']}: forced or drawn")
+        models = {k: dataclasses.replace(m, forced_openings=spec["openings"] == "forced")
+                  for k, m in models.items()}
     if "lora" in spec:
         lora = None if spec["lora"] in ("", "none") else str(cfg.resolve_path(spec["lora"]))
         models = {k: dataclasses.replace(m, lora=lora) for k, m in models.items()}
@@ -88,9 +95,10 @@ def variant_config(cfg, spec: dict[str, str]):
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     name, _, rest = text.partition(":")
     spec = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
-    unknown = set(spec) - {"lora", "candidates"}
+    unknown = set(spec) - {"lora", "candidates", "openings"}
     if unknown:
-        raise SystemExit(f"--variant {text}: unknown key(s) {', '.join(sorted(unknown))} (lora, candidates)")
+        raise SystemExit(f"--variant {text}: unknown key(s) {', '.join(sorted(unknown))} "
+                         f"(lora, candidates, openings)")
     return name, spec
 
 
