@@ -113,6 +113,17 @@ async def test_a_forced_opening_goes_in_with_the_prompt_as_the_narrator_writes_i
     assert drawn_evals - forced_evals == 7  # each drawn opening token was a decode of its own
 
 
+async def test_an_opening_the_grammar_refuses_is_an_error_and_the_backend_recovers(smol, monkeypatch):
+    import bot.llm.llamacpp as llamacpp
+
+    monkeypatch.setattr(llamacpp, "forced_opening", lambda schema: '{"nope": ')
+    with pytest.raises(ModelError, match="grammar refused the reply's opening"):
+        await smol.chat(SELLER_MESSAGES, schema=REPLY_SCHEMA, sampling=SHORT)
+    monkeypatch.undo()
+    check_reply(json.loads((await smol.chat(SELLER_MESSAGES, schema=REPLY_SCHEMA,
+                                            sampling=SHORT)).text))
+
+
 async def test_timeout_abandons_the_call_and_the_backend_recovers(smol):
     # The grammar forbids closing the story before 2000 characters: left alone, this call
     # would decode all 600 tokens.

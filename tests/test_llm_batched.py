@@ -187,6 +187,18 @@ async def test_a_forced_opening_is_decoded_with_the_prompt_as_the_narrator_write
     assert forced.completion_tokens == drawn.completion_tokens - 2
 
 
+async def test_an_opening_the_grammar_refuses_is_an_error_not_a_reply(engine, monkeypatch):
+    import bot.llm.batch_engine as batch_engine
+
+    monkeypatch.setattr(batch_engine, "forced_opening", lambda schema: '{"nope": ')
+    (seat,) = seats(engine, 1)
+    try:
+        with pytest.raises(ModelError, match="grammar refused the reply's opening"):
+            await seat.chat(SELLER_MESSAGES, schema=enum_schema("yes", "no"), sampling=SHORT)
+    finally:
+        await seat.aclose()
+
+
 async def test_each_sequence_keeps_its_own_grammar(engine):
     a, b, c = seats(engine, 3)
     plain = [{"role": "user", "content": "Say hello to me in plain English, no JSON please."}]
