@@ -48,6 +48,7 @@ from bot.datasets import load_craigslist  # noqa: E402
 from bot.negotiation.narration import CHECKS, distinct_n, narration_findings  # noqa: E402
 from bot.negotiation.prompts import money  # noqa: E402
 from bot.negotiation.runner import run_negotiation  # noqa: E402
+from bot.negotiation.turns import standing_price  # noqa: E402
 
 
 class Shipped:
@@ -127,6 +128,7 @@ async def play(cfg, dialogues, buyer: str, seller: str, seed: int, log_path: Pat
                 rows.append({"scenario": sc.id, "item": sc.title, "category": sc.category,
                              "listing": sc.listing_price, "role": t.role.value, "act": t.act.value,
                              "price": t.price, "line": t.utterance, "previous": previous_line(record.turns, i),
+                             "their_price": standing_price(record.turns[:i], t.role.other),
                              "fallback": t.fallback, "guard": t.guard, "seconds": t.seconds,
                              "prompt_tokens_evaluated": t.prompt_tokens_evaluated,
                              "prompt_tokens": t.prompt_tokens,
@@ -151,6 +153,7 @@ def score_rows(rows: list[dict]) -> dict:
     flagged = 0
     for r in model:
         f = narration_findings(r["line"], _act(r["act"]), _role(r["role"]), price=r["price"],
+                               their_price=r.get("their_price"),
                                category=r["category"] or "", title=r["item"])
         r["findings"] = [f"{x.check}: {x.detail}" for x in f]
         flagged += bool(f)

@@ -75,6 +75,20 @@ SEEN = [
     ("Yes, I can offer $495", Act.COUNTER_PRICE, Role.BUYER, 495, "wrong_act"),
     # the seller in `make demo` with the narrator defaults (2026-12-02)
     ("I would be willing to take it for $14.50", Act.COUNTER_PRICE, Role.SELLER, 14.5, "wrong_role"),
+    # judged not sensible in the blind readings of the seed-3 scenarios (2026-12-02)
+    ("I'm happy to come down to $16", Act.COUNTER_PRICE, Role.BUYER, 16, "wrong_role"),
+    ("I'd like to come down to $15", Act.COUNTER_PRICE, Role.BUYER, 15, "wrong_role"),
+    ("I'd be happy to come up for $15", Act.INIT_PRICE, Role.SELLER, 15, "wrong_role"),
+    ("I would love to give you $20", Act.INIT_PRICE, Role.SELLER, 20, "wrong_role"),
+    ("Great, I would just have to give you $875", Act.COUNTER_PRICE, Role.SELLER, 875, "wrong_role"),
+    ("Great, I can have it for $20", Act.COUNTER_PRICE, Role.SELLER, 20, "wrong_role"),
+    ("I'll do $32 for it. Can you give me a discount?", Act.COUNTER_PRICE, Role.SELLER, 32,
+     "wrong_role"),
+    ("I would be happy to come by for $2,525.", Act.COUNTER_PRICE, Role.SELLER, 2525, "wrong_role"),
+    ("I'm willing to accept $105", Act.COUNTER_PRICE, Role.BUYER, 105, "wrong_role"),
+    ("That's great! $380 is the lowest price I can go for it", Act.COUNTER_PRICE, Role.BUYER, 380,
+     "wrong_role"),
+    ("I'm willing to donate $165", Act.INIT_PRICE, Role.SELLER, 165, "off_topic"),
 ]
 
 
@@ -83,6 +97,33 @@ def test_lines_the_agents_were_seen_writing_are_flagged(line, act, role, price, 
     found = {f.check for f in narration_findings(line, act, role, price=price, category="electronics",
                                                  title="Travel adaptor")}
     assert check in found
+
+
+@pytest.mark.parametrize("line, act, role, price, theirs", [
+    ("Yes, $600", Act.INIT_PRICE, Role.SELLER, 600, 550),
+    ("Sure, I am willing to take $1,000", Act.INSIST, Role.SELLER, 1000, 700),
+    ("Yeah I can do $90", Act.COUNTER_PRICE, Role.BUYER, 90, 120),
+])
+def test_a_yes_to_their_price_then_another_price_reads_like_an_accept(line, act, role, price, theirs):
+    found = narration_findings(line, act, role, price=price, title="Armchair", their_price=theirs)
+    assert [f.check for f in found] == ["wrong_act"], found
+    if act is not Act.COUNTER_PRICE:  # (a counter that opens with a yes is flagged on its own)
+        # the same words are fine where the other side named no price, or named this one
+        for named in (None, price):
+            assert narration_findings(line, act, role, price=price, title="Armchair",
+                                      their_price=named) == []
+
+
+@pytest.mark.parametrize("line, act, role, price, theirs", [
+    ("Yes, it is still available. I'm asking $600 for it.", Act.INIT_PRICE, Role.SELLER, 600, 550),
+    ("Yes, but the best I can do is $650", Act.INSIST, Role.SELLER, 650, 550),
+    ("Can you come down to $15?", Act.COUNTER_PRICE, Role.BUYER, 15, 20),
+    ("I can come down to $18 if you pick it up today.", Act.COUNTER_PRICE, Role.SELLER, 18, 15),
+    ("I can go up to $16, but that's my limit.", Act.COUNTER_PRICE, Role.BUYER, 16, 20),
+    ("Would you be willing to accept $210 for the chair?", Act.COUNTER_PRICE, Role.BUYER, 210, 250),
+])
+def test_people_s_yes_and_direction_words_pass(line, act, role, price, theirs):
+    assert narration_findings(line, act, role, price=price, title="Armchair", their_price=theirs) == []
 
 
 @pytest.mark.parametrize("line, act, role, price", [

@@ -176,7 +176,8 @@ class LLMAgent:
             if problem is None:
                 found = narration_findings(utterance, plan.act, state.role, price=plan.price,
                                            category=state.scenario.category or "",
-                                           title=state.scenario.title)
+                                           title=state.scenario.title,
+                                           their_price=state.their_offer)
                 problem = "; ".join(f"{f.check}: {f.detail}" for f in found) or None
             if problem is not None:
                 problems.append(problem)

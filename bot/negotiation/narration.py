@@ -42,14 +42,23 @@ _OFF_TOPIC = re.compile(
     r"\bassist(ance)?\b|how (can|may) i help|here to help|happy to help|customer service|"
     r"\bmy work\b|in exchange for|a story\b|\blease\b|\brent(al)?\b|\bapartment\b|\bstudio\b|"
     r"new home|your family|\bsubscribe|\bwebsite\b|\bclick\b|\bemail me\b|\bphone number\b|"
-    r"\bshipping address\b|\bcredit card\b|\bpaypal\b|\bthank you for (your|the) (purchase|order)",
+    r"\bshipping address\b|\bcredit card\b|\bpaypal\b|\bthank you for (your|the) (purchase|order)|"
+    r"\bdonat(?:e|ing) (?:\$|a |an |some |your )",
     re.I)
 # A rental is not carried away: picking it up is off topic there ("I will pick it up at $1,350").
 _CARRY = re.compile(r"\bpick (?:it |them )?up\b|\bpick-?up\b", re.I)
 # A counter that opens with a yes reads as an accept of the other side's price ("Yes, $70"
 # after an offer of $63), unless a "but" says otherwise.
 _YES_OPENING = re.compile(r"^\W*(?:yes|yeah|yep)\b(?![^.!?]{0,30}\bbut\b)", re.I)
+# Any priced move whose first sentence is a yes and the price, when the other side has named
+# another price: "Yes, $600" after "Would it be $550?", "Sure, I am willing to take $1,000"
+# after an offer of $700 (blind reading of 2026-12-02; 9 of 2,360 people's priced moves after
+# a price open this way in CraigslistBargains validation + test, and those read as muddled too).
+_YES_PRICED = re.compile(r"^\W*(?:yes|yeah|yep|sure)\b(?![^.!?]*\bbut\b)[^.!?]*?\d", re.I)
 _HOUSING = re.compile(r"\b(housing|apartment|house|room|studio|rent|lease|condo)\b", re.I)
+# "I", "I'd be happy to", "I'm willing to", ... : the speaker's own move comes next.
+_I_WILLING = (r"\bi(?:'m| am|'d| would| will|'ll| can| could)?(?: be)?"
+              r"(?: (?:willing|happy|glad|able|like|love))?(?: to)? ")
 _SELLER_TALK = re.compile(
     r"\bi'?m asking\b|\bi am asking\b|\bit'?s yours\b|\bi('?d| can| could| will) let it go\b|"
     r"\bi (can|could|will) come down\b|\bmy lowest\b|\bi'?m selling\b|\bi am selling\b|"
@@ -63,7 +72,13 @@ _SELLER_TALK = re.compile(
     # ("How would you be interested in it?") (blind reading of 2026-12-02, seed-1 scenarios)
     r"\bi(?:'m| am|'d| would| will|'ll)(?: be)? (?:willing|happy|glad|able) to (?:accept|take) "
     r"\$[\d,.]+ for (?:it|the|this|my|your)\b|"
-    r"\b(?:would|are) you (?:be )?interested in (?:it|buying|this)\b", re.I)
+    r"\b(?:would|are) you (?:be )?interested in (?:it|buying|this)\b|"
+    # ... or coming down, holding the lowest price, accepting a price (blind reading of
+    # 2026-12-02, seed-3 scenarios: "I'd like to come down to $15" while raising; none of the
+    # 10,674 people's lines of CraigslistBargains validation + test say these as a buyer)
+    rf"{_I_WILLING}(?:come|go) down\b|\blowest (?:price )?i can\b|"
+    r"\bi(?:'m| am|'d| would| will|'ll)?(?: be)? (?:willing|happy|glad|able|like) to accept \$",
+    re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
     r"\bi'?m interested in (buying|your)\b|\bcan i buy\b|\bgo up to\b|\bthe most i can\b|"
@@ -80,7 +95,13 @@ _BUYER_TALK = re.compile(
     r"\b(?:willing|happy|glad|able|like) to offer \$|"
     r"\bi(?:'m| am|'d| would| will|'ll| can| could)?(?: be)?(?: (?:willing|happy|glad|able))?"
     r"(?: to)? take (?:it|them) for\b|"  # people's sellers never say it (buyers do, 5 of 6,648)
-    r"\bi(?:'m| am) interested in (?!selling|trading|your offer|hearing)|\bi have \$", re.I)
+    r"\bi(?:'m| am) interested in (?!selling|trading|your offer|hearing)|\bi have \$|"
+    # ... or going up, giving money, having the item, asking for a discount, coming by (blind
+    # readings of 2026-12-02: "I would love to give you $20", "Can you give me a discount?";
+    # 1 of the 10,674 people's lines says one of these as a seller)
+    rf"{_I_WILLING}(?:come|go) up\b|{_I_WILLING}(?:just have to )?give you \$|"
+    r"\bi (?:can|could) have it\b|\b(?:give|get) me a (?:discount|deal|better price)\b|"
+    rf"{_I_WILLING}come (?:by|out)\b", re.I)
 # A seller who opens by asking the buyer for a price has taken the buyer's words.
 _BUYER_OPENING = re.compile(r"\b(could|can) you do\b|\bwould you (take|accept)\b", re.I)
 _YES = re.compile(r"\b(deal|ok(ay)?|sure|sounds (good|great|fair)|works|agreed?|yes|yeah|yep|"
@@ -112,8 +133,10 @@ def _last_word(text: str) -> str:
 
 
 def narration_findings(utterance: str, act: Act, role: Role, *, price: float | None = None,
-                       category: str = "", title: str = "") -> list[Finding]:
-    """What is wrong with ``utterance`` as ``role``'s words for ``act`` (empty: nothing found)."""
+                       category: str = "", title: str = "",
+                       their_price: float | None = None) -> list[Finding]:
+    """What is wrong with ``utterance`` as ``role``'s words for ``act`` (empty: nothing found).
+    ``their_price``: the other side's standing offer, when it has named one."""
     text = utterance.strip()
     out: list[Finding] = []
     if not text:
@@ -151,13 +174,21 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
             (re.search(r"\b(deal|agreed|i accept|sounds good|you got it|i'?ll take it|i'?ll do it)\b",
                        text, re.I) and not _PROPOSAL.search(text))
             or _ACCEPTING.search(text)
-            or (act is Act.COUNTER_PRICE and _YES_OPENING.search(text))):
+            or (act is Act.COUNTER_PRICE and _YES_OPENING.search(text))
+            or _yes_to_another_price(text, price, their_price)):
         out.append(Finding("wrong_act", "a proposal that reads like an accept"))
+    elif act is Act.INSIST and _yes_to_another_price(text, price, their_price):
+        out.append(Finding("wrong_act", "a yes to their price, then another price"))
     elif price is not None and act is not Act.ACCEPT and _NO_PRICE.search(text):
         out.append(Finding("wrong_act", "a priced move that says it gives no price"))
     elif act is Act.INQUIRE and "?" not in text:
         out.append(Finding("wrong_act", "an inquiry that asks nothing"))
     return out
+
+
+def _yes_to_another_price(text: str, price: float | None, their_price: float | None) -> bool:
+    return (price is not None and their_price is not None
+            and abs(price - their_price) > 0.005 * their_price and bool(_YES_PRICED.search(text)))
 
 
 def distinct_n(lines: Sequence[str], n: int) -> float | None:
