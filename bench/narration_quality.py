@@ -15,7 +15,9 @@ the share of turns that fell back to a template, distinct-1/2 and seconds per tu
 A variant is NAME:key=value,...: ``lora`` (an adapter folder or file for every model the
 agents use, or none), ``candidates`` (narrations sampled per turn), ``openings`` (``forced``:
 the reply's JSON opening decoded with the prompt, as configured by default; ``drawn``: drawn
-token by token). Without --variant the config's agents run as they are.
+token by token), ``pick`` (``likeliest``: every candidate drawn, the likeliest passing one said,
+as configured by default; ``first``: the first passing one, the rest not drawn). Without
+--variant the config's agents run as they are.
 
 ``--sample-from VARIANT`` also writes the blind reading: ``sample.md`` / ``sample.jsonl`` (lines
 shuffled, each with the item, the speaker's role and the line before it, and an id only) and,
@@ -75,7 +77,7 @@ def pick_dialogues(cfg, n: int, seed: int):
 
 
 def variant_config(cfg, spec: dict[str, str]):
-    """The config with every model's lora and openings and every llm agent's candidates
+    """The config with every model's lora and openings and every llm agent's candidates and pick
     overridden."""
     models = dict(cfg.models)
     if "openings" in spec:
@@ -90,16 +92,21 @@ def variant_config(cfg, spec: dict[str, str]):
     if "candidates" in spec:
         agents = {k: dataclasses.replace(a, candidates=int(spec["candidates"])) if a.kind == "llm" else a
                   for k, a in agents.items()}
+    if "pick" in spec:
+        if spec["pick"] not in ("likeliest", "first"):
+            raise SystemExit(f"pick={spec['pick']}: likeliest or first")
+        agents = {k: dataclasses.replace(a, pick=spec["pick"]) if a.kind == "llm" else a
+                  for k, a in agents.items()}
     return dataclasses.replace(cfg, models=models, agents=agents)
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     name, _, rest = text.partition(":")
     spec = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
-    unknown = set(spec) - {"lora", "candidates", "openings"}
+    unknown = set(spec) - {"lora", "candidates", "openings", "pick"}
     if unknown:
         raise SystemExit(f"--variant {text}: unknown key(s) {', '.join(sorted(unknown))} "
-                         f"(lora, candidates, openings)")
+                         f"(lora, candidates, openings, pick)")
     return name, spec
 
 

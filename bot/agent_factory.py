@@ -65,7 +65,8 @@ class AgentFactory:
                                       private_limit=self.cfg.negotiation.reservation_spread > 0)
         return LLMAgent(name, backend, sampling=sampling, personality=agent.personality, cot=agent.cot,
                         max_repairs=agent.max_repairs, fallback=rule,
-                        policy=policy, candidates=agent.candidates)
+                        policy=policy, candidates=agent.candidates,
+                        pick=agent.pick)
 
     async def probe(self, seats: Iterable[tuple[str, Role | str, str]]) -> list[str]:
         """Probe, once each, the models the agents of ``seats`` (agent name, role, seat) run on:

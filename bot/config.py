@@ -176,6 +176,9 @@ class AgentConfig:
     # hybrid agents: narrations sampled per turn, the best passing the checks is said
     # (bot/negotiation/narration.py); 1 = a single sample, re-asked on a problem
     candidates: int = 1
+    # which passing candidate is said: the model's likeliest (all are drawn) or the first that
+    # passes (the rest are not drawn: fewer tokens a turn, docs/narration.md)
+    pick: Literal["likeliest", "first"] = "likeliest"
     # rule agents: fraction of the remaining gap conceded per turn, and the gap (a fraction
     # of the listing price) within which an offer is accepted
     concession: float = 0.25

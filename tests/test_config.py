@@ -40,6 +40,7 @@ def test_empty_config_gets_defaults(tmp_path):
     ("[negotiation]\nturn_timeout_s = -1", "negotiation.turn_timeout_s"),
     ("[agents.x]\nkind = 'rule'\ntemperature = -1", "agents.x.temperature: must be >= 0"),
     ("[agents.x]\nkind = 'robot'", "agents.x.kind: must be one of"),
+    ("[agents.x]\npick = 'best'", "agents.x.pick: must be one of 'likeliest', 'first'"),
     ("[agents.x]\ncot = 'yes'", "agents.x.cot: expected true or false"),
     ("[agents.x]\nmodel = 'missing'", "agents.x.model: no model named 'missing'"),
     ("[agents.x]\nkind = 'rule'\nconcession = 0", "agents.x.concession"),

@@ -242,6 +242,23 @@ async def test_the_best_passing_candidate_is_said(scenario):
     assert len(backend.calls) == 3 and len({c.sampling.seed for c in backend.calls}) == 3
 
 
+async def test_pick_first_says_the_first_passing_candidate_and_draws_no_more(scenario):
+    policy = ConcessionPolicy("fair", seed=0)
+    plan = policy.plan(hybrid_state(scenario))
+    p = f"${plan.price:,.0f}"
+    backend = FakeBackend([
+        ChatResult(narration(f"I can offer {p} for your item in the ."), extra={"logprob": -1.0, "logprob_tokens": 10}),
+        ChatResult(narration(f"How about {p}? The tyres are new."), extra={"logprob": -8.0, "logprob_tokens": 10}),
+        ChatResult(narration(f"{p} is fair, it rides great."), extra={"logprob": -5.0, "logprob_tokens": 10}),
+    ])
+    agent = LLMAgent("s", backend, policy=policy, candidates=3, sampling=Sampling(seed=0), pick="first")
+    turn = await agent.respond(hybrid_state(scenario))
+    assert not turn.fallback and turn.utterance == f"How about {p}? The tyres are new."
+    assert len(backend.calls) == 2  # the broken first, the passing second; the third not drawn
+    with pytest.raises(ValueError, match="pick"):
+        LLMAgent("s", backend, policy=policy, candidates=3, pick="best")
+
+
 async def test_no_passing_candidate_falls_back_to_a_template(scenario):
     policy = ConcessionPolicy("fair", seed=0)
     plan = policy.plan(hybrid_state(scenario))

@@ -95,7 +95,7 @@ class LLMAgent:
                  personality: Personality = DEFAULT_PERSONALITY,
                  cot: bool = False, max_repairs: int = 1, timeout: float | None = None,
                  fallback: RuleAgent | None = None, policy: ConcessionPolicy | None = None,
-                 candidates: int = 1) -> None:
+                 candidates: int = 1, pick: str = "likeliest") -> None:
         self.name = name
         self.backend = backend
         self.sampling = sampling
@@ -109,6 +109,9 @@ class LLMAgent:
         self.policy = policy
         # hybrid: narrations sampled per turn; the best one that passes every check is said
         self.candidates = max(1, int(candidates))
+        if pick not in ("likeliest", "first"):
+            raise ValueError(f"pick must be 'likeliest' or 'first', not {pick!r}")
+        self.pick = pick  # "first": the first passing candidate is said, the rest not drawn
         self.stats = {"turns": 0, "repaired": 0, "fallback": 0, "model_failed": 0}
 
     # ---- prompting
@@ -148,9 +151,10 @@ class LLMAgent:
 
     async def _narrate(self, state: DialogueState, plan: Any, schema: dict[str, Any], extra: str,
                        system_text: str, usage: dict[str, Any]) -> tuple[Turn | None, str | None]:
-        """Sample ``candidates`` narrations of the planned move and keep the best that passes
-        every check (``_problem`` and narration.narration_findings), ranked by the model's own
-        mean log-likelihood per token. (None, why) when none passes."""
+        """Sample up to ``candidates`` narrations of the planned move and keep the best that
+        passes every check (``_problem`` and narration.narration_findings), ranked by the model's
+        own mean log-likelihood per token; with ``pick = "first"`` the first that passes, the
+        rest not drawn. (None, why) when none passes."""
         messages = await self._messages(state, None, extra)
         best: tuple[float, Turn] | None = None
         problems: list[str] = []
@@ -188,6 +192,8 @@ class LLMAgent:
             score = extra_info["logprob"] / n if n else 0.0
             if best is None or score > best[0]:
                 best = (score, turn)
+            if self.pick == "first":
+                break
         if best is None:
             return None, "; ".join(dict.fromkeys(problems)) or "no candidate"
         return best[1], None
