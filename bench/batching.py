@@ -19,12 +19,16 @@ Runs, side by side in one run, each in a fresh child process (so peak RSS is its
 2. --games concurrent Discord games (the real cog through bot/queues.py's model queue, the fake
    Discord objects of tests/bot_fakes.py) against the hybrid seller, --messages offers each:
    p50/p95 reply latency and peak RSS, with today's backend on --today-slots instances (the
-   queue's model_slots) and with the batched one (one sequence per game).
+   queue's model_slots) and with the batched one (one sequence per game), at each of --paces:
+   "lockstep" (every player offers again 50-200 ms after the reply: the worst case) and
+   "person" (each pause drawn from 5-15 s, the same in every run: reading the reply and
+   typing the next offer).
 
 Models load before the clock starts. The ratios printed at the end are the issue's "Must show".
 
     .venv/bin/python bench/batching.py [--scenarios 6] [--repetitions 2] [--max-turns 6]
         [--levels 1,2,4,6,8] [--batched-threads 2] [--batch-format F16] [--games 12] [--messages 3]
+        [--paces lockstep,person]            (--levels '' runs the Discord part alone)
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import resource
 import statistics
 import subprocess
@@ -54,17 +59,17 @@ def rss_mb() -> float:
 
 
 def model_spec(backend: str, *, slots: int, threads: int | None, name: str = "default",
-               batch_format: str | None = None) -> Any:
+               batch_format: str | None = None, lora: str | None = None) -> Any:
     from bot.llm.models import ModelSpec
 
     if backend == "batched":
         return ModelSpec(name=name, backend="llamacpp-batched", n_slots=slots, n_ctx=BATCHED_CTX,
-                         n_threads=threads, batch_format=batch_format)
+                         n_threads=threads, batch_format=batch_format, lora=lora)
     if backend == "per-seat":  # the per-seat backend as it ships now (forced openings)
-        return ModelSpec(name=name, backend="llamacpp")
+        return ModelSpec(name=name, backend="llamacpp", lora=lora)
     # "today": the per-seat backend as the issue measured it (n_ctx 4096, llama.cpp's default
     # threads, every reply token drawn)
-    return ModelSpec(name=name, backend="llamacpp", forced_openings=False)
+    return ModelSpec(name=name, backend="llamacpp", forced_openings=False, lora=lora)
 
 
 # --------------------------------------------------------------------------- tournament child
@@ -151,17 +156,39 @@ async def tournament_child(args: argparse.Namespace) -> dict[str, Any]:
 # --------------------------------------------------------------------------- Discord child
 
 
+# A person between two offers: reads the bot's reply (~10 words, 2-3 s) and types the next
+# (~5 words at Discord's typical 35-45 words a minute, 5-10 s). "person" draws each pause from
+# 5-15 s; "lockstep" answers at once (50-200 ms apart), the worst case a machine can send.
+PACES = {"lockstep": None, "person": (5.0, 15.0)}
+
+
+def think_seconds(pace: str, player: int, message: int) -> float:
+    """The pause before ``player``'s ``message``-th offer, the same in every run."""
+    span = PACES[pace]
+    if span is None:
+        return 0.05 * (player % 5)
+    return random.Random(f"{player}/{message}").uniform(*span)
+
+
 async def discord_child(args: argparse.Namespace) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "tests"))
     from bot_fakes import LONGBOARD, World, invoke, make_config, start_bot
 
     seller = {"kind": "llm", "role": "seller", "model": "fake", "policy": "hybrid", "seed": 0}
+    lora = None
+    if args.seller == "shipped":  # the seller people meet by default: its model's adapter,
+        from bot.config import load_config  # candidates and pick, as the config has them
+
+        repo_cfg = load_config(args.config or ROOT / "config.toml")
+        shipped = repo_cfg.agents["seller"]
+        seller.update(candidates=shipped.candidates, pick=shipped.pick)
+        lora = repo_cfg.models[shipped.model].lora
     slots = args.games if args.backend == "batched" else args.today_slots
     cfg = make_config(bot={"model_slots": args.today_slots, "queue_size": args.games * 2},
                       agents={"llm-seller": seller})
     cfg = replace(cfg, models={"fake": model_spec(args.backend, slots=slots, name="fake",
                                                   threads=args.batched_threads,
-                                                  batch_format=args.batch_format)})
+                                                  batch_format=args.batch_format, lora=lora)})
     rss_before = rss_mb()
     latencies: list[float] = []
     with tempfile.TemporaryDirectory(prefix="haggle-bench-") as tmp:
@@ -178,7 +205,7 @@ async def discord_child(args: argparse.Namespace) -> dict[str, Any]:
             thread = next(t for t in world.channel.threads
                           if t.name.startswith(f"{person.name} haggles"))
             for k in range(args.messages):
-                await asyncio.sleep(0.05 * (i % 5))  # people do not type in lockstep
+                await asyncio.sleep(think_seconds(args.pace, i, k))
                 answers = len(thread.messages)
                 t0 = time.perf_counter()
                 await world.say(person, thread, f"would you take ${100 + 4 * k + i % 3}?")
@@ -193,7 +220,9 @@ async def discord_child(args: argparse.Namespace) -> dict[str, Any]:
             wall = time.perf_counter() - t0
             await bot.close()
     q = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"backend": args.backend, "slots": slots, "games": args.games, "turns": len(latencies),
+    return {"backend": args.backend, "pace": args.pace, "seller": args.seller, "slots": slots,
+            "games": args.games,
+            "turns": len(latencies),
             "p50": q[49], "p95": q[94], "max": max(latencies), "wall": wall, "rss": rss_mb(),
             "rss_before": rss_before}
 
@@ -260,6 +289,22 @@ def same(a: dict[str, list], b: dict[str, list]) -> int:
     return sum(x == y for key in a for x, y in zip(a[key], b.get(key, []), strict=False))
 
 
+def print_tournament(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    reference = next((r for r in rows if r["backend"] == "today" and r["workers"] == 1),
+                     {"n": 0, "outcomes": {}})
+    print(f"\ntournament: buyer vs seller (hybrid), {reference['n']} negotiations "
+          f"({args.scenarios} scenarios x {args.repetitions}), {args.max_turns} turns at most")
+    head = (f"{'backend':<9}{'at once':>8}{'neg/min':>9}{'tok/s':>8}{'peak MB':>9}{'invalid':>8}"
+            f"{'viol.':>6}{'fallb.':>7}{'reuse max':>10}{'tok/step':>9}{'same':>7}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['backend']:<9}{r['workers']:>8}{r['per_min']:>9.2f}{r['tok_s']:>8.1f}"
+              f"{r['rss']:>9.0f}{r['invalid']:>8}{r['violations']:>6}{r['fallbacks']:>7}"
+              f"{r['reuse_max'] or 0:>10.2f}{r['per_step'] or 0:>9.1f}"
+              f"{same(r['outcomes'], reference['outcomes']):>4}/{r['n']:<2}")
+
+
 def main(args: argparse.Namespace) -> int:
     load = os.getloadavg()
     print(f"bench/batching.py on {os.cpu_count()} CPU(s), load average {load[0]:.2f} "
@@ -289,27 +334,19 @@ def main(args: argparse.Namespace) -> int:
             print(f"  {backend:<8} workers {workers}: {r['n']} negotiations ({r['at_once']} at once "
                   f"at most) in {r['wall']:.1f} s",
                   flush=True)
-    reference = next(r for r in rows if r["backend"] == "today" and r["workers"] == 1)
-    print(f"\ntournament: buyer vs seller (hybrid), {reference['n']} negotiations "
-          f"({args.scenarios} scenarios x {args.repetitions}), {args.max_turns} turns at most")
-    head = (f"{'backend':<9}{'at once':>8}{'neg/min':>9}{'tok/s':>8}{'peak MB':>9}{'invalid':>8}"
-            f"{'viol.':>6}{'fallb.':>7}{'reuse max':>10}{'tok/step':>9}{'same':>7}")
-    print(head)
-    print("-" * len(head))
-    for r in rows:
-        print(f"{r['backend']:<9}{r['workers']:>8}{r['per_min']:>9.2f}{r['tok_s']:>8.1f}"
-              f"{r['rss']:>9.0f}{r['invalid']:>8}{r['violations']:>6}{r['fallbacks']:>7}"
-              f"{r['reuse_max'] or 0:>10.2f}{r['per_step'] or 0:>9.1f}"
-              f"{same(r['outcomes'], reference['outcomes']):>4}/{r['n']:<2}")
-    games = [child(["--child=discord", f"--backend={b}", f"--games={args.games}",
+    if rows:
+        print_tournament(rows, args)
+    games = [child(["--child=discord", f"--backend={b}", f"--pace={pace}", f"--games={args.games}",
+                    f"--seller={args.seller}",
                     f"--messages={args.messages}", f"--today-slots={args.today_slots}",
-                    *base]) for b in ("today", "batched")]
+                    *base]) for pace in args.paces for b in ("today", "batched")]
     print(f"\nDiscord: {args.games} concurrent games x {args.messages} offers (+ the openings), "
-          f"hybrid seller, through the model queue")
+          f"hybrid seller ({args.seller}), through the model queue; pace: lockstep = each offer 50-200 ms after "
+          f"the reply, person = {PACES['person'][0]:g}-{PACES['person'][1]:g} s after it")
     for g in games:
-        print(f"{g['backend']:<9}{g['slots']:>3} slot(s): reply p50 {g['p50']:.2f} s, p95 "
-              f"{g['p95']:.2f} s, max {g['max']:.2f} s; {g['turns']} replies in {g['wall']:.1f} s; "
-              f"peak RSS {g['rss']:.0f} MB")
+        print(f"{g['pace']:<9}{g['backend']:<9}{g['slots']:>3} slot(s): reply p50 {g['p50']:.2f} s, "
+              f"p95 {g['p95']:.2f} s, max {g['max']:.2f} s; {g['turns']} replies in "
+              f"{g['wall']:.1f} s; peak RSS {g['rss']:.0f} MB")
     by = {(r["backend"], r["workers"]): r for r in rows}
     print("\nMust show:")
     if ("batched", 6) in by:
@@ -326,12 +363,14 @@ def main(args: argparse.Namespace) -> int:
               f"{by[('batched', 6)]['per_min'] / seat1['per_min']:.2f}x"
               + (f"; per-seat 6/1: {seat6['per_min'] / seat1['per_min']:.2f}x" if seat6 else ""))
     batched_rows = [r for r in rows if r["backend"] == "batched"]
-    print(f"  batched: invalid acts {sum(r['invalid'] for r in batched_rows)}, reservation "
-          f"violations {sum(r['violations'] for r in batched_rows)}, worst prefix reuse "
-          f"{max(r['reuse_max'] or 0 for r in batched_rows):.2f} (goal <= 1.3)")
-    today_g, batched_g = games
-    print(f"  p95 reply latency, {args.games} games, batched: {batched_g['p95']:.2f} s (goal <= 3 s;"
-          f" today on {args.today_slots} instances: {today_g['p95']:.2f} s)")
+    if batched_rows:
+        print(f"  batched: invalid acts {sum(r['invalid'] for r in batched_rows)}, reservation "
+              f"violations {sum(r['violations'] for r in batched_rows)}, worst prefix reuse "
+              f"{max(r['reuse_max'] or 0 for r in batched_rows):.2f} (goal <= 1.3)")
+    for today_g, batched_g in zip(games[::2], games[1::2], strict=True):
+        print(f"  p95 reply latency, {args.games} games at {batched_g['pace']} pace, batched: "
+              f"{batched_g['p95']:.2f} s (goal <= 3 s; today on {args.today_slots} instances: "
+              f"{today_g['p95']:.2f} s)")
     print(f"  peak RSS with {args.games} conversations (batched) {batched_g['rss']:.0f} MB vs "
           f"{args.today_slots} per-seat instances (today) {today_g['rss']:.0f} MB")
     return 0
@@ -343,7 +382,7 @@ if __name__ == "__main__":
     parser.add_argument("--scenarios", type=int, default=6)
     parser.add_argument("--repetitions", type=int, default=2)
     parser.add_argument("--max-turns", type=int, default=6)
-    parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",")],
+    parser.add_argument("--levels", type=lambda s: [int(x) for x in s.split(",") if x],
                         default=[1, 2, 4, 6, 8])
     parser.add_argument("--batched-threads", type=int, default=None,
                         help="threads of the batched engine (default: every CPU)")
@@ -353,6 +392,13 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=3)
     parser.add_argument("--today-slots", type=int, default=4,
                         help="model_slots (instances) for today's backend in the Discord run")
+    parser.add_argument("--paces", type=lambda s: s.split(","), default=list(PACES),
+                        help="the Discord players' paces to run (lockstep,person)")
+    parser.add_argument("--pace", choices=tuple(PACES), default="lockstep", help=argparse.SUPPRESS)
+    parser.add_argument("--seller", choices=("base", "shipped"), default="base",
+                        help="the Discord games' seller: the base model with one narration a turn "
+                             "(as first measured) or the config's `seller` (the narrator adapter, "
+                             "its candidates and pick)")
     parser.add_argument("--decode-only", action="store_true", help="the llama_decode table only")
     parser.add_argument("--child", choices=("tournament", "discord", "decode"),
                         help=argparse.SUPPRESS)
