@@ -89,6 +89,25 @@ SEEN = [
     ("That's great! $380 is the lowest price I can go for it", Act.COUNTER_PRICE, Role.BUYER, 380,
      "wrong_role"),
     ("I'm willing to donate $165", Act.INIT_PRICE, Role.SELLER, 165, "off_topic"),
+    # judged not sensible in the blind readings of the seed-3 scenarios (2026-12-03)
+    ("I'm glad to hear that. Are you willing to buy this chair for $555?", Act.INIT_PRICE,
+     Role.BUYER, 555, "wrong_role"),
+    ("I'm willing to pick it up for $2,800. Can I give you a discount on the deal?",
+     Act.COUNTER_PRICE, Role.BUYER, 2800, "wrong_role"),
+    ("I can offer you a deal. Can I come and pick it up for $3,000?", Act.INIT_PRICE, Role.SELLER,
+     3000, "wrong_role"),
+    ("I am willing to do $2,925 and I will pay you cash as well.", Act.COUNTER_PRICE, Role.SELLER,
+     2925, "wrong_role"),
+    ("Great, I think it is $1,950. Can you give me the price of the condo?", Act.COUNTER_PRICE,
+     Role.SELLER, 1950, "wrong_role"),
+    ("I'm really interested in your furniture and can accept $16 for it.", Act.COUNTER_PRICE,
+     Role.SELLER, 16, "wrong_role"),
+    ("I'm very interested, but I want to be sure of the material and quality.", Act.INFORM,
+     Role.SELLER, None, "wrong_role"),
+    ("Hi, I'm looking for a place to stay for $13. Can you let me know?", Act.INIT_PRICE,
+     Role.BUYER, 13, "off_topic"),
+    ("I'm open to $19 and come out for a night at your convenience", Act.COUNTER_PRICE,
+     Role.SELLER, 19, "off_topic"),
 ]
 
 
@@ -145,6 +164,10 @@ def test_people_s_yes_and_direction_words_pass(line, act, role, price, theirs):
     ("Would you be willing to take $120 for it?", Act.COUNTER_PRICE, Role.BUYER, 120),
     ("Yes, it's still available. I'm asking $120.", Act.INIT_PRICE, Role.SELLER, 120),
     ("Yes, but the lowest I can go is $130.", Act.COUNTER_PRICE, Role.SELLER, 130),
+    ("Are you willing to buy it for $140 today?", Act.COUNTER_PRICE, Role.SELLER, 140),
+    ("I can give you a discount if you pick it up: $130.", Act.COUNTER_PRICE, Role.SELLER, 130),
+    ("Can I pick it up tonight for $110? I will pay you cash.", Act.COUNTER_PRICE, Role.BUYER, 110),
+    ("I'm very interested. Would you take $100?", Act.COUNTER_PRICE, Role.BUYER, 100),
 ])
 def test_lines_a_person_writes_pass(line, act, role, price):
     assert narration_findings(line, act, role, price=price, title="Road bike") == []

@@ -43,7 +43,8 @@ _OFF_TOPIC = re.compile(
     r"\bmy work\b|in exchange for|a story\b|\blease\b|\brent(al)?\b|\bapartment\b|\bstudio\b|"
     r"new home|your family|\bsubscribe|\bwebsite\b|\bclick\b|\bemail me\b|\bphone number\b|"
     r"\bshipping address\b|\bcredit card\b|\bpaypal\b|\bthank you for (your|the) (purchase|order)|"
-    r"\bdonat(?:e|ing) (?:\$|a |an |some |your )",
+    r"\bdonat(?:e|ing) (?:\$|a |an |some |your )|"
+    r"\bplace to stay\b|\bfor a night\b",  # (blind reading of 2026-12-03; 1 of 10,674 people's lines)
     re.I)
 # A rental is not carried away: picking it up is off topic there ("I will pick it up at $1,350").
 _CARRY = re.compile(r"\bpick (?:it |them )?up\b|\bpick-?up\b", re.I)
@@ -77,7 +78,12 @@ _SELLER_TALK = re.compile(
     # 2026-12-02, seed-3 scenarios: "I'd like to come down to $15" while raising; none of the
     # 10,674 people's lines of CraigslistBargains validation + test say these as a buyer)
     rf"{_I_WILLING}(?:come|go) down\b|\blowest (?:price )?i can\b|"
-    r"\bi(?:'m| am|'d| would| will|'ll)?(?: be)? (?:willing|happy|glad|able|like) to accept \$",
+    r"\bi(?:'m| am|'d| would| will|'ll)?(?: be)? (?:willing|happy|glad|able|like) to accept \$|"
+    # ... or asking the buyer to buy, offering a discount (blind reading of 2026-12-03, seed 3
+    # with pick = "first": "Are you willing to buy this chair for $555?"; no buyer of the
+    # 10,674 people's lines of validation + test says these)
+    r"\b(?:are|would) you (?:be )?willing to buy\b|"
+    r"\b(?:can|could) i give you a (?:discount|deal)\b|\bgive you a discount\b",
     re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
@@ -95,13 +101,19 @@ _BUYER_TALK = re.compile(
     r"\b(?:willing|happy|glad|able|like) to offer \$|"
     r"\bi(?:'m| am|'d| would| will|'ll| can| could)?(?: be)?(?: (?:willing|happy|glad|able))?"
     r"(?: to)? take (?:it|them) for\b|"  # people's sellers never say it (buyers do, 5 of 6,648)
-    r"\bi(?:'m| am) interested in (?!selling|trading|your offer|hearing)|\bi have \$|"
+    r"\bi(?:'m| am)(?: (?:really|very|extremely|so|definitely))* interested\b"
+    r"(?! in (?:selling|trading|your offer|hearing))|\bi have \$|"
     # ... or going up, giving money, having the item, asking for a discount, coming by (blind
     # readings of 2026-12-02: "I would love to give you $20", "Can you give me a discount?";
     # 1 of the 10,674 people's lines says one of these as a seller)
     rf"{_I_WILLING}(?:come|go) up\b|{_I_WILLING}(?:just have to )?give you \$|"
     r"\bi (?:can|could) have it\b|\b(?:give|get) me a (?:discount|deal|better price)\b|"
-    rf"{_I_WILLING}come (?:by|out)\b", re.I)
+    rf"{_I_WILLING}come (?:by|out)\b|"
+    # ... or fetching, paying, asking the price (blind reading of 2026-12-03: "Can I come and
+    # pick it up for $3,000?", "I will pay you cash as well", "Can you give me the price of the
+    # condo?"; 1 of the 10,674 people's lines says one of these as a seller)
+    rf"\bcan i (?:come (?:and |to )?)?pick (?:it|them) up\b|{_I_WILLING}pay you\b|"
+    r"\bgive me the price\b", re.I)
 # A seller who opens by asking the buyer for a price has taken the buyer's words.
 _BUYER_OPENING = re.compile(r"\b(could|can) you do\b|\bwould you (take|accept)\b", re.I)
 _YES = re.compile(r"\b(deal|ok(ay)?|sure|sounds (good|great|fair)|works|agreed?|yes|yeah|yep|"
