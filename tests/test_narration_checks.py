@@ -108,6 +108,18 @@ SEEN = [
      Role.BUYER, 13, "off_topic"),
     ("I'm open to $19 and come out for a night at your convenience", Act.COUNTER_PRICE,
      Role.SELLER, 19, "off_topic"),
+    # judged not sensible in the blind readings of the seed-4 scenarios (2026-12-03)
+    ("That's great, I'm willing to take $10,600", Act.COUNTER_PRICE, Role.BUYER, 10600, "wrong_role"),
+    ("How about $57? Do you have any questions?", Act.COUNTER_PRICE, Role.BUYER, 57, "wrong_role"),
+    ("I can provide you a discount of $385 as well.", Act.INIT_PRICE, Role.BUYER, 385, "wrong_role"),
+    ("I'd like to go for $405. Would you be willing to pick it up?", Act.COUNTER_PRICE, Role.BUYER,
+     405, "wrong_role"),
+    ("It's a great bike trailer for your kid. I think $90 is too high, so do you have any other "
+     "options?", Act.COUNTER_PRICE, Role.SELLER, 100, "wrong_role"),
+    ("I do not have any questions about it. I am willing to take $10 if you are interested.",
+     Act.COUNTER_PRICE, Role.SELLER, 10, "wrong_role"),
+    ("I would really like to accept the offer for $1,925.", Act.COUNTER_PRICE, Role.BUYER, 1925,
+     "wrong_act"),
 ]
 
 
@@ -122,6 +134,9 @@ def test_lines_the_agents_were_seen_writing_are_flagged(line, act, role, price, 
     ("Yes, $600", Act.INIT_PRICE, Role.SELLER, 600, 550),
     ("Sure, I am willing to take $1,000", Act.INSIST, Role.SELLER, 1000, 700),
     ("Yeah I can do $90", Act.COUNTER_PRICE, Role.BUYER, 90, 120),
+    ("Great, I would like to offer you a deal of $2,450 for this chair.", Act.INSIST,
+     Role.SELLER, 2450, 2200),
+    ("That's great. I'm willing to do $11,300.", Act.INSIST, Role.SELLER, 11300, 10400),
 ])
 def test_a_yes_to_their_price_then_another_price_reads_like_an_accept(line, act, role, price, theirs):
     found = narration_findings(line, act, role, price=price, title="Armchair", their_price=theirs)
@@ -168,6 +183,10 @@ def test_people_s_yes_and_direction_words_pass(line, act, role, price, theirs):
     ("I can give you a discount if you pick it up: $130.", Act.COUNTER_PRICE, Role.SELLER, 130),
     ("Can I pick it up tonight for $110? I will pay you cash.", Act.COUNTER_PRICE, Role.BUYER, 110),
     ("I'm very interested. Would you take $100?", Act.COUNTER_PRICE, Role.BUYER, 100),
+    ("Great, but I can only do $95.", Act.COUNTER_PRICE, Role.BUYER, 95),
+    ("That's too high for me. Would you take $100?", Act.COUNTER_PRICE, Role.BUYER, 100),
+    ("That's too low for me, I can do $140.", Act.COUNTER_PRICE, Role.SELLER, 140),
+    ("Do you have any questions? It rides great. $150.", Act.COUNTER_PRICE, Role.SELLER, 150),
 ])
 def test_lines_a_person_writes_pass(line, act, role, price):
     assert narration_findings(line, act, role, price=price, title="Road bike") == []

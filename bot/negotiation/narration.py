@@ -55,7 +55,12 @@ _YES_OPENING = re.compile(r"^\W*(?:yes|yeah|yep)\b(?![^.!?]{0,30}\bbut\b)", re.I
 # another price: "Yes, $600" after "Would it be $550?", "Sure, I am willing to take $1,000"
 # after an offer of $700 (blind reading of 2026-12-02; 9 of 2,360 people's priced moves after
 # a price open this way in CraigslistBargains validation + test, and those read as muddled too).
-_YES_PRICED = re.compile(r"^\W*(?:yes|yeah|yep|sure)\b(?![^.!?]*\bbut\b)[^.!?]*?\d", re.I)
+# A "great" / "that's great" opening reads the same way ("Great, I would like to offer you a deal
+# of $2,450" after an offer of $2,200, "That's great. I'm willing to do $11,300.": blind reading
+# of 2026-12-03, seed 4; with the yes, 7 of the 884 people's priced moves of validation + test
+# that follow another price of the other side's open so).
+_YES_PRICED = re.compile(r"^\W*(?:yes|yeah|yep|sure|(?:it'?s |that'?s |that is |sounds )?(?:great|"
+                         r"perfect|awesome|wonderful))\b(?:\s*[.!]+\s)?(?![^.!?]*\bbut\b)[^.!?]*?\d", re.I)
 _HOUSING = re.compile(r"\b(housing|apartment|house|room|studio|rent|lease|condo)\b", re.I)
 # "I", "I'd be happy to", "I'm willing to", ... : the speaker's own move comes next.
 _I_WILLING = (r"\bi(?:'m| am|'d| would| will|'ll| can| could)?(?: be)?"
@@ -83,7 +88,13 @@ _SELLER_TALK = re.compile(
     # with pick = "first": "Are you willing to buy this chair for $555?"; no buyer of the
     # 10,674 people's lines of validation + test says these)
     r"\b(?:are|would) you (?:be )?willing to buy\b|"
-    r"\b(?:can|could) i give you a (?:discount|deal)\b|\bgive you a discount\b",
+    r"\b(?:can|could) i give you a (?:discount|deal)\b|\b(?:give|offer|provide) you a discount\b|"
+    # ... or taking a price, asking if the seller has questions or will fetch the item, calling
+    # a price too low (blind reading of 2026-12-03, seed 4: "I'm willing to take $10,600",
+    # "How about $57? Do you have any questions?"; 1 buyer of the 10,674 people's lines says one)
+    r"\bi(?:'m| am|'d| would| will|'ll)?(?: be)? (?:willing|happy|glad|able) to take \$|"
+    r"\bdo you have any (?:other )?questions\b|"
+    r"\b(?:would|could|can) you (?:be willing to )?pick (?:it|them) up\b|\btoo low\b",
     re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
@@ -113,7 +124,10 @@ _BUYER_TALK = re.compile(
     # pick it up for $3,000?", "I will pay you cash as well", "Can you give me the price of the
     # condo?"; 1 of the 10,674 people's lines says one of these as a seller)
     rf"\bcan i (?:come (?:and |to )?)?pick (?:it|them) up\b|{_I_WILLING}pay you\b|"
-    r"\bgive me the price\b", re.I)
+    r"\bgive me the price\b|"
+    # ... or calling a price too high, having no questions (seed 4: "I think $90 is too high",
+    # "I do not have any questions about it"; 1 seller of the 10,674 people's lines says one)
+    r"\btoo high\b|\bi (?:do not|don'?t) have any questions\b", re.I)
 # A seller who opens by asking the buyer for a price has taken the buyer's words.
 _BUYER_OPENING = re.compile(r"\b(could|can) you do\b|\bwould you (take|accept)\b", re.I)
 _YES = re.compile(r"\b(deal|ok(ay)?|sure|sounds (good|great|fair)|works|agreed?|yes|yeah|yep|"
@@ -123,7 +137,7 @@ _YES = re.compile(r"\b(deal|ok(ay)?|sure|sounds (good|great|fair)|works|agreed?|
 # Words that accept, whatever follows them: a proposal cannot say them ("I will accept your offer
 # of $110 and I can go the other way", "I would like to take $110 and I will accept").
 _ACCEPTING = re.compile(r"\bi(?:'ll| will| would| can)? accept\b(?! (?:less|anything|that low|"
-                        r"nothing|no less|under|below))|\baccept your offer\b", re.I)
+                        r"nothing|no less|under|below))|\baccept (?:the|this|your) offer\b", re.I)
 # A priced move whose words say no price is being given ("I can't give you a price yet. $13 ...").
 _NO_PRICE = re.compile(r"\b(can'?t|cannot|won'?t) (give|make|name|offer) (you )?(a|any) price\b|"
                        r"\bno price (yet|now)\b|\bprice (later|tomorrow)\b", re.I)
