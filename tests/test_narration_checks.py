@@ -120,6 +120,23 @@ SEEN = [
      Act.COUNTER_PRICE, Role.SELLER, 10, "wrong_role"),
     ("I would really like to accept the offer for $1,925.", Act.COUNTER_PRICE, Role.BUYER, 1925,
      "wrong_act"),
+    # judged not sensible in the blind reading of the seed-5 scenarios (2026-12-03)
+    ("I am willing to pick up $345", Act.COUNTER_PRICE, Role.BUYER, 345, "broken_slot"),
+    ("I would be willing to pick $315", Act.COUNTER_PRICE, Role.BUYER, 315, "broken_slot"),
+    ("I can pick you up for $480. Is that right?", Act.COUNTER_PRICE, Role.SELLER, 480, "off_topic"),
+    ("Yes, it is available. I am glad to know that you have a Honda Civic Auto Contra.$3,500 in cash",
+     Act.INIT_PRICE, Role.SELLER, 3500, "broken_slot"),
+    ("You can drive it if you like the motor in there, and the \u0443$6,500 price is just great.",
+     Act.INIT_PRICE, Role.SELLER, 6500, "broken_slot"),
+    ("I'd be very interested in your offer $585.", Act.COUNTER_PRICE, Role.SELLER, 585, "wrong_act"),
+    ("I'll come and pick it up for $155, I'm willing to do that.", Act.COUNTER_PRICE, Role.SELLER,
+     155, "wrong_role"),
+    ("Hi. I am looking at your house for sale and would like to make a deal with you.", Act.INFORM,
+     Role.SELLER, None, "wrong_role"),
+    ("I can give you $2,225 if you are willing to pay more.", Act.COUNTER_PRICE, Role.BUYER, 2225,
+     "wrong_role"),
+    ("I would like to pick it up for $130 if you buy it.", Act.COUNTER_PRICE, Role.BUYER, 130,
+     "wrong_role"),
 ]
 
 
@@ -187,6 +204,10 @@ def test_people_s_yes_and_direction_words_pass(line, act, role, price, theirs):
     ("That's too high for me. Would you take $100?", Act.COUNTER_PRICE, Role.BUYER, 100),
     ("That's too low for me, I can do $140.", Act.COUNTER_PRICE, Role.SELLER, 140),
     ("Do you have any questions? It rides great. $150.", Act.COUNTER_PRICE, Role.SELLER, 150),
+    ("You can come and pick it up tonight for $140.", Act.COUNTER_PRICE, Role.SELLER, 140),
+    ("Would you be willing to pay more than $100? It's barely used.", Act.COUNTER_PRICE,
+     Role.SELLER, 130),
+    ("ok... $120 then, I'll pick it up.", Act.COUNTER_PRICE, Role.BUYER, 120),
 ])
 def test_lines_a_person_writes_pass(line, act, role, price):
     assert narration_findings(line, act, role, price=price, title="Road bike") == []

@@ -44,7 +44,8 @@ _OFF_TOPIC = re.compile(
     r"new home|your family|\bsubscribe|\bwebsite\b|\bclick\b|\bemail me\b|\bphone number\b|"
     r"\bshipping address\b|\bcredit card\b|\bpaypal\b|\bthank you for (your|the) (purchase|order)|"
     r"\bdonat(?:e|ing) (?:\$|a |an |some |your )|"
-    r"\bplace to stay\b|\bfor a night\b",  # (blind reading of 2026-12-03; 1 of 10,674 people's lines)
+    r"\bplace to stay\b|\bfor a night\b|\bpick you up\b",  # (blind readings of 2026-12-03; 1 of
+    # 10,674 people's lines)
     re.I)
 # A rental is not carried away: picking it up is off topic there ("I will pick it up at $1,350").
 _CARRY = re.compile(r"\bpick (?:it |them )?up\b|\bpick-?up\b", re.I)
@@ -94,7 +95,10 @@ _SELLER_TALK = re.compile(
     # "How about $57? Do you have any questions?"; 1 buyer of the 10,674 people's lines says one)
     r"\bi(?:'m| am|'d| would| will|'ll)?(?: be)? (?:willing|happy|glad|able) to take \$|"
     r"\bdo you have any (?:other )?questions\b|"
-    r"\b(?:would|could|can) you (?:be willing to )?pick (?:it|them) up\b|\btoo low\b",
+    r"\b(?:would|could|can) you (?:be willing to )?pick (?:it|them) up\b|\btoo low\b|"
+    # ... or asking the seller to pay more, or to buy (seed 5: "I can give you $2,225 if you are
+    # willing to pay more", "... for $130 if you buy it"; no buyer of the 10,674 people's lines)
+    r"\byou(?:'re| are)?(?: be)? willing to pay more\b|\bif you buy it\b",
     re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
@@ -127,7 +131,11 @@ _BUYER_TALK = re.compile(
     r"\bgive me the price\b|"
     # ... or calling a price too high, having no questions (seed 4: "I think $90 is too high",
     # "I do not have any questions about it"; 1 seller of the 10,674 people's lines says one)
-    r"\btoo high\b|\bi (?:do not|don'?t) have any questions\b", re.I)
+    r"\btoo high\b|\bi (?:do not|don'?t) have any questions\b|"
+    # ... or coming to fetch it, looking at the buyer's item (seed 5: "I'll come and pick it up
+    # for $155", "I am looking at your house for sale"; no seller of the 10,674 people's lines)
+    r"\bi(?:'ll| will| can| could| would)? come (?:and|to) pick\b|\bi(?:'m| am) looking at your\b",
+    re.I)
 # A seller who opens by asking the buyer for a price has taken the buyer's words.
 _BUYER_OPENING = re.compile(r"\b(could|can) you do\b|\bwould you (take|accept)\b", re.I)
 _YES = re.compile(r"\b(deal|ok(ay)?|sure|sounds (good|great|fair)|works|agreed?|yes|yeah|yep|"
@@ -137,7 +145,8 @@ _YES = re.compile(r"\b(deal|ok(ay)?|sure|sounds (good|great|fair)|works|agreed?|
 # Words that accept, whatever follows them: a proposal cannot say them ("I will accept your offer
 # of $110 and I can go the other way", "I would like to take $110 and I will accept").
 _ACCEPTING = re.compile(r"\bi(?:'ll| will| would| can)? accept\b(?! (?:less|anything|that low|"
-                        r"nothing|no less|under|below))|\baccept (?:the|this|your) offer\b", re.I)
+                        r"nothing|no less|under|below))|\baccept (?:the|this|your) offer\b|"
+                        r"\binterested in your offer\b", re.I)
 # A priced move whose words say no price is being given ("I can't give you a price yet. $13 ...").
 _NO_PRICE = re.compile(r"\b(can'?t|cannot|won'?t) (give|make|name|offer) (you )?(a|any) price\b|"
                        r"\bno price (yet|now)\b|\bprice (later|tomorrow)\b", re.I)
@@ -176,7 +185,10 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
     m = _EMPTY_SLOT.search(text)
     if m:
         out.append(Finding("broken_slot", m.group(0)))
-    if re.search(r"\$\s*[?.!,]|\bprice of\s*$|\[\w*\]|`|[a-z]\$\d", text, re.I):
+    # ... or a price glued to a word ("the у$6,500 price", "Auto Contra.$3,500"), or a verb
+    # where the price slot wants a noun ("I'm willing to pick $315": blind reading, seed 5)
+    if re.search(r"\$\s*[?.!,]|\bprice of\s*$|\[\w*\]|`|[^\W\d_]\$\d|\w[.,;:]\$\d|"
+                 r"\bpick (?:up )?\$", text, re.I):
         out.append(Finding("broken_slot", "a dangling mark where a word should be"))
     m = _ECHO.search(text)
     if m:
