@@ -340,6 +340,36 @@ async def test_prompts_that_open_alike_at_once_read_their_common_beginning_once(
         await seat.aclose()
 
 
+async def test_a_hybrid_agents_candidates_decode_together_and_read_the_prompt_once():
+    """pick = "likeliest" on the batched backend: the candidates are asked at once, each on its
+    own sequence, and the turn's prompt is read once (the others start from a copy)."""
+    from bot.negotiation.agents import DialogueState
+    from bot.negotiation.llm_agent import LLMAgent
+    from bot.negotiation.policy import ConcessionPolicy
+    from bot.negotiation.scenario import Scenario
+
+    embedded_gguf()
+    engine = BatchedEngine("embedded", name="candidates", n_slots=3, n_ctx=1536, n_threads=1, seed=0)
+    seat = BatchedLlamaCppBackend(engine, name="seller", timeout_s=120)
+    scenario = Scenario.build(id="lamp", title="Brass floor lamp", listing_price=85, buyer_target=60,
+                              description="Works, new shade.", category="furniture")
+    state = DialogueState(scenario, Role.SELLER,
+                          (Turn(Role.BUYER, Act.INIT_PRICE, 60, "would you take $60?"),), 15)
+    agent = LLMAgent("seller", seat, policy=ConcessionPolicy("fair", seed=0), candidates=3,
+                     sampling=Sampling(temperature=0.7, max_tokens=60, seed=3))
+    try:
+        turn = await agent.respond(state)
+        assert engine.max_active == 3  # all three candidates in the same steps
+        assert {s.owner for s in engine.slots} == {seat}
+        assert turn.prompt_tokens > 150
+        # one candidate read the prompt; the two others copied it and read its last token
+        assert turn.prompt_tokens_evaluated <= turn.prompt_tokens + 2 * 8
+        assert turn.act is not None and (turn.fallback or "$" in turn.utterance)
+    finally:
+        await seat.aclose()
+        engine.close()
+
+
 async def test_slots_are_bounded_a_request_waits_for_one_or_times_out():
     embedded_gguf()
     engine = BatchedEngine("embedded", name="one-slot", n_slots=1, n_ctx=512, n_threads=1)

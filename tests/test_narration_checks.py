@@ -1,12 +1,14 @@
 """The narration checks (bot/negotiation/narration.py): they flag what the default agents were
 seen writing, pass what people and the templates write, and choose among candidate lines."""
 
+import asyncio
 import json
 import random
 from pathlib import Path
 
 import pytest
 
+from bot.errors import ModelError
 from bot.llm.base import ChatResult, Sampling
 from bot.llm.fake import FakeBackend
 from bot.negotiation.agents import _TEMPLATES, DialogueState, template_utterance
@@ -320,6 +322,68 @@ async def test_pick_first_says_the_first_passing_candidate_and_draws_no_more(sce
     assert len(backend.calls) == 2  # the broken first, the passing second; the third not drawn
     with pytest.raises(ValueError, match="pick"):
         LLMAgent("s", backend, policy=policy, candidates=3, pick="best")
+
+
+class TogetherBackend(FakeBackend):
+    """A backend that decodes one seat's requests together (as llamacpp-batched does): records
+    how many calls were in flight at once."""
+
+    decodes_together = True
+
+    def __init__(self, replies, steps=None):
+        super().__init__(replies)
+        self.steps = list(steps or [])  # each call's decode steps (of 10 ms), in call order
+        self.in_flight = self.most_in_flight = self.cancelled = 0
+
+    async def chat(self, messages, **kwargs):
+        steps = self.steps.pop(0) if self.steps else 1
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0.01 * steps)  # the decode steps the calls share
+            return await super().chat(messages, **kwargs)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.in_flight -= 1
+
+
+def _three_candidates(p):
+    return [
+        ChatResult(narration(f"I can offer {p} for your item in the ."), extra={"logprob": -1.0, "logprob_tokens": 10}),
+        ChatResult(narration(f"How about {p}? The tyres are new."), extra={"logprob": -8.0, "logprob_tokens": 10}),
+        ChatResult(narration(f"{p} is fair, it rides great."), extra={"logprob": -5.0, "logprob_tokens": 10}),
+    ]
+
+
+@pytest.mark.parametrize("pick, said, drawn, at_once", [
+    ("likeliest", "{p} is fair, it rides great.", 3, 3),
+    ("first", "How about {p}? The tyres are new.", 2, 1),
+])
+async def test_candidates_are_asked_at_once_where_the_backend_decodes_them_together(
+        scenario, pick, said, drawn, at_once):
+    policy = ConcessionPolicy("fair", seed=0)
+    p = f"${policy.plan(hybrid_state(scenario)).price:,.0f}"
+    backend = TogetherBackend(_three_candidates(p))
+    agent = LLMAgent("s", backend, policy=policy, candidates=3, sampling=Sampling(seed=0), pick=pick)
+    turn = await agent.respond(hybrid_state(scenario))
+    assert not turn.fallback and turn.utterance == said.format(p=p)
+    assert len(backend.calls) == drawn and backend.most_in_flight == at_once
+    # each candidate keeps its own seed, as when drawn one after another
+    assert [c.sampling.seed for c in backend.calls] == [0, 1009, 2018][:drawn]
+
+
+async def test_a_failing_candidate_asked_at_once_fails_the_turn_and_stops_the_others(scenario):
+    policy = ConcessionPolicy("fair", seed=0)
+    p = f"${policy.plan(hybrid_state(scenario)).price:,.0f}"
+    backend = TogetherBackend([ModelError("fake: the model server went away"),
+                               narration(f"How about {p}?"), narration(f"{p} is fair.")],
+                              steps=[1, 10_000, 10_000])
+    agent = LLMAgent("s", backend, policy=policy, candidates=3, sampling=Sampling(seed=0))
+    turn = await agent.respond(hybrid_state(scenario))
+    assert turn.fallback and turn.model_failed and "went away" in (turn.guard or "")
+    assert backend.cancelled == 2 and backend.in_flight == 0  # the others were not waited for
 
 
 async def test_no_passing_candidate_falls_back_to_a_template(scenario):

@@ -109,6 +109,10 @@ class BatchedLlamaCppBackend:
     the engine closes with its last seat.
     """
 
+    # Requests a seat makes at once (a hybrid agent's candidates) decode together, each on its
+    # own sequence, the shared prompt copied rather than read again (bot/negotiation/llm_agent.py).
+    decodes_together = True
+
     def __init__(self, engine: BatchedEngine, *, name: str | None = None,
                  timeout_s: float = 120.0, seed: int | None = None, shared: bool = False) -> None:
         self.engine = engine

@@ -23,9 +23,12 @@ old turns before a prompt outgrows the context window.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
@@ -149,6 +152,40 @@ class LLMAgent:
             return self.sampling
         return replace(self.sampling, seed=((self.sampling.seed or 0) + 1009 * k) % (2**31))
 
+    async def _draw(self, k: int, messages: list[dict[str, str]], state: DialogueState,
+                    extra: str, schema: dict[str, Any]) -> tuple[list[dict[str, str]], Any]:
+        """Candidate ``k``, and the prompt it was drawn from (trimmed when the context is full)."""
+        sampling = self._candidate_sampling(k)
+        try:
+            return messages, await self._ask(messages, schema, sampling)
+        except ContextOverflow:
+            messages = await self._messages(state, 2, extra)
+            return messages, await self._ask(messages, schema, sampling)
+
+    async def _candidates(self, messages: list[dict[str, str]], state: DialogueState,
+                          extra: str, schema: dict[str, Any]) -> AsyncIterator[tuple[int, Any]]:
+        """(k, result) for each candidate, in order. With ``pick = "likeliest"`` on a backend
+        that decodes one seat's requests together (``decodes_together``: llamacpp-batched),
+        every candidate is asked at once and they are decoded in the same steps; otherwise one
+        after another, so ``pick = "first"`` draws no more than it says."""
+        if self.pick == "likeliest" and self.candidates > 1 and getattr(
+                self.backend, "decodes_together", False):
+            tasks = [asyncio.ensure_future(self._draw(k, messages, state, extra, schema))
+                     for k in range(self.candidates)]
+            try:
+                drawn = await asyncio.gather(*tasks)
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+            for k, (_, result) in enumerate(drawn):
+                yield k, result
+            return
+        for k in range(self.candidates):
+            messages, result = await self._draw(k, messages, state, extra, schema)
+            yield k, result
+
     async def _narrate(self, state: DialogueState, plan: Any, schema: dict[str, Any], extra: str,
                        system_text: str, usage: dict[str, Any]) -> tuple[Turn | None, str | None]:
         """Sample up to ``candidates`` narrations of the planned move and keep the best that
@@ -158,42 +195,37 @@ class LLMAgent:
         messages = await self._messages(state, None, extra)
         best: tuple[float, Turn] | None = None
         problems: list[str] = []
-        for k in range(self.candidates):
-            sampling = self._candidate_sampling(k)
-            try:
-                result = await self._ask(messages, schema, sampling)
-            except ContextOverflow:
-                messages = await self._messages(state, 2, extra)
-                result = await self._ask(messages, schema, sampling)
-            if usage["prompt_tokens"] is None:
-                usage["prompt_tokens"] = result.prompt_tokens
-            usage["prompt_tokens_evaluated"] += result.prompt_tokens_evaluated or 0
-            usage["completion_tokens"] += result.completion_tokens or 0
-            try:
-                utterance, thought = parse_narration(result.text)
-            except TurnError as exc:
-                problems.append(str(exc))
-                continue
-            turn = Turn(state.role, plan.act, plan.price, utterance,
-                        thought=thought if self.cot else None)
-            problem = self._problem(turn, state, system_text)
-            if problem is None:
-                found = narration_findings(utterance, plan.act, state.role, price=plan.price,
-                                           category=state.scenario.category or "",
-                                           title=state.scenario.title,
-                                           their_price=state.their_offer)
-                problem = "; ".join(f"{f.check}: {f.detail}" for f in found) or None
-            if problem is not None:
-                problems.append(problem)
-                log.debug("%s: candidate %d unusable (%s): %r", self.name, k, problem, utterance)
-                continue
-            extra_info = getattr(result, "extra", None) or {}
-            n = extra_info.get("logprob_tokens") or 0
-            score = extra_info["logprob"] / n if n else 0.0
-            if best is None or score > best[0]:
-                best = (score, turn)
-            if self.pick == "first":
-                break
+        async with aclosing(self._candidates(messages, state, extra, schema)) as drawn:
+            async for k, result in drawn:
+                if usage["prompt_tokens"] is None:
+                    usage["prompt_tokens"] = result.prompt_tokens
+                usage["prompt_tokens_evaluated"] += result.prompt_tokens_evaluated or 0
+                usage["completion_tokens"] += result.completion_tokens or 0
+                try:
+                    utterance, thought = parse_narration(result.text)
+                except TurnError as exc:
+                    problems.append(str(exc))
+                    continue
+                turn = Turn(state.role, plan.act, plan.price, utterance,
+                            thought=thought if self.cot else None)
+                problem = self._problem(turn, state, system_text)
+                if problem is None:
+                    found = narration_findings(utterance, plan.act, state.role, price=plan.price,
+                                               category=state.scenario.category or "",
+                                               title=state.scenario.title,
+                                               their_price=state.their_offer)
+                    problem = "; ".join(f"{f.check}: {f.detail}" for f in found) or None
+                if problem is not None:
+                    problems.append(problem)
+                    log.debug("%s: candidate %d unusable (%s): %r", self.name, k, problem, utterance)
+                    continue
+                extra_info = getattr(result, "extra", None) or {}
+                n = extra_info.get("logprob_tokens") or 0
+                score = extra_info["logprob"] / n if n else 0.0
+                if best is None or score > best[0]:
+                    best = (score, turn)
+                if self.pick == "first":
+                    break
         if best is None:
             return None, "; ".join(dict.fromkeys(problems)) or "no candidate"
         return best[1], None
