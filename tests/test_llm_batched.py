@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import llama_cpp
 import pytest
 
 from bot.errors import ConfigError, ContextOverflow, ModelError, ModelTimeout
@@ -109,6 +110,24 @@ def test_flash_attention_and_forced_openings_are_settings_of_both_in_process_bac
     with pytest.raises(ConfigError, match="models.x.flash_attn: not used by backend 'openai'"):
         ModelSpec.from_table("x", {"backend": "openai", "url": "http://h/v1", "flash_attn": True},
                              tmp_path)
+
+
+def test_kv_type_is_a_batched_setting_that_needs_flash_attention(tmp_path):
+    spec = ModelSpec.from_table("b", {"backend": "llamacpp-batched", "kv_type": "q8_0"}, tmp_path)
+    engine = acquire_engine(spec, tmp_path)  # not loaded: construction reads no file
+    try:
+        assert engine.kv_type == "q8_0" and engine.flash_attn is True
+    finally:
+        release_engine(engine)
+    with pytest.raises(ConfigError, match="models.b.kv_type: 'q5_1' is not one of f16, q8_0, q4_0"):
+        ModelSpec.from_table("b", {"backend": "llamacpp-batched", "kv_type": "q5_1"}, tmp_path)
+    with pytest.raises(ConfigError, match="models.b.kv_type: 'q8_0' needs flash_attn = true"):
+        ModelSpec.from_table("b", {"backend": "llamacpp-batched", "kv_type": "q8_0",
+                                   "flash_attn": False}, tmp_path)
+    with pytest.raises(ConfigError, match="models.s.kv_type: not used by backend 'llamacpp'"):
+        ModelSpec.from_table("s", {"kv_type": "q8_0"}, tmp_path)
+    with pytest.raises(ModelError, match="kv_type 'q8_0' needs flash_attn"):
+        BatchedEngine(n_gpu_layers=-1, kv_type="q8_0")  # FA is off by default with GPU layers
 
 
 # --------------------------------------------------------------------------- on the real model
@@ -368,6 +387,23 @@ async def test_a_hybrid_agents_candidates_decode_together_and_read_the_prompt_on
     finally:
         await seat.aclose()
         engine.close()
+
+
+async def test_a_q8_0_cache_answers_in_about_half_the_memory():
+    embedded_gguf()
+    sizes = {}
+    for kv_type in ("f16", "q8_0"):
+        engine = BatchedEngine("embedded", name=f"kv-{kv_type}", n_slots=2, n_ctx=512, n_threads=1,
+                               seed=0, kv_type=kv_type)
+        seat = BatchedLlamaCppBackend(engine, name="seat", timeout_s=120)
+        try:
+            reply = await seat.chat(SELLER_MESSAGES, schema=REPLY_SCHEMA, sampling=SHORT)
+            check_reply(json.loads(reply.text))
+            sizes[kv_type] = llama_cpp.llama_state_get_size(engine._ctx.ctx)
+        finally:
+            await seat.aclose()
+            engine.close()
+    assert 0.4 < sizes["q8_0"] / sizes["f16"] < 0.7, sizes
 
 
 async def test_slots_are_bounded_a_request_waits_for_one_or_times_out():

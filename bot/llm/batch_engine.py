@@ -80,7 +80,7 @@ class BatchedEngine:
                  n_gpu_layers: int = 0, seed: int | None = None, chat_format: str | None = None,
                  lora: str | Path | None = None, lora_scale: float = 1.0, batch_format: str | None = None,
                  flash_attn: bool | None = None, forced_openings: bool = True,
-                 base_dir: str | Path | None = None, manifest_file: Any = None,
+                 kv_type: str | None = None, base_dir: str | Path | None = None, manifest_file: Any = None,
                  force_unverified: bool = False) -> None:
         if n_slots < 1 or n_slots > llama_cpp.llama_max_parallel_sequences():
             raise ModelError(f"{name or model}: n_slots must be in [1, "
@@ -99,6 +99,9 @@ class BatchedEngine:
         # None: on for the CPU, where a step over many sequences' caches is ~10% faster with it
         # (masked cells skipped); off with GPU layers (haggle's CUDA build has no FA kernels)
         self.flash_attn = n_gpu_layers == 0 if flash_attn is None else flash_attn
+        self.kv_type = kv_type  # the KV cache's type (models.KV_TYPES); None: f16
+        if kv_type not in (None, "f16") and not self.flash_attn:
+            raise ModelError(f"{self.name}: kv_type {kv_type!r} needs flash_attn = true")
         # decode the opening a reply's schema forces with its prompt (sampling.forced_opening);
         # off, the sampler draws it token by token, as a Llama does
         self.forced_openings = forced_openings
@@ -176,6 +179,8 @@ class BatchedEngine:
             cparams.n_seq_max = self.n_slots
             cparams.kv_unified = False  # a KV stream per sequence: attention reads only its own
             cparams.n_threads = cparams.n_threads_batch = self.n_threads
+            if self.kv_type is not None:
+                cparams.type_k = cparams.type_v = getattr(llama_cpp, f"GGML_TYPE_{self.kv_type.upper()}")
             # off, one sequence decodes exactly what a default Llama decodes
             cparams.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn
                                        else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)

@@ -58,7 +58,7 @@ def engine_key(spec: ModelSpec, base_dir: str | Path | None = None) -> tuple[Any
     """Seats share an engine when their models name the same file, adapter and settings."""
     return (str(Path(base_dir or ".").absolute()), spec.path, getattr(spec, "lora", None),
             spec.n_slots, spec.n_ctx, spec.n_threads, spec.n_gpu_layers, spec.chat_format,
-            spec.seed, spec.batch_format, spec.flash_attn, spec.forced_openings)
+            spec.seed, spec.batch_format, spec.flash_attn, spec.forced_openings, spec.kv_type)
 
 
 def acquire_engine(spec: ModelSpec, base_dir: str | Path | None = None) -> BatchedEngine:
@@ -70,7 +70,7 @@ def acquire_engine(spec: ModelSpec, base_dir: str | Path | None = None) -> Batch
                                    n_ctx=spec.n_ctx, n_threads=spec.n_threads,
                                    n_gpu_layers=spec.n_gpu_layers, seed=spec.seed,
                                    chat_format=spec.chat_format, lora=getattr(spec, "lora", None),
-                                   batch_format=spec.batch_format,
+                                   batch_format=spec.batch_format, kv_type=spec.kv_type,
                                    flash_attn=spec.flash_attn,
                                    forced_openings=spec.forced_openings,
                                    base_dir=base_dir,

@@ -275,7 +275,8 @@ SCHEMA_STYLES = ("json_object", "json_schema", "none")
 _LLAMACPP_ONLY = {"path", "n_ctx", "n_threads", "n_gpu_layers", "chat_format", "shared", "quant",
                   "lora", "force_unverified", "flash_attn", "forced_openings"}
 _OPENAI_ONLY = {"url", "api_key_env", "schema_style", "model"}
-_BATCHED_ONLY = {"n_slots", "batch_format"}
+_BATCHED_ONLY = {"n_slots", "batch_format", "kv_type"}
+KV_TYPES = ("f16", "q8_0", "q4_0")  # llamacpp-batched: the KV cache's element type
 _MISPLACED = {"llamacpp": _OPENAI_ONLY | _BATCHED_ONLY, "llamacpp-batched": _OPENAI_ONLY,
               "openai": _LLAMACPP_ONLY | _BATCHED_ONLY}
 
@@ -312,6 +313,9 @@ class ModelSpec:
     # llamacpp-batched: run the model rewritten in this file type (F16, Q8_0, Q4_0, Q4_1),
     # written once into the model cache (bot/llm/requantize.py); None: the file as it is
     batch_format: str | None = None
+    # llamacpp-batched: the KV cache's type (type_k and type_v), "q8_0" about halves its memory
+    # per conversation (quantized caches need flash attention); None: f16, llama.cpp's default
+    kv_type: str | None = None
     # llama.cpp's flash attention (both in-process backends). None: the backend's default: off for
     # per-seat instances (as llama-cpp-python's Llama); for llamacpp-batched on the CPU, where a
     # step over many sequences is ~10% faster with it (docs/batching.md), off with GPU layers
@@ -370,6 +374,11 @@ class ModelSpec:
             raise self._error("batch_format", f"{self.batch_format!r} is not one of {', '.join(FORMATS)}")
         if self.flash_attn is not None and not isinstance(self.flash_attn, bool):
             raise self._error("flash_attn", f"must be true or false, not {self.flash_attn!r}")
+        if self.kv_type is not None and self.kv_type not in KV_TYPES:
+            raise self._error("kv_type", f"{self.kv_type!r} is not one of {', '.join(KV_TYPES)}")
+        if self.kv_type not in (None, "f16") and self.flash_attn is False:
+            raise self._error("kv_type", f"{self.kv_type!r} needs flash_attn = true (llama.cpp "
+                                         "quantizes the cache only with flash attention)")
         if not isinstance(self.forced_openings, bool):
             raise self._error("forced_openings", f"must be true or false, not {self.forced_openings!r}")
         if not isinstance(self.force_unverified, bool):
