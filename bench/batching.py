@@ -28,7 +28,8 @@ Models load before the clock starts. The ratios printed at the end are the issue
 
     .venv/bin/python bench/batching.py [--scenarios 6] [--repetitions 2] [--max-turns 6]
         [--levels 1,2,4,6,8] [--batched-threads 2] [--batch-format F16] [--games 12] [--messages 3]
-        [--paces lockstep,person]            (--levels '' runs the Discord part alone)
+        [--paces lockstep,person] [--seller base|shipped] [--batched-slots N] [--kv-type q8_0]
+        [--batched-ctx N]                    (--levels '' runs the Discord part alone)
 """
 
 from __future__ import annotations
@@ -59,12 +60,14 @@ def rss_mb() -> float:
 
 
 def model_spec(backend: str, *, slots: int, threads: int | None, name: str = "default",
-               batch_format: str | None = None, lora: str | None = None) -> Any:
+               batch_format: str | None = None, lora: str | None = None,
+               kv_type: str | None = None, n_ctx: int | None = None) -> Any:
     from bot.llm.models import ModelSpec
 
     if backend == "batched":
-        return ModelSpec(name=name, backend="llamacpp-batched", n_slots=slots, n_ctx=BATCHED_CTX,
-                         n_threads=threads, batch_format=batch_format, lora=lora)
+        return ModelSpec(name=name, backend="llamacpp-batched", n_slots=slots,
+                         n_ctx=n_ctx or BATCHED_CTX, n_threads=threads, batch_format=batch_format,
+                         lora=lora, kv_type=kv_type)
     if backend == "per-seat":  # the per-seat backend as it ships now (forced openings)
         return ModelSpec(name=name, backend="llamacpp", lora=lora)
     # "today": the per-seat backend as the issue measured it (n_ctx 4096, llama.cpp's default
@@ -183,12 +186,13 @@ async def discord_child(args: argparse.Namespace) -> dict[str, Any]:
         shipped = repo_cfg.agents["seller"]
         seller.update(candidates=shipped.candidates, pick=shipped.pick)
         lora = repo_cfg.models[shipped.model].lora
-    slots = args.games if args.backend == "batched" else args.today_slots
+    slots = (args.batched_slots or args.games) if args.backend == "batched" else args.today_slots
     cfg = make_config(bot={"model_slots": args.today_slots, "queue_size": args.games * 2},
                       agents={"llm-seller": seller})
     cfg = replace(cfg, models={"fake": model_spec(args.backend, slots=slots, name="fake",
                                                   threads=args.batched_threads,
-                                                  batch_format=args.batch_format, lora=lora)})
+                                                  batch_format=args.batch_format, lora=lora,
+                                                  kv_type=args.kv_type, n_ctx=args.batched_ctx)})
     rss_before = rss_mb()
     latencies: list[float] = []
     with tempfile.TemporaryDirectory(prefix="haggle-bench-") as tmp:
@@ -338,11 +342,16 @@ def main(args: argparse.Namespace) -> int:
         print_tournament(rows, args)
     games = [child(["--child=discord", f"--backend={b}", f"--pace={pace}", f"--games={args.games}",
                     f"--seller={args.seller}",
+                    *([f"--batched-slots={args.batched_slots}"] if args.batched_slots else []),
+                    *([f"--kv-type={args.kv_type}"] if args.kv_type else []),
+                    *([f"--batched-ctx={args.batched_ctx}"] if args.batched_ctx else []),
                     f"--messages={args.messages}", f"--today-slots={args.today_slots}",
                     *base]) for pace in args.paces for b in ("today", "batched")]
     print(f"\nDiscord: {args.games} concurrent games x {args.messages} offers (+ the openings), "
           f"hybrid seller ({args.seller}), through the model queue; pace: lockstep = each offer 50-200 ms after "
-          f"the reply, person = {PACES['person'][0]:g}-{PACES['person'][1]:g} s after it")
+          f"the reply, person = {PACES['person'][0]:g}-{PACES['person'][1]:g} s after it; batched "
+          f"engine: {args.batched_slots or args.games} sequences x {args.batched_ctx or BATCHED_CTX} "
+          f"tokens, KV cache {args.kv_type or 'f16'}")
     for g in games:
         print(f"{g['pace']:<9}{g['backend']:<9}{g['slots']:>3} slot(s): reply p50 {g['p50']:.2f} s, "
               f"p95 {g['p95']:.2f} s, max {g['max']:.2f} s; {g['turns']} replies in "
@@ -392,6 +401,13 @@ if __name__ == "__main__":
     parser.add_argument("--messages", type=int, default=3)
     parser.add_argument("--today-slots", type=int, default=4,
                         help="model_slots (instances) for today's backend in the Discord run")
+    parser.add_argument("--batched-slots", type=int, default=None,
+                        help="sequences of the batched engine in the Discord run (default: --games)")
+    parser.add_argument("--kv-type", default=None, help="the batched engine's KV cache type in the "
+                        "Discord run (f16, q8_0, q4_0; default f16)")
+    parser.add_argument("--batched-ctx", type=int, default=None,
+                        help=f"tokens per conversation of the batched engine in the Discord run "
+                             f"(default {BATCHED_CTX})")
     parser.add_argument("--paces", type=lambda s: s.split(","), default=list(PACES),
                         help="the Discord players' paces to run (lockstep,person)")
     parser.add_argument("--pace", choices=tuple(PACES), default="lockstep", help=argparse.SUPPRESS)
