@@ -79,9 +79,9 @@ class BatchedEngine:
                  n_slots: int = 8, n_ctx: int = 2048, n_threads: int | None = None,
                  n_gpu_layers: int = 0, seed: int | None = None, chat_format: str | None = None,
                  lora: str | Path | None = None, lora_scale: float = 1.0, batch_format: str | None = None,
-                 flash_attn: bool | None = None, forced_openings: bool = True,
-                 kv_type: str | None = None, base_dir: str | Path | None = None, manifest_file: Any = None,
-                 force_unverified: bool = False) -> None:
+                 flash_attn: bool | None = None, forced_openings: bool = True, kv_type: str | None = None,
+                 base_dir: str | Path | None = None, manifest_file: Any = None, force_unverified: bool = False,
+                 ) -> None:
         if n_slots < 1 or n_slots > llama_cpp.llama_max_parallel_sequences():
             raise ModelError(f"{name or model}: n_slots must be in [1, "
                              f"{llama_cpp.llama_max_parallel_sequences()}], got {n_slots}")
@@ -93,8 +93,7 @@ class BatchedEngine:
         self.n_gpu_layers = n_gpu_layers
         self.seed = seed
         self.chat_format = chat_format
-        self.lora = str(lora) if lora is not None else None
-        self.lora_scale = lora_scale
+        self.lora, self.lora_scale = (str(lora) if lora is not None else None), lora_scale
         self.batch_format = batch_format  # the file type to run (bot/llm/requantize.py)
         # None: on for the CPU, where a step over many sequences' caches is ~10% faster with it
         # (masked cells skipped); off with GPU layers (haggle's CUDA build has no FA kernels)
@@ -102,8 +101,7 @@ class BatchedEngine:
         self.kv_type = kv_type  # the KV cache's type (models.KV_TYPES); None: f16
         if kv_type not in (None, "f16") and not self.flash_attn:
             raise ModelError(f"{self.name}: kv_type {kv_type!r} needs flash_attn = true")
-        # decode the opening a reply's schema forces with its prompt (sampling.forced_opening);
-        # off, the sampler draws it token by token, as a Llama does
+        # decode a reply's forced opening with its prompt (sampling.forced_opening), else draw it
         self.forced_openings = forced_openings
         self.base_dir = base_dir
         self.manifest_file = manifest_file  # a trained model folder's record of its GGUF
@@ -179,8 +177,8 @@ class BatchedEngine:
             cparams.n_seq_max = self.n_slots
             cparams.kv_unified = False  # a KV stream per sequence: attention reads only its own
             cparams.n_threads = cparams.n_threads_batch = self.n_threads
-            if self.kv_type is not None:
-                cparams.type_k = cparams.type_v = getattr(llama_cpp, f"GGML_TYPE_{self.kv_type.upper()}")
+            kv = getattr(llama_cpp, f"GGML_TYPE_{(self.kv_type or 'f16').upper()}")  # f16: the default
+            cparams.type_k = cparams.type_v = kv
             # off, one sequence decodes exactly what a default Llama decodes
             cparams.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn
                                        else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED)
