@@ -47,6 +47,7 @@ from bot.agreemate import load_agreemate_scenarios  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.data_sources import locate  # noqa: E402
 from bot.datasets import load_craigslist  # noqa: E402
+from bot.negotiation.llm_agent import PICKS  # noqa: E402
 from bot.negotiation.narration import CHECKS, distinct_n, narration_findings  # noqa: E402
 from bot.negotiation.prompts import money  # noqa: E402
 from bot.negotiation.runner import run_negotiation  # noqa: E402
@@ -93,8 +94,8 @@ def variant_config(cfg, spec: dict[str, str]):
         agents = {k: dataclasses.replace(a, candidates=int(spec["candidates"])) if a.kind == "llm" else a
                   for k, a in agents.items()}
     if "pick" in spec:
-        if spec["pick"] not in ("likeliest", "first"):
-            raise SystemExit(f"pick={spec['pick']}: likeliest or first")
+        if spec["pick"] not in PICKS:
+            raise SystemExit(f"pick={spec['pick']}: one of {', '.join(PICKS)}")
         agents = {k: dataclasses.replace(a, pick=spec["pick"]) if a.kind == "llm" else a
                   for k, a in agents.items()}
     return dataclasses.replace(cfg, models=models, agents=agents)

@@ -93,6 +93,10 @@ def allowed_acts(state: DialogueState) -> list[Act]:
     return [a for a in REPLY_ACTS if a not in _ANSWERS or state.their_offer is not None]
 
 
+# Which passing candidate a hybrid agent says: the model's likeliest (all drawn) or the first.
+PICKS = ("likeliest", "first")
+
+
 class LLMAgent:
     def __init__(self, name: str, backend: Any, *, sampling: Any = None,
                  personality: Personality = DEFAULT_PERSONALITY,
@@ -112,8 +116,8 @@ class LLMAgent:
         self.policy = policy
         # hybrid: narrations sampled per turn; the best one that passes every check is said
         self.candidates = max(1, int(candidates))
-        if pick not in ("likeliest", "first"):
-            raise ValueError(f"pick must be 'likeliest' or 'first', not {pick!r}")
+        if pick not in PICKS:
+            raise ValueError(f"pick must be one of {', '.join(PICKS)}, not {pick!r}")
         self.pick = pick  # "first": the first passing candidate is said, the rest not drawn
         self.stats = {"turns": 0, "repaired": 0, "fallback": 0, "model_failed": 0}
 
