@@ -16,7 +16,9 @@ A variant is NAME:key=value,...: ``lora`` (an adapter folder or file for every m
 agents use, or none), ``candidates`` (narrations sampled per turn), ``openings`` (``forced``:
 the reply's JSON opening decoded with the prompt, as configured by default; ``drawn``: drawn
 token by token), ``pick`` (``likeliest``: every candidate drawn, the likeliest passing one said,
-as configured by default; ``first``: the first passing one, the rest not drawn). Without
+as configured by default; ``first``: the first passing one, the rest not drawn), ``sentences``
+(``1``: priced moves and accepts in the one sentence that states them; ``none``: as people
+write). Without
 --variant the config's agents run as they are.
 
 ``--sample-from VARIANT`` also writes the blind reading: ``sample.md`` / ``sample.jsonl`` (lines
@@ -49,7 +51,7 @@ from bot.data_sources import locate  # noqa: E402
 from bot.datasets import load_craigslist  # noqa: E402
 from bot.negotiation.llm_agent import PICKS  # noqa: E402
 from bot.negotiation.narration import CHECKS, distinct_n, narration_findings  # noqa: E402
-from bot.negotiation.prompts import money  # noqa: E402
+from bot.negotiation.prompts import SENTENCE_BUDGETS, money  # noqa: E402
 from bot.negotiation.runner import run_negotiation  # noqa: E402
 from bot.negotiation.turns import standing_price  # noqa: E402
 
@@ -98,16 +100,22 @@ def variant_config(cfg, spec: dict[str, str]):
             raise SystemExit(f"pick={spec['pick']}: one of {', '.join(PICKS)}")
         agents = {k: dataclasses.replace(a, pick=spec["pick"]) if a.kind == "llm" else a
                   for k, a in agents.items()}
+    if "sentences" in spec:
+        budget = None if spec["sentences"] in ("", "none") else int(spec["sentences"])
+        if budget not in SENTENCE_BUDGETS:
+            raise SystemExit(f"sentences={spec['sentences']}: 1 or none")
+        agents = {k: dataclasses.replace(a, sentences=budget) if a.kind == "llm" else a
+                  for k, a in agents.items()}
     return dataclasses.replace(cfg, models=models, agents=agents)
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     name, _, rest = text.partition(":")
     spec = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
-    unknown = set(spec) - {"lora", "candidates", "openings", "pick"}
+    unknown = set(spec) - {"lora", "candidates", "openings", "pick", "sentences"}
     if unknown:
         raise SystemExit(f"--variant {text}: unknown key(s) {', '.join(sorted(unknown))} "
-                         f"(lora, candidates, openings, pick)")
+                         f"(lora, candidates, openings, pick, sentences)")
     return name, spec
 
 

@@ -179,6 +179,9 @@ class AgentConfig:
     # which passing candidate is said: the model's likeliest (all are drawn) or the first that
     # passes (the rest are not drawn: fewer tokens a turn, docs/narration.md)
     pick: Literal["likeliest", "first"] = "likeliest"
+    # the reply budget of a hybrid agent's priced moves and accepts, in sentences: 1 = the one
+    # sentence that states the move; unset = as people write (docs/narration.md)
+    sentences: int | None = None
     # rule agents: fraction of the remaining gap conceded per turn, and the gap (a fraction
     # of the listing price) within which an offer is accepted
     concession: float = 0.25
@@ -197,6 +200,8 @@ class AgentConfig:
                  f"must be in [0, 5], got {self.max_repairs}")
         require(1 <= self.candidates <= 8, f"{where}.candidates",
                 f"must be in [1, 8], got {self.candidates}")
+        require(self.sentences in (None, 1), f"{where}.sentences",
+                f"must be 1 (one sentence) or left out (as people write), got {self.sentences}")
         require(0 < self.concession <= 1, f"{where}.concession",
                  f"must be in (0, 1], got {self.concession}")
         require(0 <= self.accept_gap < 1, f"{where}.accept_gap",

@@ -51,6 +51,7 @@ def test_reply_schemas_compile(compiles, cot):
 def test_narration_schemas_compile(compiles, act, role):
     for price in (None, 7.5, 45, 1200, 14500.25):
         assert compiles(narration_schema(act=act, price=price, role=role, cot=role is Role.BUYER))
+        assert compiles(narration_schema(act=act, price=price, role=role, sentences=1))
 
 
 def test_narration_pattern_states_the_price_once_where_people_put_it():
@@ -66,3 +67,22 @@ def test_narration_pattern_states_the_price_once_where_people_put_it():
     assert re.match(narration_pattern(Act.INQUIRE, None, Role.BUYER), "Hi! Is it still available? I'm nearby.")
     assert not re.match(narration_pattern(Act.INQUIRE, None, Role.BUYER), "I'm nearby.")
     assert re.match(narration_pattern(Act.ACCEPT, 7.5, Role.BUYER), "Deal, $7.50 works.")
+
+
+def test_a_one_sentence_budget_keeps_a_priced_move_to_the_sentence_that_states_it():
+    one = narration_pattern(Act.COUNTER_PRICE, 13.5, Role.SELLER, sentences=1)
+    assert re.match(one, "I can do $13.50 for it.")
+    assert re.match(one, "$13.50 and it's yours!")
+    assert re.match(one, "How about $13.50")
+    assert not re.match(one, "How about $13.50? It is barely used.")  # a second sentence after
+    assert not re.match(one, "Hi. How about $13.50?")                 # ... or before the price
+    assert re.match(narration_pattern(Act.COUNTER_PRICE, 13.5, Role.SELLER),
+                    "How about $13.50? It is barely used.")            # as people write
+    accept = narration_pattern(Act.ACCEPT, 13.5, Role.BUYER, sentences=1)
+    assert re.match(accept, "Deal, $13.50 works for me!") and re.match(accept, "Deal, thanks.")
+    assert not re.match(accept, "Deal. See you tomorrow.")
+    # the budget is for what carries the move: an inquiry may still greet first
+    assert re.match(narration_pattern(Act.INQUIRE, None, Role.BUYER, sentences=1),
+                    "Hi! Is it still available?")
+    with pytest.raises(ValueError, match="sentences"):
+        narration_pattern(Act.COUNTER_PRICE, 13.5, Role.SELLER, sentences=2)

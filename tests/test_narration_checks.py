@@ -4,6 +4,7 @@ seen writing, pass what people and the templates write, and choose among candida
 import asyncio
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -322,6 +323,21 @@ async def test_pick_first_says_the_first_passing_candidate_and_draws_no_more(sce
     assert len(backend.calls) == 2  # the broken first, the passing second; the third not drawn
     with pytest.raises(ValueError, match="pick"):
         LLMAgent("s", backend, policy=policy, candidates=3, pick="best")
+
+
+async def test_the_sentence_budget_reaches_the_grammar_the_model_is_asked_with(scenario):
+    policy = ConcessionPolicy("fair", seed=0)
+    p = f"${policy.plan(hybrid_state(scenario)).price:,.0f}"
+    for sentences in (None, 1):
+        backend = FakeBackend([ChatResult(narration(f"{p} is fair."),
+                                          extra={"logprob": -1.0, "logprob_tokens": 4})] * 2)
+        agent = LLMAgent("s", backend, policy=policy, candidates=2, sampling=Sampling(seed=0),
+                         sentences=sentences)
+        await agent.respond(hybrid_state(scenario))
+        pattern = backend.calls[0].schema["properties"]["utterance"]["pattern"]
+        assert bool(re.match(pattern, f"How about {p}? It is new.")) is (sentences is None)
+    with pytest.raises(ValueError, match="sentences"):
+        LLMAgent("s", backend, policy=policy, candidates=2, sentences=3)
 
 
 class TogetherBackend(FakeBackend):

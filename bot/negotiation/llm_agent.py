@@ -41,6 +41,7 @@ from bot.negotiation.policy import ConcessionPolicy
 from bot.negotiation.prompts import (
     PRICED_REPLY_ACTS,
     REPLY_ACTS,
+    SENTENCE_BUDGETS,
     build_messages,
     directive,
     money,
@@ -102,7 +103,7 @@ class LLMAgent:
                  personality: Personality = DEFAULT_PERSONALITY,
                  cot: bool = False, max_repairs: int = 1, timeout: float | None = None,
                  fallback: RuleAgent | None = None, policy: ConcessionPolicy | None = None,
-                 candidates: int = 1, pick: str = "likeliest") -> None:
+                 candidates: int = 1, pick: str = "likeliest", sentences: int | None = None) -> None:
         self.name = name
         self.backend = backend
         self.sampling = sampling
@@ -119,6 +120,9 @@ class LLMAgent:
         if pick not in PICKS:
             raise ValueError(f"pick must be one of {', '.join(PICKS)}, not {pick!r}")
         self.pick = pick  # "first": the first passing candidate is said, the rest not drawn
+        if sentences not in SENTENCE_BUDGETS:
+            raise ValueError(f"sentences must be one of {SENTENCE_BUDGETS}, not {sentences!r}")
+        self.sentences = sentences  # the hybrid reply budget (prompts.narration_pattern)
         self.stats = {"turns": 0, "repaired": 0, "fallback": 0, "model_failed": 0}
 
     # ---- prompting
@@ -271,7 +275,8 @@ class LLMAgent:
             extra = None
         else:
             plan = self.policy.plan(state)
-            schema = narration_schema(cot=self.cot, act=plan.act, price=plan.price, role=state.role)
+            schema = narration_schema(cot=self.cot, act=plan.act, price=plan.price, role=state.role,
+                                      sentences=self.sentences)
             extra = directive(plan.act, plan.price, state.role)
 
         def make_turn(text: str) -> Turn:

@@ -305,6 +305,14 @@ NARRATION_UNPRICED = 160      # characters of an unpriced narration
 # Free text: no digits, vulgar fractions or $ (no other price), no quotes, backslashes, brackets
 # or line breaks.
 _FREE = r'[^$0-9"\\\n(){}<>\u00bc-\u00be\u2150-\u215e]'
+# Free text inside one sentence: the same, and no sentence end.
+_CLAUSE = _FREE[:-1] + ".!?]"
+# The reply budget in sentences (serving only: training/narrator.py keeps people's words whole).
+# None: as people write (any number of sentences within the characters above); 1: a priced move
+# or an accept is the one sentence that carries it, ended by its own punctuation. Read blind, the
+# embedded narrator's priced lines were 82% sensible as one sentence and 41% with a second one
+# after the price (docs/narration.md, sixth session).
+SENTENCE_BUDGETS = (None, 1)
 
 
 def _price_pattern(price: float) -> str:
@@ -312,8 +320,20 @@ def _price_pattern(price: float) -> str:
     return "".join("[$]" if c == "$" else "[.]" if c == "." else c for c in money(price))
 
 
-def narration_pattern(act: Act, price: float | None, role: Role) -> str:
-    """The regex the utterance of a hybrid move must match (JSON schema ``pattern``)."""
+def narration_pattern(act: Act, price: float | None, role: Role, *,
+                      sentences: int | None = None) -> str:
+    """The regex the utterance of a hybrid move must match (JSON schema ``pattern``).
+
+    ``sentences`` is the reply budget (SENTENCE_BUDGETS): 1 keeps a priced move or an accept to
+    the one sentence that carries it."""
+    if sentences not in SENTENCE_BUDGETS:
+        raise ValueError(f"sentences must be one of {SENTENCE_BUDGETS}, not {sentences!r}")
+    if sentences == 1 and price is not None and (act in PRICED_REPLY_ACTS or act is Act.ACCEPT):
+        end = "[.!?]{0,3}$"
+        if act is Act.ACCEPT:
+            return f"^{_CLAUSE}{{2,80}}({_price_pattern(price)}{_CLAUSE}{{0,80}})?{end}"
+        return (f"^{_CLAUSE}{{0,{NARRATION_BEFORE_PRICE}}}{_price_pattern(price)}"
+                f"{_CLAUSE}{{0,{NARRATION_AFTER_PRICE}}}{end}")
     if act in PRICED_REPLY_ACTS and price is not None:
         return (f"^{_FREE}{{0,{NARRATION_BEFORE_PRICE}}}{_price_pattern(price)}"
                 f"{_FREE}{{0,{NARRATION_AFTER_PRICE}}}$")
@@ -325,17 +345,19 @@ def narration_pattern(act: Act, price: float | None, role: Role) -> str:
 
 
 def narration_schema(*, cot: bool = False, act: Act | None = None, price: float | None = None,
-                     role: Role | None = None) -> dict[str, Any]:
+                     role: Role | None = None, sentences: int | None = None) -> dict[str, Any]:
     """The JSON schema of a hybrid agent's reply: its words only (and a thought in CoT mode).
 
-    Given the planned move, the utterance is constrained by ``narration_pattern``.
+    Given the planned move, the utterance is constrained by ``narration_pattern`` (with the
+    ``sentences`` budget).
     """
     props: dict[str, Any] = {}
     if cot:
         props["thought"] = {"type": "string", "maxLength": MAX_THOUGHT_CHARS}
     utterance: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_UTTERANCE_CHARS}
     if act is not None and role is not None:
-        utterance = {"type": "string", "pattern": narration_pattern(act, price, role)}
+        utterance = {"type": "string",
+                     "pattern": narration_pattern(act, price, role, sentences=sentences)}
     props["utterance"] = utterance
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
