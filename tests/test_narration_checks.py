@@ -140,6 +140,16 @@ SEEN = [
      "wrong_role"),
     ("I would like to pick it up for $130 if you buy it.", Act.COUNTER_PRICE, Role.BUYER, 130,
      "wrong_role"),
+    # judged not sensible in the blind reading of seed 4 with one sentence a move (sixth session)
+    ("I could sell it for $70", Act.COUNTER_PRICE, Role.BUYER, 70, "wrong_role"),
+    ("I was asking $1,675 for the apartment.", Act.COUNTER_PRICE, Role.BUYER, 1675, "wrong_role"),
+    ("I'm taking $2,200 for the apartment.", Act.COUNTER_PRICE, Role.BUYER, 2200, "wrong_role"),
+    ("I have a friend who is interested in the bike and I would like to take $740 for it",
+     Act.COUNTER_PRICE, Role.BUYER, 740, "wrong_role"),
+    ("It's great to see you at the auction this morning, I'm happy to buy and have a $70 offer!",
+     Act.INIT_PRICE, Role.SELLER, 70, "wrong_role"),
+    ("Great, thanks for the discount I will go to $11,500", Act.INIT_PRICE, Role.SELLER, 11500,
+     "wrong_role"),
 ]
 
 

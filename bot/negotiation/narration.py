@@ -98,7 +98,13 @@ _SELLER_TALK = re.compile(
     r"\b(?:would|could|can) you (?:be willing to )?pick (?:it|them) up\b|\btoo low\b|"
     # ... or asking the seller to pay more, or to buy (seed 5: "I can give you $2,225 if you are
     # willing to pay more", "... for $130 if you buy it"; no buyer of the 10,674 people's lines)
-    r"\byou(?:'re| are)?(?: be)? willing to pay more\b|\bif you buy it\b",
+    r"\byou(?:'re| are)?(?: be)? willing to pay more\b|\bif you buy it\b|"
+    # ... or selling it, asking or taking a price for it (sixth session, seed 4 with one
+    # sentence: "I could sell it for $70", "I was asking $1,675 for the apartment", "I'm taking
+    # $2,200 for the apartment", "I would like to take $740 for it"; no buyer of the 10,674)
+    rf"{_I_WILLING}sell (?:it|this|them)\b|\bi (?:was|am|'m) asking \$|\bi(?:'m| am) taking \$|"
+    r"\bi(?:'m| am|'d| would| will|'ll| can| could)?(?: be)? (?:like|love|happy|willing|glad) "
+    r"to take \$[\d,.]+ for (?:it|the|this)\b",
     re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
@@ -134,7 +140,10 @@ _BUYER_TALK = re.compile(
     r"\btoo high\b|\bi (?:do not|don'?t) have any questions\b|"
     # ... or coming to fetch it, looking at the buyer's item (seed 5: "I'll come and pick it up
     # for $155", "I am looking at your house for sale"; no seller of the 10,674 people's lines)
-    r"\bi(?:'ll| will| can| could| would)? come (?:and|to) pick\b|\bi(?:'m| am) looking at your\b",
+    r"\bi(?:'ll| will| can| could| would)? come (?:and|to) pick\b|\bi(?:'m| am) looking at your\b|"
+    # ... or buying, thanking for a discount (sixth session, seed 4: "I'm happy to buy and have a
+    # $70 offer", "thanks for the discount I will go to $11,500"; 1 seller of the 10,674)
+    rf"{_I_WILLING}buy\b|\bthanks? (?:you )?for the discount\b",
     re.I)
 # A seller who opens by asking the buyer for a price has taken the buyer's words.
 _BUYER_OPENING = re.compile(r"\b(could|can) you do\b|\bwould you (take|accept)\b", re.I)
