@@ -180,11 +180,13 @@ async def discord_child(args: argparse.Namespace) -> dict[str, Any]:
     seller = {"kind": "llm", "role": "seller", "model": "fake", "policy": "hybrid", "seed": 0}
     lora = None
     if args.seller == "shipped":  # the seller people meet by default: its model's adapter,
-        from bot.config import load_config  # candidates and pick, as the config has them
+        from bot.config import load_config  # candidates, pick and sentences, as configured
 
         repo_cfg = load_config(args.config or ROOT / "config.toml")
         shipped = repo_cfg.agents["seller"]
         seller.update(candidates=shipped.candidates, pick=shipped.pick)
+        if shipped.sentences is not None:
+            seller["sentences"] = shipped.sentences
         lora = repo_cfg.models[shipped.model].lora
     slots = (args.batched_slots or args.games) if args.backend == "batched" else args.today_slots
     cfg = make_config(bot={"model_slots": args.today_slots, "queue_size": args.games * 2},
