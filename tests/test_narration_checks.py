@@ -16,6 +16,7 @@ from bot.negotiation.agents import _TEMPLATES, DialogueState, template_utterance
 from bot.negotiation.llm_agent import LLMAgent
 from bot.negotiation.narration import distinct_n, narration_findings
 from bot.negotiation.policy import ConcessionPolicy
+from bot.negotiation.prompts import around_price
 from bot.negotiation.turns import Act, Role, Turn
 
 VALIDATION = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "craigslist_bargains" / "validation.json"
@@ -426,3 +427,41 @@ def test_picking_up_a_rental_is_off_topic():
     assert "off_topic" in {f.check for f in narration_findings(
         line, Act.COUNTER_PRICE, Role.BUYER, price=1350, category="housing", title="2 bedroom apartment")}
     assert narration_findings(line, Act.COUNTER_PRICE, Role.BUYER, price=1350, title="Road bike") == []
+
+
+async def test_one_sentence_prefers_a_narration_that_says_little_around_its_price(scenario):
+    """With sentences = 1 a passing candidate that says little around its price (BRIEF_BEFORE_PRICE,
+    BRIEF_AFTER_PRICE) is said before a likelier one that runs on; without the budget, the
+    likeliest."""
+    policy = ConcessionPolicy("fair", seed=0)
+    p = f"${policy.plan(hybrid_state(scenario)).price:,.0f}"
+    replies = [
+        ChatResult(narration(f"I can do {p} and I can go that far if you are willing."),
+                   extra={"logprob": -2.0, "logprob_tokens": 10}),
+        ChatResult(narration(f"I can do {p} for it."), extra={"logprob": -6.0, "logprob_tokens": 10}),
+    ]
+    for sentences, said in ((1, f"I can do {p} for it."),
+                            (None, f"I can do {p} and I can go that far if you are willing.")):
+        agent = LLMAgent("s", FakeBackend(list(replies)), policy=policy, candidates=2,
+                         sampling=Sampling(seed=0), sentences=sentences)
+        turn = await agent.respond(hybrid_state(scenario))
+        assert not turn.fallback and turn.utterance == said
+    # ... and so is one that says little before its price (the demo's buyer, before this rule)
+    long_before = ChatResult(narration(f"I am interested in it too, but I'm not sure if you have any "
+                                       f"other adapters for {p}."), extra={"logprob": -1.0, "logprob_tokens": 10})
+    agent = LLMAgent("s", FakeBackend([long_before, replies[1]]), policy=policy, candidates=2,
+                     sampling=Sampling(seed=0), sentences=1)
+    assert (await agent.respond(hybrid_state(scenario))).utterance == f"I can do {p} for it."
+    # a run-on candidate is still said when it is the only one that passes
+    broken = ChatResult(narration(f"I can offer {p} for your item in the ."),
+                        extra={"logprob": -1.0, "logprob_tokens": 10})
+    agent = LLMAgent("s", FakeBackend([replies[0], broken]), policy=policy, candidates=2,
+                     sampling=Sampling(seed=0), sentences=1)
+    turn = await agent.respond(hybrid_state(scenario))
+    assert not turn.fallback and turn.utterance == f"I can do {p} and I can go that far if you are willing."
+
+
+def test_around_price():
+    assert around_price("I can do $65 for it.", 65) == ("I can do", "for it")
+    assert around_price("$1,200 and it's yours!", 1200) == ("", "and it's yours")
+    assert around_price("Deal, thanks!", 13.5) == ("", "")  # an accept that leaves the price out

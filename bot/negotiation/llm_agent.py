@@ -39,9 +39,12 @@ from bot.negotiation.narration import narration_findings
 from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality
 from bot.negotiation.policy import ConcessionPolicy
 from bot.negotiation.prompts import (
+    BRIEF_AFTER_PRICE,
+    BRIEF_BEFORE_PRICE,
     PRICED_REPLY_ACTS,
     REPLY_ACTS,
     SENTENCE_BUDGETS,
+    around_price,
     build_messages,
     directive,
     money,
@@ -198,10 +201,11 @@ class LLMAgent:
                        system_text: str, usage: dict[str, Any]) -> tuple[Turn | None, str | None]:
         """Sample up to ``candidates`` narrations of the planned move and keep the best that
         passes every check (``_problem`` and narration.narration_findings), ranked by the model's
-        own mean log-likelihood per token; with ``pick = "first"`` the first that passes, the
-        rest not drawn. (None, why) when none passes."""
+        own mean log-likelihood per token (with a one-sentence budget, those that end soon after
+        the price first: ``_brief``); with ``pick = "first"`` the first that passes, the rest not
+        drawn. (None, why) when none passes."""
         messages = await self._messages(state, None, extra)
-        best: tuple[float, Turn] | None = None
+        best: tuple[tuple[bool, float], Turn] | None = None
         problems: list[str] = []
         async with aclosing(self._candidates(messages, state, extra, schema)) as drawn:
             async for k, result in drawn:
@@ -229,7 +233,7 @@ class LLMAgent:
                     continue
                 extra_info = getattr(result, "extra", None) or {}
                 n = extra_info.get("logprob_tokens") or 0
-                score = extra_info["logprob"] / n if n else 0.0
+                score = (self._brief(turn), extra_info["logprob"] / n if n else 0.0)
                 if best is None or score > best[0]:
                     best = (score, turn)
                 if self.pick == "first":
@@ -237,6 +241,15 @@ class LLMAgent:
         if best is None:
             return None, "; ".join(dict.fromkeys(problems)) or "no candidate"
         return best[1], None
+
+    def _brief(self, turn: Turn) -> bool:
+        """Whether a priced narration says at most BRIEF_BEFORE_PRICE / BRIEF_AFTER_PRICE
+        characters around its price (True for every narration without a one-sentence budget or
+        a price)."""
+        if self.sentences != 1 or turn.price is None:
+            return True
+        before, after = around_price(turn.utterance, turn.price)
+        return len(before) <= BRIEF_BEFORE_PRICE and len(after) <= BRIEF_AFTER_PRICE
 
     def _problem(self, turn: Turn, state: DialogueState, system_text: str) -> str | None:
         """Why the reply is not fit to send, or None."""

@@ -313,6 +313,22 @@ _CLAUSE = _FREE[:-1] + ".!?]"
 # embedded narrator's priced lines were 82% sensible as one sentence and 41% with a second one
 # after the price (docs/narration.md, sixth session).
 SENTENCE_BUDGETS = (None, 1)
+# ... and within that sentence, the words around the price: the embedded narrator's one-sentence
+# priced lines read 86% sensible with at most 10 characters after the price ("... $65 for it."),
+# ~70% with 10-25 and under 50% with more; and of those, ~90% with at most 40 characters before
+# it, ~60% with more (bench/narration_readings.py, 1,574 model lines read blind). A candidate
+# that brief is preferred to a likelier one that is not (llm_agent), and none is ever cut short.
+BRIEF_BEFORE_PRICE = 40
+BRIEF_AFTER_PRICE = 10
+
+
+def around_price(utterance: str, price: float) -> tuple[str, str]:
+    """The words before and after the price (as money() writes it), the closing punctuation left
+    out; ("", "") when the price is not said (an accept may leave it out)."""
+    before, found, after = utterance.partition(money(price))
+    if not found:
+        return "", ""
+    return before.strip(), after.strip().rstrip(".!?").strip()
 
 
 def _price_pattern(price: float) -> str:
