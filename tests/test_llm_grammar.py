@@ -76,6 +76,7 @@ def test_a_one_sentence_budget_keeps_a_priced_move_to_the_sentence_that_states_i
     assert re.match(one, "How about $13.50")
     assert not re.match(one, "How about $13.50? It is barely used.")  # a second sentence after
     assert not re.match(one, "Hi. How about $13.50?")                 # ... or before the price
+    assert re.match(one, "I can do $13.50!!") and not re.match(one, "I can do $13.50.!")
     assert re.match(narration_pattern(Act.COUNTER_PRICE, 13.5, Role.SELLER),
                     "How about $13.50? It is barely used.")            # as people write
     accept = narration_pattern(Act.ACCEPT, 13.5, Role.BUYER, sentences=1)

@@ -151,6 +151,8 @@ SEEN = [
      Act.INIT_PRICE, Role.SELLER, 70, "wrong_role"),
     ("Great, thanks for the discount I will go to $11,500", Act.INIT_PRICE, Role.SELLER, 11500,
      "wrong_role"),
+    ("I'm willing to do $470 and I'll come pick it up.", Act.COUNTER_PRICE, Role.SELLER, 470,
+     "wrong_role"),
 ]
 
 

@@ -139,8 +139,9 @@ _BUYER_TALK = re.compile(
     # "I do not have any questions about it"; 1 seller of the 10,674 people's lines says one)
     r"\btoo high\b|\bi (?:do not|don'?t) have any questions\b|"
     # ... or coming to fetch it, looking at the buyer's item (seed 5: "I'll come and pick it up
-    # for $155", "I am looking at your house for sale"; no seller of the 10,674 people's lines)
-    r"\bi(?:'ll| will| can| could| would)? come (?:and|to) pick\b|\bi(?:'m| am) looking at your\b|"
+    # for $155", "I am looking at your house for sale"; sixth session: "I'll come pick it up";
+    # no seller of the 10,674 people's lines)
+    r"\bi(?:'ll| will| can| could| would)? come (?:and |to )?pick\b|\bi(?:'m| am) looking at your\b|"
     # ... or buying, thanking for a discount (sixth session, seed 4: "I'm happy to buy and have a
     # $70 offer", "thanks for the discount I will go to $11,500"; 1 seller of the 10,674)
     rf"{_I_WILLING}buy\b|\bthanks? (?:you )?for the discount\b",

@@ -345,7 +345,7 @@ def narration_pattern(act: Act, price: float | None, role: Role, *,
     if sentences not in SENTENCE_BUDGETS:
         raise ValueError(f"sentences must be one of {SENTENCE_BUDGETS}, not {sentences!r}")
     if sentences == 1 and price is not None and (act in PRICED_REPLY_ACTS or act is Act.ACCEPT):
-        end = "[.!?]{0,3}$"
+        end = "([.!?]|!!|[?]!|[.][.][.])?$"  # one mark, "!!", "?!" or "...": never ".!"
         if act is Act.ACCEPT:
             return f"^{_CLAUSE}{{2,80}}({_price_pattern(price)}{_CLAUSE}{{0,80}})?{end}"
         return (f"^{_CLAUSE}{{0,{NARRATION_BEFORE_PRICE}}}{_price_pattern(price)}"
