@@ -201,8 +201,8 @@ class LLMAgent:
                        system_text: str, usage: dict[str, Any]) -> tuple[Turn | None, str | None]:
         """Sample up to ``candidates`` narrations of the planned move and keep the best that
         passes every check (``_problem`` and narration.narration_findings), ranked by the model's
-        own mean log-likelihood per token (with a one-sentence budget, those that end soon after
-        the price first: ``_brief``); with ``pick = "first"`` the first that passes, the rest not
+        own mean log-likelihood per token (with a one-sentence budget, those brief around their
+        price first: ``_brief``); with ``pick = "first"`` the first that passes, the rest not
         drawn. (None, why) when none passes."""
         messages = await self._messages(state, None, extra)
         best: tuple[tuple[bool, float], Turn] | None = None

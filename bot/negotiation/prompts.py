@@ -310,8 +310,8 @@ _CLAUSE = _FREE[:-1] + ".!?]"
 # The reply budget in sentences (serving only: training/narrator.py keeps people's words whole).
 # None: as people write (any number of sentences within the characters above); 1: a priced move
 # or an accept is the one sentence that carries it, ended by its own punctuation. Read blind, the
-# embedded narrator's priced lines were 82% sensible as one sentence and 41% with a second one
-# after the price (docs/narration.md, sixth session).
+# embedded narrator's priced lines were 80% sensible as one sentence, 36% with a second one after
+# the price and 53% with one before it (bench/narration_readings.py; docs/narration.md).
 SENTENCE_BUDGETS = (None, 1)
 # ... and within that sentence, the words around the price: the embedded narrator's one-sentence
 # priced lines read 86% sensible with at most 10 characters after the price ("... $65 for it."),
