@@ -29,10 +29,11 @@ def config_for(backend: str):
     seat, or the batched engine (one context, a sequence per seat, one thread)."""
     cfg = load_config()
     if backend == "llamacpp-batched":
-        batched = ModelSpec(name="default", backend="llamacpp-batched", n_slots=4, n_ctx=2048,
-                            n_threads=1)
-        cfg = replace(cfg, models={**cfg.models, "default": batched})
-    return cfg
+        spec = ModelSpec(name="default", backend="llamacpp-batched", n_slots=4, n_ctx=2048,
+                         n_threads=1)
+    else:
+        spec = ModelSpec(name="default", backend="llamacpp", n_ctx=4096)
+    return replace(cfg, models={**cfg.models, "default": spec})
 
 
 @pytest.fixture(scope="module", params=["llamacpp", "llamacpp-batched"])
