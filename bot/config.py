@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from bot.errors import ConfigError
 from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality
+from bot.negotiation.prompts import SENTENCE_BUDGETS
 
 ENV_CONFIG = "HAGGLE_CONFIG"
 DEFAULT_CONFIG_NAME = "config.toml"
@@ -200,7 +201,7 @@ class AgentConfig:
                  f"must be in [0, 5], got {self.max_repairs}")
         require(1 <= self.candidates <= 8, f"{where}.candidates",
                 f"must be in [1, 8], got {self.candidates}")
-        require(self.sentences in (None, 1), f"{where}.sentences",
+        require(self.sentences in SENTENCE_BUDGETS, f"{where}.sentences",
                 f"must be 1 (one sentence) or left out (as people write), got {self.sentences}")
         require(0 < self.concession <= 1, f"{where}.concession",
                  f"must be in (0, 1], got {self.concession}")
