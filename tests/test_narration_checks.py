@@ -153,6 +153,12 @@ SEEN = [
      "wrong_role"),
     ("I'm willing to do $470 and I'll come pick it up.", Act.COUNTER_PRICE, Role.SELLER, 470,
      "wrong_role"),
+    # seen in the seed-7 run with rephrasing (seventh session): the price as an amount off
+    ("It's a great bike, I'm willing to take $110 off", Act.INIT_PRICE, Role.SELLER, 110, "wrong_act"),
+    ("Ok, I will take $75 off", Act.INSIST, Role.BUYER, 75, "wrong_act"),
+    ("The price is too low and I'm not willing to take $100", Act.COUNTER_PRICE, Role.SELLER, 100,
+     "wrong_act"),
+    ("Sorry, I can't do $100.", Act.INSIST, Role.SELLER, 100, "wrong_act"),
 ]
 
 

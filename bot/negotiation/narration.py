@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.negotiation.prompts import NARRATION_AFTER_PRICE, NARRATION_UNPRICED
+from bot.negotiation.prompts import NARRATION_AFTER_PRICE, NARRATION_UNPRICED, money
 from bot.negotiation.turns import Act, Role
 
 CHECKS = ("cut_off", "broken_slot", "instruction_echo", "wrong_role", "off_topic", "wrong_act")
@@ -161,6 +161,15 @@ _ACCEPTING = re.compile(r"\bi(?:'ll| will| would| can)? accept\b(?! (?:less|anyt
 _NO_PRICE = re.compile(r"\b(can'?t|cannot|won'?t) (give|make|name|offer) (you )?(a|any) price\b|"
                        r"\bno price (yet|now)\b|\bprice (later|tomorrow)\b", re.I)
 _NO = re.compile(r"\b(no|not|can'?t|cannot|won'?t|too (low|high|much)|sorry|pass)\b", re.I)
+# The move's price is what the item would sell for, never an amount off it ("I'm willing to take
+# $110 off", seventh session, seed 7; 7 of the 10,674 people's lines, each where the dataset's
+# price label is the discount)
+_DISCOUNT = re.compile(r"\$[\d,.]*\d\s+off\b", re.I)
+# ... nor one the speaker refuses in the same breath ("The price is too low and I'm not willing
+# to take $100" proposing $100: seventh session, seed 7; no person of the 3,840 priced lines of
+# CraigslistBargains validation + test refuses their own price in the first person)
+_REFUSING = (r"(?:\bi(?:'m| am)? not (?:be )?(?:willing|able|going|happy) to|\bi (?:can'?t|cannot|"
+             r"won'?t|wouldn'?t|couldn'?t|don'?t|do not)) (?:take|accept|do|pay|go(?: for)?) ")
 # A counter that sounds like a yes: "deal"/"sounds good" with nothing that makes it a proposal.
 _PROPOSAL = re.compile(r"\?|\b(how about|would you|could you|can you|can do|could do|"
                        r"meet|best|lowest|most|offer|if)\b", re.I)
@@ -231,6 +240,10 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
         out.append(Finding("wrong_act", "a priced move that says it gives no price"))
     elif act is Act.INQUIRE and "?" not in text:
         out.append(Finding("wrong_act", "an inquiry that asks nothing"))
+    if price is not None and _DISCOUNT.search(text):
+        out.append(Finding("wrong_act", "the price said as a discount"))
+    if price is not None and re.search(_REFUSING + re.escape(money(price)), text, re.I):
+        out.append(Finding("wrong_act", "refuses the price it proposes"))
     return out
 
 
