@@ -180,11 +180,11 @@ async def discord_child(args: argparse.Namespace) -> dict[str, Any]:
     seller = {"kind": "llm", "role": "seller", "model": "fake", "policy": "hybrid", "seed": 0}
     lora = None
     if args.seller == "shipped":  # the seller people meet by default: its model's adapter,
-        from bot.config import load_config  # candidates, pick and sentences, as configured
+        from bot.config import load_config  # candidates, pick, sentences, rephrase, as configured
 
         repo_cfg = load_config(args.config or ROOT / "config.toml")
         shipped = repo_cfg.agents["seller"]
-        seller.update(candidates=shipped.candidates, pick=shipped.pick)
+        seller.update(candidates=shipped.candidates, pick=shipped.pick, rephrase=shipped.rephrase)
         if shipped.sentences is not None:
             seller["sentences"] = shipped.sentences
         lora = repo_cfg.models[shipped.model].lora

@@ -106,16 +106,21 @@ def variant_config(cfg, spec: dict[str, str]):
             raise SystemExit(f"sentences={spec['sentences']}: 1 or none")
         agents = {k: dataclasses.replace(a, sentences=budget) if a.kind == "llm" else a
                   for k, a in agents.items()}
+    if "rephrase" in spec:
+        if spec["rephrase"] not in ("on", "off"):
+            raise SystemExit(f"rephrase={spec['rephrase']}: on or off")
+        agents = {k: dataclasses.replace(a, rephrase=spec["rephrase"] == "on") if a.kind == "llm" else a
+                  for k, a in agents.items()}
     return dataclasses.replace(cfg, models=models, agents=agents)
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     name, _, rest = text.partition(":")
     spec = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
-    unknown = set(spec) - {"lora", "candidates", "openings", "pick", "sentences"}
+    unknown = set(spec) - {"lora", "candidates", "openings", "pick", "sentences", "rephrase"}
     if unknown:
         raise SystemExit(f"--variant {text}: unknown key(s) {', '.join(sorted(unknown))} "
-                         f"(lora, candidates, openings, pick, sentences)")
+                         f"(lora, candidates, openings, pick, sentences, rephrase)")
     return name, spec
 
 
@@ -145,7 +150,8 @@ async def play(cfg, dialogues, buyer: str, seller: str, seed: int, log_path: Pat
                              "listing": sc.listing_price, "role": t.role.value, "act": t.act.value,
                              "price": t.price, "line": t.utterance, "previous": previous_line(record.turns, i),
                              "their_price": standing_price(record.turns[:i], t.role.other),
-                             "fallback": t.fallback, "guard": t.guard, "seconds": t.seconds,
+                             "fallback": t.fallback, "repaired": t.repaired, "guard": t.guard,
+                             "seconds": t.seconds,
                              "prompt_tokens_evaluated": t.prompt_tokens_evaluated,
                              "prompt_tokens": t.prompt_tokens,
                              "outcome": record.outcome.value, "negotiation_seconds": took,
@@ -191,6 +197,7 @@ def score_rows(rows: list[dict]) -> dict:
                "prefix_reuse": evaluated / final if final else None}
     return {"turns": len(rows), **outcome, "model_lines": len(model),
             "template_share": sum(r["fallback"] for r in rows) / max(len(rows), 1),
+            "rephrased_share": sum(bool(r.get("repaired")) for r in rows) / max(len(rows), 1),
             "flagged_share": flagged / max(len(model), 1),
             **{c: found[c] for c in CHECKS},
             "distinct_1": distinct_n(lines, 1), "distinct_2": distinct_n(lines, 2),
@@ -231,7 +238,7 @@ def write_sample(out: Path, model_rows, template_rows, humans, per_kind: int, se
     sample, key = [], {}
     for i, (kind, r) in enumerate(picked, 1):
         lid = f"L{i:03d}"
-        key[lid] = {"kind": kind, "scenario": r["scenario"]}
+        key[lid] = {"kind": kind, "scenario": r["scenario"], "rephrased": bool(r.get("repaired"))}
         sample.append({"id": lid, "item": r["item"], "listing": money(r["listing"]),
                        "speaker": r["role"], "previous": r["previous"], "line": r["line"]})
     out.mkdir(parents=True, exist_ok=True)
@@ -255,8 +262,10 @@ def score_judged(key_path: Path, judged_path: Path) -> None:
         if line.strip():
             j = json.loads(line)
             by_kind.setdefault(key[j["id"]]["kind"], []).append(j)
+            if key[j["id"]].get("rephrased"):  # a second-round line (rephrase), counted as model too
+                by_kind.setdefault("rephrased", []).append(j)
     print(f"{'kind':10s} {'lines':>5s} {'sensible':>9s} {'natural':>8s}")
-    for kind in ("model", "template", "human"):
+    for kind in ("model", "rephrased", "template", "human"):
         js = by_kind.get(kind, [])
         if js:
             print(f"{kind:10s} {len(js):5d} {sum(bool(j['sensible']) for j in js) / len(js):9.0%} "
@@ -315,8 +324,8 @@ def main() -> int:
         rows_by[name] = rows
         (out / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     cols = ["turns", "agreement", "fairness", "reservation_violations", "text_price_mismatches",
-            "prefix_reuse", "model_lines", "template_share", "flagged_share", *CHECKS, "distinct_1",
-            "distinct_2", "s_per_turn"]
+            "prefix_reuse", "model_lines", "template_share", "rephrased_share", "flagged_share", *CHECKS,
+            "distinct_1", "distinct_2", "s_per_turn"]
     print(f"\nscenarios: {len(dialogues)} {args.scenario_set} (seed {args.seed})")
     print("variant".ljust(18) + "".join(c[:12].rjust(13) for c in cols))
     for name, r in results.items():

@@ -66,7 +66,8 @@ class AgentFactory:
         return LLMAgent(name, backend, sampling=sampling, personality=agent.personality, cot=agent.cot,
                         max_repairs=agent.max_repairs, fallback=rule,
                         policy=policy, candidates=agent.candidates,
-                        pick=agent.pick, sentences=agent.sentences)
+                        pick=agent.pick, sentences=agent.sentences,
+                        rephrase=agent.rephrase)
 
     async def probe(self, seats: Iterable[tuple[str, Role | str, str]]) -> list[str]:
         """Probe, once each, the models the agents of ``seats`` (agent name, role, seat) run on:

@@ -183,6 +183,9 @@ class AgentConfig:
     # the reply budget of a hybrid agent's priced moves and accepts, in sentences: 1 = the one
     # sentence that states the move; unset = as people write (docs/narration.md)
     sentences: int | None = None
+    # hybrid agents with candidates: when none passes, a second round, each candidate begun with
+    # a word people begin that move with and this agent has not (bot/negotiation/openers.py)
+    rephrase: bool = False
     # rule agents: fraction of the remaining gap conceded per turn, and the gap (a fraction
     # of the listing price) within which an offer is accepted
     concession: float = 0.25

@@ -33,6 +33,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from bot.datasets import Dialogue
+from bot.negotiation.openers import (
+    GREETINGS,
+    OPENER_MIN_TARGETS,
+    OPENERS_PER_MOVE,
+    first_word,
+    opener_root,
+)
 from bot.negotiation.prompts import PRICED_REPLY_ACTS, build_messages, money, narration_pattern
 from bot.negotiation.turns import Act, Role, Turn, standing_price
 from training.data import Report, resolve_dialogue
@@ -113,6 +120,36 @@ def narration_target(turn: Turn, history: Sequence[Turn]) -> tuple[Turn | None, 
     if not re.fullmatch(narration_pattern(turn.act, price, turn.role).strip("^$"), words):
         return None, "words outside the serving grammar of the move"
     return replace(turn, price=price, utterance=words), None
+
+
+def opener_table(dialogues: Iterable[Dialogue], *, top: int = OPENERS_PER_MOVE,
+                 min_targets: int = OPENER_MIN_TARGETS) -> dict[str, tuple[str, ...]]:
+    """bot/negotiation/openers.py's OPENERS: for each move ("seller counter-price"), the words
+    people's narrator targets most often begin with, most frequent first (one per root: "That's"
+    stands for "That"; greetings left out: they never rephrase a move mid-haggle). A move with
+    fewer than ``min_targets`` targets takes the counts of both roles' targets for its act, and
+    none when those are still fewer."""
+    counts: dict[tuple[str, str], Counter] = {}
+    for dialogue in dialogues:
+        turns = resolve_dialogue(dialogue, Report(role="narrator", split="openers"))
+        for i, turn in enumerate(turns):
+            target, _ = narration_target(turn, turns[:i])
+            word = first_word(target.utterance) if target is not None else None
+            if word is not None and opener_root(word) not in GREETINGS:
+                counts.setdefault((turn.role.value, target.act.value), Counter())[word] += 1
+    table: dict[str, tuple[str, ...]] = {}
+    for role, act in sorted(counts):
+        seen = counts[(role, act)]
+        if sum(seen.values()) < min_targets:
+            seen = sum((c for (_, a), c in counts.items() if a == act), Counter())
+            if sum(seen.values()) < min_targets:
+                continue
+        words: list[str] = []
+        for word, _ in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0])):
+            if opener_root(word) not in {opener_root(w) for w in words}:
+                words.append(word)
+        table[f"{role} {act}"] = tuple(words[:top])
+    return table
 
 
 def narrator_example(dialogue_id: str, scenario, turns: Sequence[Turn], role: Role, *,

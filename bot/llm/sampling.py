@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,10 +17,11 @@ import numpy as np
 
 def forced_opening(schema: Mapping[str, Any] | None) -> str:
     """The text a reply to ``schema`` starts with whatever the model writes: ``{"KEY": `` and,
-    for a string value, its opening quote, where KEY is the object's first required property as
-    llama-cpp-python's JSON-schema grammar orders them (required ones first, in their order). The
-    spacing is json.dumps's, which the grammar allows (optional spaces) and which the prompts
-    render earlier replies in (bot/negotiation/prompts.py), so the cache stays append-only.
+    for a string value, its opening quote and the words its pattern begins with, where KEY is
+    the object's first required property as llama-cpp-python's JSON-schema grammar orders them
+    (required ones first, in their order). The spacing is json.dumps's, which the grammar allows
+    (optional spaces) and which the prompts render earlier replies in
+    (bot/negotiation/prompts.py), so the cache stays append-only.
     "" for any other shape (anyOf, no required property, not an object)."""
     if not isinstance(schema, Mapping) or schema.get("type") != "object":
         return ""
@@ -34,8 +36,25 @@ def forced_opening(schema: Mapping[str, Any] | None) -> str:
     opening = "{" + json.dumps(first) + ": "
     if (isinstance(value, Mapping) and value.get("type") == "string"
             and not {"enum", "const", "format"} & set(value)):
-        opening += '"'
+        opening += '"' + literal_prefix(value.get("pattern"))
     return opening
+
+
+# The words a string pattern must begin with ("^How[^$0-9...]{0,40}..." -> "How"): letters,
+# apostrophes and spaces after the anchor, short of a character a quantifier applies to.
+_LITERAL = re.compile(r"\^([A-Za-z' ]*)(.?)")
+
+
+def literal_prefix(pattern: Any) -> str:
+    """The text every string matching ``pattern`` begins with, as far as it is plain letters,
+    apostrophes and spaces ("" when it opens with a class, a group or anything else)."""
+    if not isinstance(pattern, str):
+        return ""
+    m = _LITERAL.match(pattern)
+    if m is None:
+        return ""
+    text, after = m.groups()
+    return text[:-1] if after and after in "*+?{" else text
 
 
 class GrammarCheckedSampler:

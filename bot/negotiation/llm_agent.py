@@ -36,6 +36,7 @@ from bot.errors import ContextOverflow, ModelError, TurnError
 from bot.negotiation.agents import DialogueState, RuleAgent, template_utterance, words_only
 from bot.negotiation.guard import guard_turn, stated_prices, utterance_problem
 from bot.negotiation.narration import narration_findings
+from bot.negotiation.openers import openers_for
 from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality
 from bot.negotiation.policy import ConcessionPolicy
 from bot.negotiation.prompts import (
@@ -106,7 +107,8 @@ class LLMAgent:
                  personality: Personality = DEFAULT_PERSONALITY,
                  cot: bool = False, max_repairs: int = 1, timeout: float | None = None,
                  fallback: RuleAgent | None = None, policy: ConcessionPolicy | None = None,
-                 candidates: int = 1, pick: str = "likeliest", sentences: int | None = None) -> None:
+                 candidates: int = 1, pick: str = "likeliest", sentences: int | None = None,
+                 rephrase: bool = False) -> None:
         self.name = name
         self.backend = backend
         self.sampling = sampling
@@ -126,6 +128,9 @@ class LLMAgent:
         if sentences not in SENTENCE_BUDGETS:
             raise ValueError(f"sentences must be one of {SENTENCE_BUDGETS}, not {sentences!r}")
         self.sentences = sentences  # the hybrid reply budget (prompts.narration_pattern)
+        # when no candidate passes: a second round, each begun with a word people begin the
+        # move with that this agent has not (bot/negotiation/openers.py); its turn is "repaired"
+        self.rephrase = rephrase
         self.stats = {"turns": 0, "repaired": 0, "fallback": 0, "model_failed": 0}
 
     # ---- prompting
@@ -174,15 +179,17 @@ class LLMAgent:
             return messages, await self._ask(messages, schema, sampling)
 
     async def _candidates(self, messages: list[dict[str, str]], state: DialogueState,
-                          extra: str, schema: dict[str, Any]) -> AsyncIterator[tuple[int, Any]]:
-        """(k, result) for each candidate, in order. With ``pick = "likeliest"`` on a backend
-        that decodes one seat's requests together (``decodes_together``: llamacpp-batched),
-        every candidate is asked at once and they are decoded in the same steps; otherwise one
-        after another, so ``pick = "first"`` draws no more than it says."""
-        if self.pick == "likeliest" and self.candidates > 1 and getattr(
+                          extra: str, schemas: list[dict[str, Any]], first: int = 0,
+                          ) -> AsyncIterator[tuple[int, Any]]:
+        """(k, result) for each candidate (one per schema, numbered from ``first``), in order.
+        With ``pick = "likeliest"`` on a backend that decodes one seat's requests together
+        (``decodes_together``: llamacpp-batched), every candidate is asked at once and they are
+        decoded in the same steps; otherwise one after another, so ``pick = "first"`` draws no
+        more than it says."""
+        if self.pick == "likeliest" and len(schemas) > 1 and getattr(
                 self.backend, "decodes_together", False):
-            tasks = [asyncio.ensure_future(self._draw(k, messages, state, extra, schema))
-                     for k in range(self.candidates)]
+            tasks = [asyncio.ensure_future(self._draw(first + k, messages, state, extra, schema))
+                     for k, schema in enumerate(schemas)]
             try:
                 drawn = await asyncio.gather(*tasks)
             except BaseException:
@@ -191,11 +198,11 @@ class LLMAgent:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
             for k, (_, result) in enumerate(drawn):
-                yield k, result
+                yield first + k, result
             return
-        for k in range(self.candidates):
-            messages, result = await self._draw(k, messages, state, extra, schema)
-            yield k, result
+        for k, schema in enumerate(schemas):
+            messages, result = await self._draw(first + k, messages, state, extra, schema)
+            yield first + k, result
 
     async def _narrate(self, state: DialogueState, plan: Any, schema: dict[str, Any], extra: str,
                        system_text: str, usage: dict[str, Any]) -> tuple[Turn | None, str | None]:
@@ -203,12 +210,38 @@ class LLMAgent:
         passes every check (``_problem`` and narration.narration_findings), ranked by the model's
         own mean log-likelihood per token (with a one-sentence budget, those brief around their
         price first: ``_brief``); with ``pick = "first"`` the first that passes, the rest not
-        drawn. (None, why) when none passes."""
+        drawn. With ``rephrase``, when none passes, a second round as many, each made to begin
+        with another word people begin this move with (openers.openers_for); its turn is marked
+        ``repaired``. (None, why) when none passes; ``usage["candidates"]`` counts those drawn."""
         messages = await self._messages(state, None, extra)
-        best: tuple[tuple[bool, float], Turn] | None = None
         problems: list[str] = []
-        async with aclosing(self._candidates(messages, state, extra, schema)) as drawn:
+        written: list[str] = []
+        best = await self._best(self._candidates(messages, state, extra, [schema] * self.candidates),
+                                state, plan, system_text, usage, problems, written)
+        if best is None and self.rephrase:
+            said = [t.utterance for t in state.turns if t.role is state.role]
+            openers = openers_for(state.role, plan.act, [*said, *written], self.candidates)
+            schemas = [narration_schema(cot=self.cot, act=plan.act, price=plan.price, role=state.role,
+                                        sentences=self.sentences, opener=opener) for opener in openers]
+            if schemas:
+                best = await self._best(
+                    self._candidates(messages, state, extra, schemas, first=self.candidates),
+                    state, plan, system_text, usage, problems, written)
+                if best is not None:
+                    best = replace(best, repaired=True)
+        if best is None:
+            return None, "; ".join(dict.fromkeys(problems)) or "no candidate"
+        return best, None
+
+    async def _best(self, candidates: AsyncIterator[tuple[int, Any]], state: DialogueState,
+                    plan: Any, system_text: str, usage: dict[str, Any], problems: list[str],
+                    written: list[str]) -> Turn | None:
+        """The best passing candidate of one round (``_narrate``), or None; what each candidate
+        wrote goes to ``written`` and why each failed to ``problems``."""
+        best: tuple[tuple[bool, float], Turn] | None = None
+        async with aclosing(candidates) as drawn:
             async for k, result in drawn:
+                usage["candidates"] += 1
                 if usage["prompt_tokens"] is None:
                     usage["prompt_tokens"] = result.prompt_tokens
                 usage["prompt_tokens_evaluated"] += result.prompt_tokens_evaluated or 0
@@ -218,6 +251,7 @@ class LLMAgent:
                 except TurnError as exc:
                     problems.append(str(exc))
                     continue
+                written.append(utterance)
                 turn = Turn(state.role, plan.act, plan.price, utterance,
                             thought=thought if self.cot else None)
                 problem = self._problem(turn, state, system_text)
@@ -238,9 +272,7 @@ class LLMAgent:
                     best = (score, turn)
                 if self.pick == "first":
                     break
-        if best is None:
-            return None, "; ".join(dict.fromkeys(problems)) or "no candidate"
-        return best[1], None
+        return None if best is None else best[1]
 
     def _brief(self, turn: Turn) -> bool:
         """Whether a priced narration says at most BRIEF_BEFORE_PRICE / BRIEF_AFTER_PRICE
@@ -300,12 +332,14 @@ class LLMAgent:
             utterance, thought = parse_narration(text)
             return Turn(state.role, plan.act, plan.price, utterance, thought=thought if self.cot else None)
 
-        usage = {"prompt_tokens": None, "prompt_tokens_evaluated": 0, "completion_tokens": 0}
+        usage = {"prompt_tokens": None, "prompt_tokens_evaluated": 0, "completion_tokens": 0,
+                 "candidates": 0}
         if plan is not None and self.candidates > 1:
             try:
                 chosen, why = await self._narrate(state, plan, schema, extra, system_text, usage)
                 turn = chosen if chosen is not None else await self._fallback(
-                    state, plan, f"no usable narration among {self.candidates} candidates: {why}")
+                    state, plan, f"no usable narration among {usage['candidates']} candidates: {why}")
+                self.stats["repaired"] += turn.repaired
             except ModelError as exc:
                 log.warning("%s: model failed, playing a fallback turn: %s", self.name, exc)
                 turn = await self._fallback(state, plan, f"model error: {exc}", model_failed=True)

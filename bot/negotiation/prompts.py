@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.errors import TurnError
+from bot.negotiation.openers import WORD
 from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality, check_personality
 from bot.negotiation.scenario import Scenario
 from bot.negotiation.turns import Act, Role, Turn, check_price, standing_price
@@ -337,11 +338,16 @@ def _price_pattern(price: float) -> str:
 
 
 def narration_pattern(act: Act, price: float | None, role: Role, *,
-                      sentences: int | None = None) -> str:
+                      sentences: int | None = None, opener: str | None = None) -> str:
     """The regex the utterance of a hybrid move must match (JSON schema ``pattern``).
 
     ``sentences`` is the reply budget (SENTENCE_BUDGETS): 1 keeps a priced move or an accept to
-    the one sentence that carries it."""
+    the one sentence that carries it. ``opener``: the word it must begin with (a word of
+    bot/negotiation/openers.py: letters and apostrophes), the rest as without it."""
+    if opener is not None:
+        if not WORD.fullmatch(opener):  # a regex literal as it is
+            raise ValueError(f"an opener is one word of letters and apostrophes, not {opener!r}")
+        return "^" + opener + narration_pattern(act, price, role, sentences=sentences)[1:]
     if sentences not in SENTENCE_BUDGETS:
         raise ValueError(f"sentences must be one of {SENTENCE_BUDGETS}, not {sentences!r}")
     if sentences == 1 and price is not None and (act in PRICED_REPLY_ACTS or act is Act.ACCEPT):
@@ -361,11 +367,12 @@ def narration_pattern(act: Act, price: float | None, role: Role, *,
 
 
 def narration_schema(*, cot: bool = False, act: Act | None = None, price: float | None = None,
-                     role: Role | None = None, sentences: int | None = None) -> dict[str, Any]:
+                     role: Role | None = None, sentences: int | None = None,
+                     opener: str | None = None) -> dict[str, Any]:
     """The JSON schema of a hybrid agent's reply: its words only (and a thought in CoT mode).
 
     Given the planned move, the utterance is constrained by ``narration_pattern`` (with the
-    ``sentences`` budget).
+    ``sentences`` budget and the ``opener`` it must begin with).
     """
     props: dict[str, Any] = {}
     if cot:
@@ -373,7 +380,8 @@ def narration_schema(*, cot: bool = False, act: Act | None = None, price: float 
     utterance: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_UTTERANCE_CHARS}
     if act is not None and role is not None:
         utterance = {"type": "string",
-                     "pattern": narration_pattern(act, price, role, sentences=sentences)}
+                     "pattern": narration_pattern(act, price, role, sentences=sentences,
+                                                  opener=opener)}
     props["utterance"] = utterance
     return {"type": "object", "properties": props, "required": list(props), "additionalProperties": False}
 
