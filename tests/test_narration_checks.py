@@ -473,29 +473,3 @@ def test_around_price():
     assert around_price("I can do $65 for it.", 65) == ("I can do", "for it")
     assert around_price("$1,200 and it's yours!", 1200) == ("", "and it's yours")
     assert around_price("Deal, thanks!", 13.5) == ("", "")  # an accept that leaves the price out
-
-
-async def test_pick_early_draws_the_second_half_only_when_the_first_says_nothing_briefly(scenario):
-    """pick = "early": the likeliest of the first half when one of those passes and is brief;
-    else the second half is drawn too and the likeliest of all is said. Together-decoding
-    backends get each half at once."""
-    policy = ConcessionPolicy("fair", seed=0)
-    p = f"${policy.plan(hybrid_state(scenario)).price:,.0f}"
-
-    def said(text, logprob):
-        return ChatResult(narration(text), extra={"logprob": logprob, "logprob_tokens": 10})
-
-    run_on = said(f"I can do {p} and I can go that far if you are willing.", -1.0)
-    brief, brief_likelier = said(f"I can do {p} for it.", -6.0), said(f"How about {p}?", -2.0)
-    backend = TogetherBackend([run_on, brief, brief_likelier, brief_likelier])
-    agent = LLMAgent("s", backend, policy=policy, candidates=4, sampling=Sampling(seed=0),
-                     sentences=1, pick="early")
-    turn = await agent.respond(hybrid_state(scenario))
-    assert turn.utterance == f"I can do {p} for it." and len(backend.calls) == 2
-    assert backend.most_in_flight == 2
-    backend = TogetherBackend([run_on, run_on, brief, brief_likelier])
-    agent = LLMAgent("s", backend, policy=policy, candidates=4, sampling=Sampling(seed=0),
-                     sentences=1, pick="early")
-    turn = await agent.respond(hybrid_state(scenario))
-    assert turn.utterance == f"How about {p}?" and len(backend.calls) == 4
-    assert [c.sampling.seed for c in backend.calls] == [0, 1009, 2018, 3027]

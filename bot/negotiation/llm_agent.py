@@ -98,10 +98,8 @@ def allowed_acts(state: DialogueState) -> list[Act]:
     return [a for a in REPLY_ACTS if a not in _ANSWERS or state.their_offer is not None]
 
 
-# Which passing candidate a hybrid agent says: the model's likeliest (all drawn), the first, or
-# "early": the likeliest of the first half when one of those passes and is brief (``_brief``),
-# else of all (the second half drawn only then).
-PICKS = ("likeliest", "first", "early")
+# Which passing candidate a hybrid agent says: the model's likeliest (all drawn) or the first.
+PICKS = ("likeliest", "first")
 
 
 class LLMAgent:
@@ -188,7 +186,7 @@ class LLMAgent:
         (``decodes_together``: llamacpp-batched), every candidate is asked at once and they are
         decoded in the same steps; otherwise one after another, so ``pick = "first"`` draws no
         more than it says."""
-        if self.pick != "first" and len(schemas) > 1 and getattr(
+        if self.pick == "likeliest" and len(schemas) > 1 and getattr(
                 self.backend, "decodes_together", False):
             tasks = [asyncio.ensure_future(self._draw(first + k, messages, state, extra, schema))
                      for k, schema in enumerate(schemas)]
@@ -212,23 +210,14 @@ class LLMAgent:
         passes every check (``_problem`` and narration.narration_findings), ranked by the model's
         own mean log-likelihood per token (with a one-sentence budget, those brief around their
         price first: ``_brief``); with ``pick = "first"`` the first that passes, the rest not
-        drawn; with ``pick = "early"`` the first half is drawn, and the rest only when none of it
-        passes briefly. With ``rephrase``, when none passes, a second round as many, each made to begin
+        drawn. With ``rephrase``, when none passes, a second round as many, each made to begin
         with another word people begin this move with (openers.openers_for); its turn is marked
         ``repaired``. (None, why) when none passes; ``usage["candidates"]`` counts those drawn."""
         messages = await self._messages(state, None, extra)
         problems: list[str] = []
         written: list[str] = []
-        n = self.candidates
-        early = (n + 1) // 2 if self.pick == "early" else n
-        best = await self._best(self._candidates(messages, state, extra, [schema] * early),
+        best = await self._best(self._candidates(messages, state, extra, [schema] * self.candidates),
                                 state, plan, system_text, usage, problems, written)
-        if early < n and (best is None or not best[0][0]):  # none of the first half said briefly
-            more = await self._best(self._candidates(messages, state, extra, [schema] * (n - early),
-                                                     first=early),
-                                    state, plan, system_text, usage, problems, written)
-            if more is not None and (best is None or more[0] > best[0]):
-                best = more
         if best is None and self.rephrase:
             said = [t.utterance for t in state.turns if t.role is state.role]
             openers = openers_for(state.role, plan.act, [*said, *written], self.candidates)
@@ -239,17 +228,16 @@ class LLMAgent:
                     self._candidates(messages, state, extra, schemas, first=self.candidates),
                     state, plan, system_text, usage, problems, written)
                 if best is not None:
-                    best = (best[0], replace(best[1], repaired=True))
+                    best = replace(best, repaired=True)
         if best is None:
             return None, "; ".join(dict.fromkeys(problems)) or "no candidate"
-        return best[1], None
+        return best, None
 
     async def _best(self, candidates: AsyncIterator[tuple[int, Any]], state: DialogueState,
                     plan: Any, system_text: str, usage: dict[str, Any], problems: list[str],
-                    written: list[str]) -> tuple[tuple[bool, float], Turn] | None:
-        """The best passing candidate of one round (``_narrate``) and its score (brief, mean
-        log-likelihood), or None; what each candidate wrote goes to ``written`` and why each
-        failed to ``problems``."""
+                    written: list[str]) -> Turn | None:
+        """The best passing candidate of one round (``_narrate``), or None; what each candidate
+        wrote goes to ``written`` and why each failed to ``problems``."""
         best: tuple[tuple[bool, float], Turn] | None = None
         async with aclosing(candidates) as drawn:
             async for k, result in drawn:
@@ -284,7 +272,7 @@ class LLMAgent:
                     best = (score, turn)
                 if self.pick == "first":
                     break
-        return best
+        return None if best is None else best[1]
 
     def _brief(self, turn: Turn) -> bool:
         """Whether a priced narration says at most BRIEF_BEFORE_PRICE / BRIEF_AFTER_PRICE
