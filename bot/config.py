@@ -206,6 +206,9 @@ class AgentConfig:
                 f"must be in [1, 8], got {self.candidates}")
         require(self.sentences in SENTENCE_BUDGETS, f"{where}.sentences",
                 f"must be 1 (one sentence) or left out (as people write), got {self.sentences}")
+        require(not self.rephrase or (self.policy == "hybrid" and self.candidates > 1),
+                f"{where}.rephrase", "needs policy = \"hybrid\" and candidates > 1 (a single "
+                "sample is re-asked instead)")
         require(0 < self.concession <= 1, f"{where}.concession",
                  f"must be in (0, 1], got {self.concession}")
         require(0 <= self.accept_gap < 1, f"{where}.accept_gap",

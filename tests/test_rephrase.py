@@ -153,11 +153,14 @@ def test_rephrase_is_an_agent_setting(tmp_path):
     path.write_text('[agents.s]\nkind = "llm"\nrole = "seller"\npolicy = "hybrid"\ncandidates = 4\n'
                     'rephrase = true\n')
     assert load_config(path).agents["s"].rephrase is True
-    path.write_text('[agents.s]\nkind = "llm"\nrole = "seller"\nrephrase = "yes"\n')
     from bot.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="rephrase"):
-        load_config(path)
+    for bad in ('rephrase = "yes"\npolicy = "hybrid"\ncandidates = 4\n',
+                'rephrase = true\npolicy = "hybrid"\n',          # one candidate: re-asked instead
+                'rephrase = true\npolicy = "llm"\ncandidates = 4\n'):
+        path.write_text('[agents.s]\nkind = "llm"\nrole = "seller"\n' + bad)
+        with pytest.raises(ConfigError, match="rephrase"):
+            load_config(path)
 
 
 @pytest.mark.parametrize("backend_kind", ["llamacpp", "llamacpp-batched"])

@@ -10,7 +10,9 @@ reply JSON schema, parse it, and check it. A reply that is malformed, states a p
 structured field does not carry, or leaks the prompt is re-asked once (``max_repairs``) with
 the problem spelled out; if it is still unusable, or the backend fails (timeout, HTTP error,
 empty output), a rule-based fallback turn (llm) or a template narration of the policy's move
-(hybrid) is played and counted; a backend failure also marks the turn ``model_failed``, and a
+(hybrid) is played and counted (a hybrid agent with ``candidates`` and ``rephrase`` first
+draws a round of candidates begun with other words, bot/negotiation/openers.py); a backend
+failure also marks the turn ``model_failed``, and a
 negotiation whose agent's model keeps failing ends as an error (runner.Negotiation), never as a
 result credited to the model. Every turn then passes the guard, so no reply can cross the
 agent's reservation price.
