@@ -238,10 +238,14 @@ async def discord_child(args: argparse.Namespace) -> dict[str, Any]:
 
 def decode_child(args: argparse.Namespace) -> dict[str, Any]:
     """llama_decode alone: tokens/s when one step carries n tokens of n sequences (batched
-    generation) or n tokens of one sequence (a prompt chunk), after a 128-token prompt each."""
+    generation) or n tokens of one sequence (a prompt chunk), after a 128-token prompt each; then
+    n sequences again with the narrator adapter applied to the same context (what the LoRA costs
+    a step, so whether merging it into the weights would pay)."""
     import llama_cpp
 
     from bot.llm.batch_engine import BatchedEngine
+    from bot.llm.lora import resolve_lora
+    from bot.llm.models import resolve_model
 
     engine = BatchedEngine("embedded", n_slots=12, n_ctx=1024, n_threads=args.batched_threads,
                            batch_format=args.batch_format)
@@ -276,6 +280,14 @@ def decode_child(args: argparse.Namespace) -> dict[str, Any]:
             single = n * steps / (time.perf_counter() - t0)
             llama_cpp.llama_memory_seq_rm(mem, 0, 128, -1)
             rows[n] = {"multi": multi, "one": single}
+        engine._set_adapter(resolve_lora(ROOT / "adapters" / "narrator", base=resolve_model("embedded")))
+        for n in rows:  # the same steps, the adapter's products added to every layer it targets
+            t0 = time.perf_counter()
+            for k in range(20):
+                decode([(prompt[k], 128 + k, seq) for seq in range(n)])
+            rows[n]["lora"] = n * 20 / (time.perf_counter() - t0)
+            for seq in range(n):
+                llama_cpp.llama_memory_seq_rm(mem, seq, 128, -1)
     engine.close()
     return {"rows": rows}
 
@@ -320,8 +332,11 @@ def main(args: argparse.Namespace) -> int:
     print(f"llama_decode alone (SmolLM2-135M {args.batch_format or 'Q4_1'}), tokens/s with n "
           f"tokens in one step:")
     print("  n               " + "".join(f"{n:>8}" for n in raw["rows"]))
-    for key, label in (("multi", "n sequences"), ("one", "one sequence")):
+    for key, label in (("multi", "n sequences"), ("one", "one sequence"),
+                       ("lora", "n seq. + LoRA")):
         print(f"  {label:<16}" + "".join(f"{r[key]:>8.1f}" for r in raw["rows"].values()))
+    print("  the narrator adapter's cost a step, n sequences: " + ", ".join(
+        f"n={n} x{r['multi'] / r['lora']:.2f}" for n, r in raw["rows"].items()))
     if args.decode_only:
         return 0
     base = [f"--scenarios={args.scenarios}", f"--repetitions={args.repetitions}",

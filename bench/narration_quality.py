@@ -18,12 +18,13 @@ the reply's JSON opening decoded with the prompt, as configured by default; ``dr
 token by token), ``pick`` (``likeliest``: every candidate drawn, the likeliest passing one said,
 as configured by default; ``first``: the first passing one, the rest not drawn), ``sentences``
 (``1``: priced moves and accepts in the one sentence that states them; ``none``: as people
-write). Without
---variant the config's agents run as they are.
+write), ``rephrase`` (``on``: when no candidate passes, a round begun with words people begin
+the move with; ``off``). Without --variant the config's agents run as they are.
 
 ``--sample-from VARIANT`` also writes the blind reading: ``sample.md`` / ``sample.jsonl`` (lines
 shuffled, each with the item, the speaker's role and the line before it, and an id only) and,
-apart, ``key.json`` (id -> kind: model, template, human). Kinds: the variant's model-written
+apart, ``key.json`` (id -> kind: model, template, human; a model line a rephrased round
+wrote is marked, and ``--score`` scores those apart too). Kinds: the variant's model-written
 lines; template lines (its fallback turns and the rule agents' lines on the same scenarios);
 human lines from the same test dialogues. ``--per-kind`` lines of each (default 75). Score a
 judged sample with ``--score judged.jsonl`` (lines {"id", "sensible": true|false, "natural":
