@@ -183,12 +183,12 @@ async def test_the_narrator_writes_on_from_the_opener_it_is_given(backend_kind):
         engine = BatchedEngine("embedded", name="narrator", n_slots=1, n_ctx=512, n_threads=1,
                                seed=0, lora=lora)
         backend = BatchedLlamaCppBackend(engine, name="narrator", timeout_s=120)
-    try:
+    try:  # max_tokens past what the grammar lets a reply hold (~200 characters): never cut off
         for opener in ("How", "That's"):
             schema = narration_schema(act=Act.COUNTER_PRICE, price=150, role=Role.SELLER,
                                       sentences=1, opener=opener)
             reply = await backend.chat(SELLER_MESSAGES, schema=schema,
-                                       sampling=Sampling(temperature=0.7, max_tokens=60, seed=3))
+                                       sampling=Sampling(temperature=0.7, max_tokens=220, seed=3))
             utterance = json.loads(reply.text)["utterance"]
             assert utterance.startswith(opener) and "$150" in utterance, utterance
             assert re.match(schema["properties"]["utterance"]["pattern"], utterance)
