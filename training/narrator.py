@@ -145,8 +145,10 @@ def opener_table(dialogues: Iterable[Dialogue], *, top: int = OPENERS_PER_MOVE,
             if sum(seen.values()) < min_targets:
                 continue
         words: list[str] = []
+        roots: set[str] = set()
         for word, _ in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0])):
-            if opener_root(word) not in {opener_root(w) for w in words}:
+            if opener_root(word) not in roots:
+                roots.add(opener_root(word))
                 words.append(word)
         table[f"{role} {act}"] = tuple(words[:top])
     return table
