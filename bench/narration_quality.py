@@ -151,6 +151,7 @@ async def play(cfg, dialogues, buyer: str, seller: str, seed: int, log_path: Pat
                              "listing": sc.listing_price, "role": t.role.value, "act": t.act.value,
                              "price": t.price, "line": t.utterance, "previous": previous_line(record.turns, i),
                              "their_price": standing_price(record.turns[:i], t.role.other),
+                             "my_price": standing_price(record.turns[:i], t.role),
                              "fallback": t.fallback, "repaired": t.repaired, "guard": t.guard,
                              "seconds": t.seconds,
                              "prompt_tokens_evaluated": t.prompt_tokens_evaluated,
@@ -176,7 +177,8 @@ def score_rows(rows: list[dict]) -> dict:
     flagged = 0
     for r in model:
         f = narration_findings(r["line"], _act(r["act"]), _role(r["role"]), price=r["price"],
-                               their_price=r.get("their_price"),
+                               their_price=r.get("their_price"), my_price=r.get("my_price"),
+                               listing=r.get("listing"),
                                category=r["category"] or "", title=r["item"])
         r["findings"] = [f"{x.check}: {x.detail}" for x in f]
         flagged += bool(f)

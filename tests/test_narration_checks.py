@@ -159,6 +159,30 @@ SEEN = [
     ("The price is too low and I'm not willing to take $100", Act.COUNTER_PRICE, Role.SELLER, 100,
      "wrong_act"),
     ("Sorry, I can't do $100.", Act.INSIST, Role.SELLER, 100, "wrong_act"),
+    # judged not sensible in the seventh session's readings of seeds 7-9 (eighth session's checks)
+    ("I'm willing to take it down to $75.", Act.COUNTER_PRICE, Role.BUYER, 75, "wrong_role"),
+    ("I can't go below $10", Act.COUNTER_PRICE, Role.BUYER, 10, "wrong_role"),
+    ("I'll take $1,800", Act.COUNTER_PRICE, Role.BUYER, 1800, "wrong_role"),
+    ("I can get $205 for it", Act.COUNTER_PRICE, Role.BUYER, 205, "wrong_role"),
+    ("I will do $475 and I promise to pick it up in a few days.", Act.COUNTER_PRICE, Role.SELLER,
+     475, "wrong_role"),
+    ("I would be really happy to pick it up and come home for $95 if you can.", Act.COUNTER_PRICE,
+     Role.SELLER, 95, "wrong_role"),
+    ("I do have $2,375 in cash for the purchase.", Act.COUNTER_PRICE, Role.SELLER, 2375, "wrong_role"),
+    ("Hi, it is a great bike. How many miles does it have?", Act.INFORM, Role.SELLER, None,
+     "wrong_role"),
+    ("I can get you $1,275.", Act.COUNTER_PRICE, Role.SELLER, 1275, "wrong_role"),
+    ("I'm willing to take that offer, but I would like it in a lower range, around $1,225.",
+     Act.COUNTER_PRICE, Role.BUYER, 1225, "wrong_act"),
+    ("I am willing to accept this price and $1,975 is my pick.", Act.COUNTER_PRICE, Role.SELLER,
+     1975, "wrong_act"),
+    ("Sure, I'm willing to negotiate a discount of $27,500.", Act.INIT_PRICE, Role.SELLER, 27500,
+     "wrong_act"),
+    ("Yes, I can give you a price for it.", Act.INFORM, Role.SELLER, None, "wrong_act"),
+    ("It looks great. I'll be happy to answer your question.", Act.INFORM, Role.SELLER, None,
+     "wrong_act"),
+    ("I'm interested in the $110.", Act.INIT_PRICE, Role.BUYER, 110, "broken_slot"),
+    ("Hi, I am looking for a $1,150 apartment.", Act.INIT_PRICE, Role.BUYER, 1150, "broken_slot"),
 ]
 
 
@@ -199,6 +223,36 @@ def test_people_s_yes_and_direction_words_pass(line, act, role, price, theirs):
     assert narration_findings(line, act, role, price=price, title="Armchair", their_price=theirs) == []
 
 
+@pytest.mark.parametrize("line, act, role, price, theirs", [
+    ("That's a good price if I can get $395", Act.COUNTER_PRICE, Role.BUYER, 395, 550),
+    ("That's a great deal, how about $64?", Act.COUNTER_PRICE, Role.SELLER, 64, 62),
+])
+def test_calling_their_price_good_then_naming_another_reads_like_an_accept(line, act, role, price,
+                                                                          theirs):
+    found = narration_findings(line, act, role, price=price, title="Armchair", their_price=theirs)
+    assert [f.check for f in found] == ["wrong_act"], found
+
+
+# Words the move's price contradicts (eighth session, from the seventh's readings), each beside
+# the same words where the prices agree with them.
+@pytest.mark.parametrize("line, act, role, price, prices, agreeing", [
+    ("Hi, I'm interested in the chairs you listed for $90.", Act.INIT_PRICE, Role.BUYER, 90,
+     {"listing": 150}, {"listing": 90}),
+    ("I appreciate the offer of $2,375", Act.COUNTER_PRICE, Role.SELLER, 2375,
+     {"their_price": 1200}, {"their_price": 2375}),
+    ("I can come down to $550", Act.COUNTER_PRICE, Role.SELLER, 550,
+     {"listing": 550}, {"listing": 600}),
+    ("I can come down to $550", Act.COUNTER_PRICE, Role.SELLER, 550,
+     {"listing": 700, "my_price": 540}, {"listing": 700, "my_price": 600}),
+    ("I can go up to $300", Act.COUNTER_PRICE, Role.BUYER, 300,
+     {"my_price": 300}, {"my_price": 250}),
+])
+def test_words_the_move_s_price_contradicts_are_flagged(line, act, role, price, prices, agreeing):
+    found = narration_findings(line, act, role, price=price, title="Armchair", **prices)
+    assert [f.check for f in found] == ["wrong_act"], found
+    assert narration_findings(line, act, role, price=price, title="Armchair", **agreeing) == []
+
+
 @pytest.mark.parametrize("line, act, role, price", [
     ("How about $150? It's barely been ridden.", Act.COUNTER_PRICE, Role.SELLER, 150),
     ("hi, is the bike still available? does it have any rust?", Act.INQUIRE, Role.BUYER, None),
@@ -230,6 +284,11 @@ def test_people_s_yes_and_direction_words_pass(line, act, role, price, theirs):
     ("Would you be willing to pay more than $100? It's barely used.", Act.COUNTER_PRICE,
      Role.SELLER, 130),
     ("ok... $120 then, I'll pick it up.", Act.COUNTER_PRICE, Role.BUYER, 120),
+    ("I'd need you to pick it up, but I can do $140.", Act.COUNTER_PRICE, Role.SELLER, 140),
+    ("I'll take it for $100 if you can deliver.", Act.COUNTER_PRICE, Role.BUYER, 100),
+    ("I can't accept that offer, but I could do $150.", Act.COUNTER_PRICE, Role.SELLER, 150),
+    ("I will accept your offer of $120.", Act.ACCEPT, Role.SELLER, 120),
+    ("Does it have any scratches? I could do $90.", Act.COUNTER_PRICE, Role.BUYER, 90),
 ])
 def test_lines_a_person_writes_pass(line, act, role, price):
     assert narration_findings(line, act, role, price=price, title="Road bike") == []

@@ -110,7 +110,7 @@ class LLMAgent:
                  cot: bool = False, max_repairs: int = 1, timeout: float | None = None,
                  fallback: RuleAgent | None = None, policy: ConcessionPolicy | None = None,
                  candidates: int = 1, pick: str = "likeliest", sentences: int | None = None,
-                 rephrase: bool = False) -> None:
+                 rephrase: bool = False, rephrase_budget_s: float | None = None) -> None:
         self.name = name
         self.backend = backend
         self.sampling = sampling
@@ -133,7 +133,10 @@ class LLMAgent:
         # when no candidate passes: a second round, each begun with a word people begin the
         # move with that this agent has not (bot/negotiation/openers.py); its turn is "repaired"
         self.rephrase = rephrase
-        self.stats = {"turns": 0, "repaired": 0, "fallback": 0, "model_failed": 0}
+        # a person waiting: the rephrased round runs only while the reply can still come within
+        # this many seconds of the turn's start (its round one again fits), and is stopped at it
+        self.rephrase_budget_s = rephrase_budget_s
+        self.stats = {"turns": 0, "repaired": 0, "fallback": 0, "model_failed": 0, "over_budget": 0}
 
     # ---- prompting
 
@@ -214,7 +217,11 @@ class LLMAgent:
         price first: ``_brief``); with ``pick = "first"`` the first that passes, the rest not
         drawn. With ``rephrase``, when none passes, a second round as many, each made to begin
         with another word people begin this move with (openers.openers_for); its turn is marked
-        ``repaired``. (None, why) when none passes; ``usage["candidates"]`` counts those drawn."""
+        ``repaired``; with ``rephrase_budget_s`` only when it can still end within that many
+        seconds of the turn's start, as long again as round one took, and stopped at it.
+        (None, why) when none passes; ``usage["candidates"]`` counts those drawn."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         messages = await self._messages(state, None, extra)
         problems: list[str] = []
         written: list[str] = []
@@ -225,10 +232,25 @@ class LLMAgent:
             openers = openers_for(state.role, plan.act, [*said, *written], self.candidates)
             schemas = [narration_schema(cot=self.cot, act=plan.act, price=plan.price, role=state.role,
                                         sentences=self.sentences, opener=opener) for opener in openers]
-            if schemas:
-                best = await self._best(
-                    self._candidates(messages, state, extra, schemas, first=self.candidates),
-                    state, plan, system_text, usage, problems, written)
+            took = loop.time() - started
+            left = None if self.rephrase_budget_s is None else self.rephrase_budget_s - took
+            if schemas and left is not None and left < took:
+                self.stats["over_budget"] += 1
+                problems.append(f"no time for a rephrased round (round one took {took:.1f} s of "
+                                f"the {self.rephrase_budget_s:g} s budget)")
+            elif schemas:
+                deadline = asyncio.timeout(left)
+                try:
+                    async with deadline:
+                        best = await self._best(
+                            self._candidates(messages, state, extra, schemas, first=self.candidates),
+                            state, plan, system_text, usage, problems, written)
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise
+                    self.stats["over_budget"] += 1
+                    problems.append(f"the rephrased round ran past the {self.rephrase_budget_s:g} s "
+                                    f"budget")
                 if best is not None:
                     best = replace(best, repaired=True)
         if best is None:
@@ -261,7 +283,9 @@ class LLMAgent:
                     found = narration_findings(utterance, plan.act, state.role, price=plan.price,
                                                category=state.scenario.category or "",
                                                title=state.scenario.title,
-                                               their_price=state.their_offer)
+                                               their_price=state.their_offer,
+                                               my_price=state.my_offer,
+                                               listing=state.scenario.listing_price)
                     problem = "; ".join(f"{f.check}: {f.detail}" for f in found) or None
                 if problem is not None:
                     problems.append(problem)

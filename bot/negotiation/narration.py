@@ -10,7 +10,8 @@ were measured to write (docs/narration.md):
     instruction echo the prompt's wording comes back ("No other price specified.")
     wrong role       a buyer talks like the seller or the reverse ("I'm asking $90")
     off topic        assistant talk or things unrelated to a haggle ("assist you", "a lease")
-    wrong act        an accept that accepts nothing, a counter that sounds like a yes ("deal")
+    wrong act        an accept that accepts nothing, a counter that sounds like a yes ("deal"),
+                     words the move's price contradicts ("come down to" the same price)
 
 They run at serving time on every candidate line (llm_agent.py picks the best passing one),
 in bench/narration_quality.py on whole transcripts, and in tests. Pure: no I/O.
@@ -60,8 +61,13 @@ _YES_OPENING = re.compile(r"^\W*(?:yes|yeah|yep)\b(?![^.!?]{0,30}\bbut\b)", re.I
 # of $2,450" after an offer of $2,200, "That's great. I'm willing to do $11,300.": blind reading
 # of 2026-12-03, seed 4; with the yes, 7 of the 884 people's priced moves of validation + test
 # that follow another price of the other side's open so).
-_YES_PRICED = re.compile(r"^\W*(?:yes|yeah|yep|sure|(?:it'?s |that'?s |that is |sounds )?(?:great|"
-                         r"perfect|awesome|wonderful))\b(?:\s*[.!]+\s)?(?![^.!?]*\bbut\b)[^.!?]*?\d", re.I)
+# ... and so does calling a price good ("That's a good price if I can get $395" after $550,
+# "That's a great deal, how about $64?" after $62: eighth session, from the seventh's readings;
+# 2 of the 884 people's priced moves that follow another price open so).
+_YES_PRICED = re.compile(r"^\W*(?:yes|yeah|yep|sure|(?:(?:it'?s|that'?s|that is|sounds|what) )?(?:(?:a|like a) )?"
+                         r"(?:(?:really|very|pretty) )?(?:great|perfect|awesome|wonderful|"
+                         r"(?:good|fair|nice) (?:price|deal|offer)))\b(?:\s*[.!,]+\s)?(?![^.!?]*\bbut\b)"
+                         r"[^.!?]*?\d", re.I)
 _HOUSING = re.compile(r"\b(housing|apartment|house|room|studio|rent|lease|condo)\b", re.I)
 # "I", "I'd be happy to", "I'm willing to", ... : the speaker's own move comes next.
 _I_WILLING = (r"\bi(?:'m| am|'d| would| will|'ll| can| could)?(?: be)?"
@@ -104,7 +110,14 @@ _SELLER_TALK = re.compile(
     # $2,200 for the apartment", "I would like to take $740 for it"; no buyer of the 10,674)
     rf"{_I_WILLING}sell (?:it|this|them)\b|\bi (?:was|am|'m) asking \$|\bi(?:'m| am) taking \$|"
     r"\bi(?:'m| am|'d| would| will|'ll| can| could)?(?: be)? (?:like|love|happy|willing|glad) "
-    r"to take \$[\d,.]+ for (?:it|the|this)\b",
+    r"to take \$[\d,.]+ for (?:it|the|this)\b|"
+    # ... or taking a price, taking it down, holding a floor, getting a price for it (eighth
+    # session, from the seventh's readings of seeds 7-9: "I'll take $1,800", "I'm willing to take
+    # it down to $75", "I can't go below $10", "I can get $205 for it"; 1 buyer of the 10,674
+    # people's lines says one, "I can't go any lower than $200", labelled a buyer's by mistake)
+    r"\bi(?:'ll| will| can| could|'m going to| am going to| would like to|'d like to)? take \$|"
+    r"\btake it down\b|\b(?:can'?t|cannot|won'?t) go (?:any )?(?:below|lower)\b|"
+    r"\bi (?:can|could) get \$[\d,.]+ for\b",
     re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
@@ -144,7 +157,13 @@ _BUYER_TALK = re.compile(
     r"\bi(?:'ll| will| can| could| would)? come (?:and |to )?pick\b|\bi(?:'m| am) looking at your\b|"
     # ... or buying, thanking for a discount (sixth session, seed 4: "I'm happy to buy and have a
     # $70 offer", "thanks for the discount I will go to $11,500"; 1 seller of the 10,674)
-    rf"{_I_WILLING}buy\b|\bthanks? (?:you )?for the discount\b",
+    rf"{_I_WILLING}buy\b|\bthanks? (?:you )?for the discount\b|"
+    # ... or fetching it, holding money, asking about the item, getting a price (eighth session,
+    # from the seventh's readings: "I will do $475 and I promise to pick it up", "I do have $2,375
+    # in cash", "How many miles does it have?", "I can get you $1,275"; 4 sellers of the 10,674
+    # people's lines say one, two of them buyers' lines labelled a seller's)
+    r"\bi\b(?:(?!\byou\b)[^.!?,]){0,30}\bpick (?:it|them) up\b|\bi (?:do |already |still )have \$|"
+    r"\bhow many miles\b|\bi (?:can|could) get (?:you )?\$",
     re.I)
 # A seller who opens by asking the buyer for a price has taken the buyer's words.
 _BUYER_OPENING = re.compile(r"\b(could|can) you do\b|\bwould you (take|accept)\b", re.I)
@@ -156,7 +175,12 @@ _YES = re.compile(r"\b(deal|ok(ay)?|sure|sounds (good|great|fair)|works|agreed?|
 # of $110 and I can go the other way", "I would like to take $110 and I will accept").
 _ACCEPTING = re.compile(r"\bi(?:'ll| will| would| can)? accept\b(?! (?:less|anything|that low|"
                         r"nothing|no less|under|below))|\baccept (?:the|this|your) offer\b|"
-                        r"\binterested in your offer\b", re.I)
+                        r"\binterested in your offer\b|"
+                        # (eighth session: "I'm willing to take that offer, but ... $1,225", "I am
+                        # willing to accept this price and $1,975 is my pick"; 2 of the people's
+                        # 3,840 priced proposals say one, both accepting in fact)
+                        r"(?<!not )(?<!n't )(?<!cannot )\b(?:accept|take) (?:this|that|your) "
+                        r"(?:offer|price|deal)\b", re.I)
 # A priced move whose words say no price is being given ("I can't give you a price yet. $13 ...").
 _NO_PRICE = re.compile(r"\b(can'?t|cannot|won'?t) (give|make|name|offer) (you )?(a|any) price\b|"
                        r"\bno price (yet|now)\b|\bprice (later|tomorrow)\b", re.I)
@@ -164,12 +188,30 @@ _NO = re.compile(r"\b(no|not|can'?t|cannot|won'?t|too (low|high|much)|sorry|pass
 # The move's price is what the item would sell for, never an amount off it ("I'm willing to take
 # $110 off", seventh session, seed 7; 7 of the 10,674 people's lines, each where the dataset's
 # price label is the discount)
-_DISCOUNT = re.compile(r"\$[\d,.]*\d\s+off\b", re.I)
+_DISCOUNT = re.compile(r"\$[\d,.]*\d\s+off\b|\bdiscount of \$", re.I)  # (discount of: 0 of the 10,674)
 # ... nor one the speaker refuses in the same breath ("The price is too low and I'm not willing
 # to take $100" proposing $100: seventh session, seed 7; no person of the 3,840 priced lines of
 # CraigslistBargains validation + test refuses their own price in the first person)
 _REFUSING = (r"(?:\bi(?:'m| am)? not (?:be )?(?:willing|able|going|happy) to|\bi (?:can'?t|cannot|"
              r"won'?t|wouldn'?t|couldn'?t|don'?t|do not)) (?:take|accept|do|pay|go(?: for)?) ")
+# ... nor the listing's, unless it is ("Hi, I'm interested in the chairs you listed for $90" for
+# chairs listed at $150: eighth session, from the seventh's readings; people's lines that say
+# "listed for $X" give the listing's price, but for one Blue Book value, 1 of 25)
+_LISTED = re.compile(r"\blist(?:ed|ing)?(?: (?:it|price|them))?(?: (?:at|for|is|was|of))? \$", re.I)
+# ... nor the other side's ("I appreciate the offer of $2,375" after an offer of $1,200; 0 of
+# people's priced proposals quote an offer of theirs as the other side's)
+_THEIR_OFFER_OF = re.compile(r"\b(?:your|the|that|this) offer of \$", re.I)
+# A move's direction: a seller comes down, a buyer goes up ("I can come down to $550" asking the
+# listing's $550 again; none of the 12 people's lines that say so with one price contradict it)
+_DOWN = re.compile(r"\b(?:come|go|drop|bring it|get it|move) down\b|\blower (?:it |the price )?to\b|"
+                   r"\bdrop (?:it|the price) to\b", re.I)
+_UP = re.compile(r"\b(?:come|go|move|bump it) up\b(?! with)|\braise (?:it|my offer)\b|\bincrease\b", re.I)
+# An answer that promises one and gives none ("Yes, I can give you a price for it.", "I'll be
+# happy to answer your question."; 1 of the 10,674 people's lines says so, and answers)
+_EMPTY_PROMISE = re.compile(r"\b(?:give you a price|answer your questions?)\b", re.I)
+# A price used as a noun for the item ("I'm interested in the $110.", "I am looking for a $1,150
+# apartment"; 0 of the 10,674)
+_PRICE_AS_ITEM = re.compile(r"\b(?:interested in|looking (?:for|at)) (?:the |a |an )\$", re.I)
 # A counter that sounds like a yes: "deal"/"sounds good" with nothing that makes it a proposal.
 _PROPOSAL = re.compile(r"\?|\b(how about|would you|could you|can you|can do|could do|"
                        r"meet|best|lowest|most|offer|if)\b", re.I)
@@ -188,9 +230,11 @@ def _last_word(text: str) -> str:
 
 def narration_findings(utterance: str, act: Act, role: Role, *, price: float | None = None,
                        category: str = "", title: str = "",
-                       their_price: float | None = None) -> list[Finding]:
+                       their_price: float | None = None, my_price: float | None = None,
+                       listing: float | None = None) -> list[Finding]:
     """What is wrong with ``utterance`` as ``role``'s words for ``act`` (empty: nothing found).
-    ``their_price``: the other side's standing offer, when it has named one."""
+    ``their_price`` / ``my_price``: the other side's and the speaker's standing offers, when
+    named; ``listing``: the listing's price (a seller who has named none stands at it)."""
     text = utterance.strip()
     out: list[Finding] = []
     if not text:
@@ -201,7 +245,7 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
         out.append(Finding("cut_off", f"ends on {_last_word(tail)!r}"))
     elif len(tail) >= cap - 2 and tail[-1] not in ".!?":
         out.append(Finding("cut_off", "stops at the length cap"))
-    m = _EMPTY_SLOT.search(text)
+    m = _EMPTY_SLOT.search(text) or _PRICE_AS_ITEM.search(text)
     if m:
         out.append(Finding("broken_slot", m.group(0)))
     # ... or a price glued to a word ("the у$6,500 price", "Auto Contra.$3,500"), or a verb
@@ -244,6 +288,34 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
         out.append(Finding("wrong_act", "the price said as a discount"))
     if price is not None and re.search(_REFUSING + re.escape(money(price)), text, re.I):
         out.append(Finding("wrong_act", "refuses the price it proposes"))
+    out += _price_findings(text, act, role, price, their_price, my_price, listing)
+    return out
+
+
+def _differs(a: float, b: float) -> bool:
+    return abs(a - b) > 0.005 * max(abs(b), 1.0)
+
+
+def _price_findings(text: str, act: Act, role: Role, price: float | None, their_price: float | None,
+                    my_price: float | None, listing: float | None) -> list[Finding]:
+    """What the words say about the move's price that the price contradicts (the grammar lets a
+    line state one price: the move's)."""
+    if price is None:
+        if _EMPTY_PROMISE.search(text):
+            return [Finding("wrong_act", "promises an answer and gives none")]
+        return []
+    out: list[Finding] = []
+    if listing is not None and _differs(price, listing) and _LISTED.search(text):
+        out.append(Finding("wrong_act", "calls its price the listing's"))
+    if act is not Act.ACCEPT and (their_price is None or _differs(price, their_price)) \
+            and _THEIR_OFFER_OF.search(text):
+        out.append(Finding("wrong_act", "calls its own price the other side's offer"))
+    before = my_price if my_price is not None else (listing if role is Role.SELLER else None)
+    if before is not None and act is not Act.ACCEPT:
+        if role is Role.SELLER and price >= before - 0.005 * before and _DOWN.search(text):
+            out.append(Finding("wrong_act", "comes down to a price no lower than before"))
+        elif role is Role.BUYER and price <= before + 0.005 * before and _UP.search(text):
+            out.append(Finding("wrong_act", "goes up to a price no higher than before"))
     return out
 
 
