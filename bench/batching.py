@@ -188,8 +188,13 @@ async def discord_child(args: argparse.Namespace) -> dict[str, Any]:
         if shipped.sentences is not None:
             seller["sentences"] = shipped.sentences
         lora = repo_cfg.models[shipped.model].lora
+        if args.rephrase_budget is None:
+            from bot.bot_config import bot_config
+
+            args.rephrase_budget = bot_config(repo_cfg).rephrase_budget_s
     slots = (args.batched_slots or args.games) if args.backend == "batched" else args.today_slots
-    cfg = make_config(bot={"model_slots": args.today_slots, "queue_size": args.games * 2},
+    cfg = make_config(bot={"model_slots": args.today_slots, "queue_size": args.games * 2,
+                           "rephrase_budget_s": args.rephrase_budget or 0.0},
                       agents={"llm-seller": seller})
     cfg = replace(cfg, models={"fake": model_spec(args.backend, slots=slots, name="fake",
                                                   threads=args.batched_threads,
@@ -225,12 +230,32 @@ async def discord_child(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             wall = time.perf_counter() - t0
             await bot.close()
+        said = said_by_the_bot(Path(tmp) / "bench.db")
     q = statistics.quantiles(latencies, n=100, method="inclusive")
     return {"backend": args.backend, "pace": args.pace, "seller": args.seller, "slots": slots,
             "games": args.games,
             "turns": len(latencies),
             "p50": q[49], "p95": q[94], "max": max(latencies), "wall": wall, "rss": rss_mb(),
-            "rss_before": rss_before}
+            "rss_before": rss_before, "rephrase_budget": args.rephrase_budget, **said}
+
+
+def said_by_the_bot(db: Path) -> dict[str, int]:
+    """How the bot's turns of the games in ``db`` were worded: by the model, in a rephrased
+    round, or by the template (and of those, how many for want of time: the rephrase budget)."""
+    import sqlite3
+
+    counts = {"bot_turns": 0, "repaired": 0, "templates": 0, "over_budget": 0}
+    with sqlite3.connect(db) as con:
+        for (state,) in con.execute("SELECT state FROM games"):
+            data = json.loads(state)
+            for t in data["turns"]:
+                if t["role"] == data.get("human_role") or t.get("utterance") is None:
+                    continue
+                counts["bot_turns"] += 1
+                counts["repaired"] += bool(t.get("repaired"))
+                counts["templates"] += bool(t.get("fallback"))
+                counts["over_budget"] += "budget" in (t.get("guard") or "")
+    return counts
 
 
 # --------------------------------------------------------------------------- raw decode child
@@ -359,6 +384,8 @@ def main(args: argparse.Namespace) -> int:
         print_tournament(rows, args)
     games = [child(["--child=discord", f"--backend={b}", f"--pace={pace}", f"--games={args.games}",
                     f"--seller={args.seller}",
+                    *([f"--rephrase-budget={args.rephrase_budget}"]
+                      if args.rephrase_budget is not None else []),
                     *([f"--batched-slots={args.batched_slots}"] if args.batched_slots else []),
                     *([f"--kv-type={args.kv_type}"] if args.kv_type else []),
                     *([f"--batched-ctx={args.batched_ctx}"] if args.batched_ctx else []),
@@ -372,7 +399,9 @@ def main(args: argparse.Namespace) -> int:
     for g in games:
         print(f"{g['pace']:<9}{g['backend']:<9}{g['slots']:>3} slot(s): reply p50 {g['p50']:.2f} s, "
               f"p95 {g['p95']:.2f} s, max {g['max']:.2f} s; {g['turns']} replies in "
-              f"{g['wall']:.1f} s; peak RSS {g['rss']:.0f} MB")
+              f"{g['wall']:.1f} s; peak RSS {g['rss']:.0f} MB; of the bot's {g['bot_turns']} turns "
+              f"{g['repaired']} rephrased, {g['templates']} templates ({g['over_budget']} for want "
+              f"of time, rephrase budget {g['rephrase_budget'] or 'none'})")
     by = {(r["backend"], r["workers"]): r for r in rows}
     print("\nMust show:")
     if ("batched", 6) in by:
@@ -432,6 +461,9 @@ if __name__ == "__main__":
                         help="the Discord games' seller: the base model with one narration a turn "
                              "(as first measured) or the config's `seller` (the narrator adapter, "
                              "its candidates and pick)")
+    parser.add_argument("--rephrase-budget", type=float, default=None,
+                        help="[bot] rephrase_budget_s for the Discord games (default: the config's; "
+                             "0 = no limit)")
     parser.add_argument("--decode-only", action="store_true", help="the llama_decode table only")
     parser.add_argument("--child", choices=("tournament", "discord", "decode"),
                         help=argparse.SUPPRESS)

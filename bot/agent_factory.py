@@ -40,8 +40,11 @@ class AgentFactory:
             raise ConfigError(f"agent {agent.name!r} is a {agent.role} agent and cannot play the "
                               f"{role.value}; pick an agent whose role is {role.value} or generalist")
 
-    def build(self, name: str, role: Role | str, *, seed: int | None = None, seat: str | None = None) -> Agent:
-        """A fresh agent ``name`` for seat ``role``. ``seed`` overrides the configured seed."""
+    def build(self, name: str, role: Role | str, *, seed: int | None = None, seat: str | None = None,
+              rephrase_budget_s: float | None = None) -> Agent:
+        """A fresh agent ``name`` for seat ``role``. ``seed`` overrides the configured seed;
+        ``rephrase_budget_s``: the seconds from a turn's start within which a rephrased round
+        may run (LLMAgent; None = no limit)."""
         role = Role.parse(role)
         agent = self.cfg.agent(name)
         self.check_seat(agent, role)
@@ -67,7 +70,7 @@ class AgentFactory:
                         max_repairs=agent.max_repairs, fallback=rule,
                         policy=policy, candidates=agent.candidates,
                         pick=agent.pick, sentences=agent.sentences,
-                        rephrase=agent.rephrase)
+                        rephrase=agent.rephrase, rephrase_budget_s=rephrase_budget_s)
 
     async def probe(self, seats: Iterable[tuple[str, Role | str, str]]) -> list[str]:
         """Probe, once each, the models the agents of ``seats`` (agent name, role, seat) run on:

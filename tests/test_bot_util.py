@@ -167,6 +167,7 @@ def test_bot_config_defaults_and_nested_daily_table():
     ({"model_slots": 0}, "bot.model_slots: must be in [1, 64]"),
     ({"inactivity_timeout_s": 5}, "bot.inactivity_timeout_s: must be >= 30"),
     ({"stream_edit_interval_s": 0.2}, "bot.stream_edit_interval_s: must be >= 1 second"),
+    ({"rephrase_budget_s": -1}, "bot.rephrase_budget_s: must be >= 0 seconds"),
     ({"scenario_set": "mine"}, "bot.scenario_set: must be one of"),
     ({"owner_ids": ["me"]}, "bot.owner_ids[0]: expected an integer"),
     ({"daily": {"human_role": "both"}}, "bot.daily.human_role: must be one of"),

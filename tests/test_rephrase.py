@@ -4,6 +4,7 @@ second round of candidates a hybrid agent draws when none of the first passes.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -144,6 +145,68 @@ async def test_without_rephrase_or_a_usable_second_round_the_template_is_said(sc
     turn = await agent.respond(state)
     assert turn.fallback and not turn.repaired and "among 4 candidates" in turn.guard
     assert len(backend.calls) == 4
+
+
+class _SlowSecondRound(FakeBackend):
+    """Answers round one at once and every later call after ``later`` seconds."""
+
+    def __init__(self, replies, later: float) -> None:
+        super().__init__(replies)
+        self.later = later
+
+    async def chat(self, messages, **kwargs):
+        if len(self.calls) >= 2:
+            await asyncio.sleep(self.later)
+        return await super().chat(messages, **kwargs)
+
+
+async def test_a_reply_budget_skips_a_rephrased_round_that_cannot_end_in_time(scenario):
+    """A person waiting: round one took 2 x 0.1 s of a 0.3 s budget, so a round as long would end
+    past it; the template is said at once instead, and nothing more is drawn."""
+    policy = ConcessionPolicy("fair", seed=0)
+    state, plan = repeating_state(scenario, policy)
+    again = said(f"I'm willing to do ${plan.price:,.0f} for it.")
+    backend = FakeBackend([again, again, said(f"How about ${plan.price:,.0f}?")], delay=0.1)
+    agent = LLMAgent("s", backend, policy=policy, candidates=2, sampling=Sampling(seed=0),
+                     sentences=1, rephrase=True, rephrase_budget_s=0.3)
+    turn = await agent.respond(state)
+    assert turn.fallback and not turn.repaired and "no time for a rephrased round" in turn.guard
+    assert len(backend.calls) == 2 and agent.stats["over_budget"] == 1
+    assert (turn.act, turn.price) == (plan.act, plan.price)  # only the words change
+
+
+async def test_a_rephrased_round_past_the_budget_is_stopped_and_the_template_said(scenario):
+    policy = ConcessionPolicy("fair", seed=0)
+    state, plan = repeating_state(scenario, policy)
+    p = f"${plan.price:,.0f}"
+    again = said(f"I'm willing to do {p} for it.")
+    replies = [again, again, said(f"How about {p}?"), said(f"That's close, {p} then.")]
+    agent = LLMAgent("s", _SlowSecondRound(replies, later=30.0), policy=policy, candidates=2,
+                     sampling=Sampling(seed=0), sentences=1, rephrase=True, rephrase_budget_s=0.5)
+    turn = await asyncio.wait_for(agent.respond(state), 10)
+    assert turn.fallback and "ran past the 0.5 s budget" in turn.guard
+    assert agent.stats["over_budget"] == 1 and agent.stats["repaired"] == 0
+    # within the budget the same round is said, as without one
+    agent = LLMAgent("s", _SlowSecondRound(replies, later=0.01), policy=policy, candidates=2,
+                     sampling=Sampling(seed=0), sentences=1, rephrase=True, rephrase_budget_s=20)
+    turn = await agent.respond(state)
+    assert turn.repaired and not turn.fallback and agent.stats["over_budget"] == 0
+
+
+async def test_a_discord_game_s_agent_gets_the_bot_s_rephrase_budget(tmp_path):
+    from bot_fakes import make_config, start_bot
+
+    cfg = make_config(bot={"rephrase_budget_s": 2.5})
+    bot = await start_bot(tmp_path, cfg, db=tmp_path / "b.db",
+                          backend_factory=lambda spec: FakeBackend())
+    try:
+        games = bot.get_cog("Games")
+        live = type("Live", (), {"agent_name": "llm-buyer", "human_role": Role.SELLER, "seed": 0,
+                                 "personality": None})()
+        agent = games.build_agent(live, "seat0")
+        assert agent.rephrase_budget_s == 2.5
+    finally:
+        await bot.close()
 
 
 def test_rephrase_is_an_agent_setting(tmp_path):

@@ -125,7 +125,8 @@ class Games(GameEndings, commands.Cog):
 
             factory = AgentFactory(replace(cfg, agents={**cfg.agents, spec.name: spec}),
                                    pool=self.bot.factory.pool)
-        return factory.build(live.agent_name, live.human_role.other, seed=live.seed, seat=seat)
+        return factory.build(live.agent_name, live.human_role.other, seed=live.seed, seat=seat,
+                             rephrase_budget_s=self.bot.settings.rephrase_budget_s or None)
 
     async def load(self, game_id: int) -> LiveGame | None:
         """The running game ``game_id``, from memory or rebuilt from the database."""
