@@ -62,7 +62,8 @@ async def test_still_unusable_after_repair_plays_a_fallback_turn(scenario):
     agent = LLMAgent("s", backend, max_repairs=1)
     turn = await agent.respond(state(scenario, turns=BUYER_OFFERED_150))
     assert turn.fallback and "unusable reply" in turn.guard and turn.price >= scenario.seller_reservation
-    assert agent.stats == {"turns": 1, "repaired": 0, "fallback": 1, "model_failed": 0}
+    assert agent.stats == {"turns": 1, "repaired": 0, "fallback": 1, "model_failed": 0,
+                           "over_budget": 0}
 
 
 @pytest.mark.parametrize("failure", [ModelError("HTTP 500 from server"), Slow("{}", 1.0)])
