@@ -249,7 +249,7 @@ def said_by_the_bot(db: Path) -> dict[str, int]:
         for (state,) in con.execute("SELECT state FROM games"):
             data = json.loads(state)
             for t in data["turns"]:
-                if t["role"] == data.get("human_role") or t.get("utterance") is None:
+                if t["role"] == data["human_role"]:
                     continue
                 counts["bot_turns"] += 1
                 counts["repaired"] += bool(t.get("repaired"))

@@ -386,6 +386,23 @@ async def test_the_best_passing_candidate_is_said(scenario):
     assert len(backend.calls) == 3 and len({c.sampling.seed for c in backend.calls}) == 3
 
 
+async def test_the_agent_checks_a_candidate_against_the_listing_s_price(scenario):
+    """The seller opens at the listing's price, so the likeliest candidate's "come down to" it
+    contradicts the move: the agent gives the checks the scenario's listing (where the seller
+    stands before naming a price), and the next passing candidate is said."""
+    policy = ConcessionPolicy("fair", seed=0)
+    plan = policy.plan(hybrid_state(scenario))
+    assert plan.price == scenario.listing_price
+    p = f"${plan.price:,.0f}"
+    backend = FakeBackend([
+        ChatResult(narration(f"I can come down to {p} for you."), extra={"logprob": -1.0, "logprob_tokens": 10}),
+        ChatResult(narration(f"How about {p}? The tyres are new."), extra={"logprob": -8.0, "logprob_tokens": 10}),
+    ])
+    agent = LLMAgent("s", backend, policy=policy, candidates=2, sampling=Sampling(seed=0))
+    turn = await agent.respond(hybrid_state(scenario))
+    assert not turn.fallback and turn.utterance == f"How about {p}? The tyres are new."
+
+
 async def test_pick_first_says_the_first_passing_candidate_and_draws_no_more(scenario):
     policy = ConcessionPolicy("fair", seed=0)
     plan = policy.plan(hybrid_state(scenario))

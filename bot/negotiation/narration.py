@@ -288,12 +288,15 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
         out.append(Finding("wrong_act", "the price said as a discount"))
     if price is not None and re.search(_REFUSING + re.escape(money(price)), text, re.I):
         out.append(Finding("wrong_act", "refuses the price it proposes"))
+    if price is None and _EMPTY_PROMISE.search(text):
+        out.append(Finding("wrong_act", "promises an answer and gives none"))
     out += _price_findings(text, act, role, price, their_price, my_price, listing)
     return out
 
 
-def _differs(a: float, b: float) -> bool:
-    return abs(a - b) > 0.005 * max(abs(b), 1.0)
+def _differs(price: float, other: float) -> bool:
+    """Whether ``price`` is another price than ``other`` (more than half a percent away)."""
+    return abs(price - other) > 0.005 * other
 
 
 def _price_findings(text: str, act: Act, role: Role, price: float | None, their_price: float | None,
@@ -301,8 +304,6 @@ def _price_findings(text: str, act: Act, role: Role, price: float | None, their_
     """What the words say about the move's price that the price contradicts (the grammar lets a
     line state one price: the move's)."""
     if price is None:
-        if _EMPTY_PROMISE.search(text):
-            return [Finding("wrong_act", "promises an answer and gives none")]
         return []
     out: list[Finding] = []
     if listing is not None and _differs(price, listing) and _LISTED.search(text):
@@ -320,8 +321,8 @@ def _price_findings(text: str, act: Act, role: Role, price: float | None, their_
 
 
 def _yes_to_another_price(text: str, price: float | None, their_price: float | None) -> bool:
-    return (price is not None and their_price is not None
-            and abs(price - their_price) > 0.005 * their_price and bool(_YES_PRICED.search(text)))
+    return (price is not None and their_price is not None and _differs(price, their_price)
+            and bool(_YES_PRICED.search(text)))
 
 
 def distinct_n(lines: Sequence[str], n: int) -> float | None:
