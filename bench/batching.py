@@ -188,13 +188,13 @@ async def discord_child(args: argparse.Namespace) -> dict[str, Any]:
         if shipped.sentences is not None:
             seller["sentences"] = shipped.sentences
         lora = repo_cfg.models[shipped.model].lora
-        if args.rephrase_budget is None:
+        if args.reply_budget is None:
             from bot.bot_config import bot_config
 
-            args.rephrase_budget = bot_config(repo_cfg).rephrase_budget_s
+            args.reply_budget = bot_config(repo_cfg).reply_budget_s
     slots = (args.batched_slots or args.games) if args.backend == "batched" else args.today_slots
     cfg = make_config(bot={"model_slots": args.today_slots, "queue_size": args.games * 2,
-                           "rephrase_budget_s": args.rephrase_budget or 0.0},
+                           "reply_budget_s": args.reply_budget or 0.0},
                       agents={"llm-seller": seller})
     cfg = replace(cfg, models={"fake": model_spec(args.backend, slots=slots, name="fake",
                                                   threads=args.batched_threads,
@@ -236,13 +236,15 @@ async def discord_child(args: argparse.Namespace) -> dict[str, Any]:
             "games": args.games,
             "turns": len(latencies),
             "p50": q[49], "p95": q[94], "max": max(latencies), "wall": wall, "rss": rss_mb(),
-            "rss_before": rss_before, "rephrase_budget": args.rephrase_budget, **said}
+            "rss_before": rss_before, "reply_budget": args.reply_budget, **said}
 
 
 def said_by_the_bot(db: Path) -> dict[str, int]:
     """How the bot's turns of the games in ``db`` were worded: by the model, in a rephrased
-    round, or by the template (and of those, how many for want of time: the rephrase budget)."""
+    round, or by the template (and of those, how many for want of time: the reply budget)."""
     import sqlite3
+
+    from bot.negotiation.llm_agent import REPLY_BUDGET
 
     counts = {"bot_turns": 0, "repaired": 0, "templates": 0, "over_budget": 0}
     with sqlite3.connect(db) as con:
@@ -254,7 +256,7 @@ def said_by_the_bot(db: Path) -> dict[str, int]:
                 counts["bot_turns"] += 1
                 counts["repaired"] += bool(t.get("repaired"))
                 counts["templates"] += bool(t.get("fallback"))
-                counts["over_budget"] += "budget" in (t.get("guard") or "")
+                counts["over_budget"] += bool(t.get("fallback")) and REPLY_BUDGET in (t.get("guard") or "")
     return counts
 
 
@@ -384,8 +386,8 @@ def main(args: argparse.Namespace) -> int:
         print_tournament(rows, args)
     games = [child(["--child=discord", f"--backend={b}", f"--pace={pace}", f"--games={args.games}",
                     f"--seller={args.seller}",
-                    *([f"--rephrase-budget={args.rephrase_budget}"]
-                      if args.rephrase_budget is not None else []),
+                    *([f"--reply-budget={args.reply_budget}"]
+                      if args.reply_budget is not None else []),
                     *([f"--batched-slots={args.batched_slots}"] if args.batched_slots else []),
                     *([f"--kv-type={args.kv_type}"] if args.kv_type else []),
                     *([f"--batched-ctx={args.batched_ctx}"] if args.batched_ctx else []),
@@ -401,7 +403,7 @@ def main(args: argparse.Namespace) -> int:
               f"p95 {g['p95']:.2f} s, max {g['max']:.2f} s; {g['turns']} replies in "
               f"{g['wall']:.1f} s; peak RSS {g['rss']:.0f} MB; of the bot's {g['bot_turns']} turns "
               f"{g['repaired']} rephrased, {g['templates']} templates ({g['over_budget']} for want "
-              f"of time, rephrase budget {g['rephrase_budget'] or 'none'})")
+              f"of time, reply budget {g['reply_budget'] or 'none'})")
     by = {(r["backend"], r["workers"]): r for r in rows}
     print("\nMust show:")
     if ("batched", 6) in by:
@@ -461,8 +463,8 @@ if __name__ == "__main__":
                         help="the Discord games' seller: the base model with one narration a turn "
                              "(as first measured) or the config's `seller` (the narrator adapter, "
                              "its candidates and pick)")
-    parser.add_argument("--rephrase-budget", type=float, default=None,
-                        help="[bot] rephrase_budget_s for the Discord games (default: the config's; "
+    parser.add_argument("--reply-budget", type=float, default=None,
+                        help="[bot] reply_budget_s for the Discord games (default: the config's; "
                              "0 = no limit)")
     parser.add_argument("--decode-only", action="store_true", help="the llama_decode table only")
     parser.add_argument("--child", choices=("tournament", "discord", "decode"),

@@ -16,7 +16,8 @@ A variant is NAME:key=value,...: ``lora`` (an adapter folder or file for every m
 agents use, or none), ``candidates`` (narrations sampled per turn), ``openings`` (``forced``:
 the reply's JSON opening decoded with the prompt, as configured by default; ``drawn``: drawn
 token by token), ``pick`` (``likeliest``: every candidate drawn, the likeliest passing one said,
-as configured by default; ``first``: the first passing one, the rest not drawn), ``sentences``
+as configured by default; ``shortest``: every candidate drawn, the shortest passing one said;
+``first``: the first passing one, the rest not drawn), ``sentences``
 (``1``: priced moves and accepts in the one sentence that states them; ``none``: as people
 write), ``rephrase`` (``on``: when no candidate passes, a round begun with words people begin
 the move with; ``off``). Without --variant the config's agents run as they are.

@@ -41,10 +41,10 @@ class AgentFactory:
                               f"{role.value}; pick an agent whose role is {role.value} or generalist")
 
     def build(self, name: str, role: Role | str, *, seed: int | None = None, seat: str | None = None,
-              rephrase_budget_s: float | None = None) -> Agent:
+              reply_budget_s: float | None = None) -> Agent:
         """A fresh agent ``name`` for seat ``role``. ``seed`` overrides the configured seed;
-        ``rephrase_budget_s``: the seconds from a turn's start within which a rephrased round
-        may run (LLMAgent; None = no limit)."""
+        ``reply_budget_s``: the seconds from a turn's start within which its reply must come
+        (LLMAgent: candidates not finished by then are left out; None = no limit)."""
         role = Role.parse(role)
         agent = self.cfg.agent(name)
         self.check_seat(agent, role)
@@ -70,7 +70,7 @@ class AgentFactory:
                         max_repairs=agent.max_repairs, fallback=rule,
                         policy=policy, candidates=agent.candidates,
                         pick=agent.pick, sentences=agent.sentences,
-                        rephrase=agent.rephrase, rephrase_budget_s=rephrase_budget_s)
+                        rephrase=agent.rephrase, reply_budget_s=reply_budget_s)
 
     async def probe(self, seats: Iterable[tuple[str, Role | str, str]]) -> list[str]:
         """Probe, once each, the models the agents of ``seats`` (agent name, role, seat) run on:

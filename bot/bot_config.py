@@ -63,8 +63,9 @@ class BotConfig:
     actions_per_minute: int = 30          # per person, all servers and games: messages, buttons, commands
     stream_edit_interval_s: float = 1.0   # live streams: at most one message edit per this long
     shards: int = 0                       # 0: one gateway connection; N: N shards; -1: Discord's count
-    rephrase_budget_s: float = 3.0        # a game's rephrased round runs only within this long of its
-                                          # turn's start; past it the move's template is said (0 = no limit)
+    reply_budget_s: float = 2.5           # a game's reply comes within this long of the person's move,
+                                          # the wait in line counted; past it candidates are left out
+                                          # and, none passing, the move's template is said (0 = no limit)
     daily: DailyConfig = field(default_factory=DailyConfig)
 
     def check(self, where: str) -> None:
@@ -103,8 +104,8 @@ class BotConfig:
                  f"must be in [0, 10000] (0 = no limit), got {self.actions_per_minute}")
         require(1 <= self.max_tournament_workers <= 16, f"{where}.max_tournament_workers",
                  f"must be in [1, 16], got {self.max_tournament_workers}")
-        require(self.rephrase_budget_s >= 0, f"{where}.rephrase_budget_s",
-                f"must be >= 0 seconds (0 = no limit), got {self.rephrase_budget_s}")
+        require(self.reply_budget_s >= 0, f"{where}.reply_budget_s",
+                f"must be >= 0 seconds (0 = no limit), got {self.reply_budget_s}")
         require(self.stream_edit_interval_s >= 1.0, f"{where}.stream_edit_interval_s",
                  f"must be >= 1 second (Discord rate-limits faster edits), got "
                  f"{self.stream_edit_interval_s}")
@@ -116,6 +117,9 @@ class BotConfig:
         if not isinstance(table, Mapping):
             raise ConfigError(f"{where}: expected a table, got {table!r}")
         rest = dict(table)
+        if "rephrase_budget_s" in rest:
+            raise ConfigError(f"{where}.rephrase_budget_s is now {where}.reply_budget_s: it bounds "
+                              f"the whole reply, not only the rephrased round; rename the key")
         daily = from_table(DailyConfig, rest.pop("daily", {}), f"{where}.daily")
         return from_table(cls, rest, where, daily=daily)
 

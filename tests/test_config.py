@@ -40,7 +40,7 @@ def test_empty_config_gets_defaults(tmp_path):
     ("[negotiation]\nturn_timeout_s = -1", "negotiation.turn_timeout_s"),
     ("[agents.x]\nkind = 'rule'\ntemperature = -1", "agents.x.temperature: must be >= 0"),
     ("[agents.x]\nkind = 'robot'", "agents.x.kind: must be one of"),
-    ("[agents.x]\npick = 'best'", "agents.x.pick: must be one of 'likeliest', 'first'"),
+    ("[agents.x]\npick = 'best'", "agents.x.pick: must be one of 'likeliest', 'shortest', 'first'"),
     ("[agents.x]\nsentences = 2", "agents.x.sentences: must be 1 (one sentence) or left out"),
     ("[agents.x]\nsentences = true", "agents.x.sentences: expected an integer"),
     ("[agents.x]\ncot = 'yes'", "agents.x.cot: expected true or false"),

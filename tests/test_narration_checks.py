@@ -485,6 +485,27 @@ async def test_candidates_are_asked_at_once_where_the_backend_decodes_them_toget
     assert [c.sampling.seed for c in backend.calls] == [0, 1009, 2018][:drawn]
 
 
+@pytest.mark.parametrize("together", [False, True])
+@pytest.mark.parametrize("pick, said", [("likeliest", "Honestly, I could do {p} then."),
+                                        ("shortest", "{p} works.")])
+async def test_pick_shortest_says_the_shortest_passing_candidate(scenario, together, pick, said):
+    """Read blind, the narrator's lines read less sensible the longer they run (docs/narration.md):
+    ``pick = "shortest"`` says the shortest that passes, brief ones first, ties by likelihood."""
+    policy = ConcessionPolicy("fair", seed=0)
+    p = f"${policy.plan(hybrid_state(scenario)).price:,.0f}"
+    replies = [ChatResult(narration(f"Honestly, I could do {p} then."),
+                          extra={"logprob": -1.0, "logprob_tokens": 10}),
+               ChatResult(narration(f"{p} works."), extra={"logprob": -9.0, "logprob_tokens": 10}),
+               ChatResult(narration(f"I can do {p} for your item in the ."),  # shorter, fails
+                          extra={"logprob": -1.0, "logprob_tokens": 10})]
+    backend = TogetherBackend(replies) if together else FakeBackend(replies)
+    agent = LLMAgent("s", backend, policy=policy, candidates=3, sampling=Sampling(seed=0), pick=pick,
+                     sentences=1)
+    turn = await agent.respond(hybrid_state(scenario))
+    assert not turn.fallback and turn.utterance == said.format(p=p)
+    assert len(backend.calls) == 3
+
+
 async def test_a_failing_candidate_asked_at_once_fails_the_turn_and_stops_the_others(scenario):
     policy = ConcessionPolicy("fair", seed=0)
     p = f"${policy.plan(hybrid_state(scenario)).price:,.0f}"

@@ -147,17 +147,25 @@ async def test_without_rephrase_or_a_usable_second_round_the_template_is_said(sc
     assert len(backend.calls) == 4
 
 
-class _SlowSecondRound(FakeBackend):
-    """Answers round one at once and every later call after ``later`` seconds."""
+class _Timed(FakeBackend):
+    """Answers call k with reply k after delays[k] seconds (slept on the event loop, so a stopped
+    call ends at once); with ``together``, decodes one seat's requests together, as
+    llamacpp-batched does (the agent asks every candidate at once). Counts calls stopped."""
 
-    def __init__(self, replies, later: float) -> None:
-        super().__init__(replies)
-        self.later = later
+    def __init__(self, replies, delays, *, together: bool = False) -> None:
+        super().__init__()
+        self.replies, self.delays, self.stopped = list(replies), list(delays), 0
+        self.decodes_together = together
 
     async def chat(self, messages, **kwargs):
-        if len(self.calls) >= 2:
-            await asyncio.sleep(self.later)
-        return await super().chat(messages, **kwargs)
+        k = len(self.calls)
+        self.calls.append(None)
+        try:
+            await asyncio.sleep(self.delays[k])
+        except asyncio.CancelledError:
+            self.stopped += 1
+            raise
+        return self.replies[k]
 
 
 async def test_a_reply_budget_skips_a_rephrased_round_that_cannot_end_in_time(scenario):
@@ -168,45 +176,78 @@ async def test_a_reply_budget_skips_a_rephrased_round_that_cannot_end_in_time(sc
     again = said(f"I'm willing to do ${plan.price:,.0f} for it.")
     backend = FakeBackend([again, again, said(f"How about ${plan.price:,.0f}?")], delay=0.1)
     agent = LLMAgent("s", backend, policy=policy, candidates=2, sampling=Sampling(seed=0),
-                     sentences=1, rephrase=True, rephrase_budget_s=0.3)
+                     sentences=1, rephrase=True, reply_budget_s=0.3)
     turn = await agent.respond(state)
     assert turn.fallback and not turn.repaired and "no time for a rephrased round" in turn.guard
     assert len(backend.calls) == 2 and agent.stats["over_budget"] == 1
     assert (turn.act, turn.price) == (plan.act, plan.price)  # only the words change
 
 
-async def test_a_rephrased_round_past_the_budget_is_stopped_and_the_template_said(scenario):
+@pytest.mark.parametrize("together", [False, True])
+async def test_a_rephrased_round_past_the_budget_is_stopped_and_the_template_said(scenario, together):
     policy = ConcessionPolicy("fair", seed=0)
     state, plan = repeating_state(scenario, policy)
     p = f"${plan.price:,.0f}"
     again = said(f"I'm willing to do {p} for it.")
     replies = [again, again, said(f"How about {p}?"), said(f"That's close, {p} then.")]
-    agent = LLMAgent("s", _SlowSecondRound(replies, later=30.0), policy=policy, candidates=2,
-                     sampling=Sampling(seed=0), sentences=1, rephrase=True, rephrase_budget_s=0.5)
+    backend = _Timed(replies, [0, 0, 30, 30], together=together)
+    agent = LLMAgent("s", backend, policy=policy, candidates=2, sampling=Sampling(seed=0),
+                     sentences=1, rephrase=True, reply_budget_s=0.5)
     turn = await asyncio.wait_for(agent.respond(state), 10)
-    assert turn.fallback and "ran past the 0.5 s budget" in turn.guard
+    assert turn.fallback and "not finished within the 0.5 s reply budget" in turn.guard
     assert agent.stats["over_budget"] == 1 and agent.stats["repaired"] == 0
+    assert backend.stopped == (2 if together else 1)  # the sequential round stops at its first
     # within the budget the same round is said, as without one
-    agent = LLMAgent("s", _SlowSecondRound(replies, later=0.01), policy=policy, candidates=2,
-                     sampling=Sampling(seed=0), sentences=1, rephrase=True, rephrase_budget_s=20)
+    agent = LLMAgent("s", _Timed(replies, [0, 0, 0.01, 0.01], together=together), policy=policy,
+                     candidates=2, sampling=Sampling(seed=0), sentences=1, rephrase=True,
+                     reply_budget_s=20)
     turn = await agent.respond(state)
     assert turn.repaired and not turn.fallback and agent.stats["over_budget"] == 0
 
 
-async def test_a_discord_game_s_agent_gets_the_bot_s_rephrase_budget(tmp_path):
+@pytest.mark.parametrize("together", [False, True])
+async def test_the_budget_says_the_best_candidate_finished_in_time(scenario, together):
+    """Round one: the likelier candidate comes too late, so the one finished is said; with none
+    finished, the template (never a late reply); without a budget, the likeliest."""
+    policy = ConcessionPolicy("fair", seed=0)
+    state, plan = repeating_state(scenario, policy)
+    p = f"${plan.price:,.0f}"
+    replies = [said(f"I could do {p} for it.", -6.0), said(f"That's close, {p} then.", -1.0)]
+
+    def agent(delays, budget):
+        backend = _Timed(replies, delays, together=together)
+        return backend, LLMAgent("s", backend, policy=policy, candidates=2, sampling=Sampling(seed=0),
+                                 sentences=1, reply_budget_s=budget)
+
+    backend, late = agent([0.01, 30], 0.5)
+    turn = await asyncio.wait_for(late.respond(state), 10)
+    assert not turn.fallback and turn.utterance == f"I could do {p} for it."
+    assert late.stats["over_budget"] == 1 and backend.stopped == 1
+    backend, none_in_time = agent([30, 30], 0.3)
+    turn = await asyncio.wait_for(none_in_time.respond(state), 10)
+    assert turn.fallback and (turn.act, turn.price) == (plan.act, plan.price)
+    assert "2 of 2 candidates not finished within the 0.3 s reply budget" in turn.guard
+    backend, unbounded = agent([0.01, 0.2], None)
+    assert (await unbounded.respond(state)).utterance == f"That's close, {p} then."
+    _, spent = agent([0, 0], 0.0)  # the whole budget waited in line: the template at once
+    turn = await asyncio.wait_for(spent.respond(state), 5)
+    assert turn.fallback and "2 of 2 candidates not finished within the 0 s" in turn.guard
+
+
+async def test_a_discord_game_s_agent_gets_what_is_left_of_the_bot_s_reply_budget(tmp_path):
     from bot_fakes import make_config, start_bot
 
-    cfg = make_config(bot={"rephrase_budget_s": 2.5})
-    bot = await start_bot(tmp_path, cfg, db=tmp_path / "b.db",
-                          backend_factory=lambda spec: FakeBackend())
-    try:
-        games = bot.get_cog("Games")
-        live = type("Live", (), {"agent_name": "llm-buyer", "human_role": Role.SELLER, "seed": 0,
-                                 "personality": None})()
-        agent = games.build_agent(live, "seat0")
-        assert agent.rephrase_budget_s == 2.5
-    finally:
-        await bot.close()
+    for budget, waited, left in ((2.5, 0.0, 2.5), (2.5, 1.0, 1.5), (2.5, 4.0, 0.0), (0, 1.0, None)):
+        cfg = make_config(bot={"reply_budget_s": budget})
+        bot = await start_bot(tmp_path, cfg, db=tmp_path / "b.db",
+                              backend_factory=lambda spec: FakeBackend())
+        try:
+            games = bot.get_cog("Games")
+            live = type("Live", (), {"agent_name": "llm-buyer", "human_role": Role.SELLER,
+                                     "seed": 0, "personality": None})()
+            assert games.build_agent(live, "seat0", waited=waited).reply_budget_s == left
+        finally:
+            await bot.close()
 
 
 def test_rephrase_is_an_agent_setting(tmp_path):

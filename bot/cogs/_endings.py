@@ -99,6 +99,7 @@ class GameEndings:
             finally:
                 live.game.agent = Unseated(live.agent_name)
         queue = self.bot.queues.get(spec.model)
+        asked = asyncio.get_running_loop().time()  # the reply budget counts the wait in line
         try:
             ticket = queue.enter()
         except QueueFull as exc:
@@ -137,7 +138,8 @@ class GameEndings:
                                           f"again in a minute."))
                 return None
             try:
-                live.game.agent = self.build_agent(live, seat=seat)
+                waited = asyncio.get_running_loop().time() - asked
+                live.game.agent = self.build_agent(live, seat=seat, waited=waited)
                 async with typing(place):
                     return await action(live.game)
             finally:

@@ -110,8 +110,9 @@ class Games(GameEndings, commands.Cog):
                 return turns
         return self.bot.cfg.negotiation.max_turns
 
-    def build_agent(self, live: LiveGame, seat: str | None) -> Agent:
-        """The game's agent for one turn, on the model slot ``seat`` (None for rule agents)."""
+    def build_agent(self, live: LiveGame, seat: str | None, waited: float = 0.0) -> Agent:
+        """The game's agent for one turn, on the model slot ``seat`` (None for rule agents),
+        with what is left of the bot's reply budget after ``waited`` seconds in line."""
         cfg = self.bot.cfg
         spec = cfg.agent(live.agent_name)
         factory = self.bot.factory
@@ -125,8 +126,9 @@ class Games(GameEndings, commands.Cog):
 
             factory = AgentFactory(replace(cfg, agents={**cfg.agents, spec.name: spec}),
                                    pool=self.bot.factory.pool)
+        budget = self.bot.settings.reply_budget_s
         return factory.build(live.agent_name, live.human_role.other, seed=live.seed, seat=seat,
-                             rephrase_budget_s=self.bot.settings.rephrase_budget_s or None)
+                             reply_budget_s=max(0.0, budget - waited) if budget else None)
 
     async def load(self, game_id: int) -> LiveGame | None:
         """The running game ``game_id``, from memory or rebuilt from the database."""

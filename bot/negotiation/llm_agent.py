@@ -100,8 +100,13 @@ def allowed_acts(state: DialogueState) -> list[Act]:
     return [a for a in REPLY_ACTS if a not in _ANSWERS or state.their_offer is not None]
 
 
-# Which passing candidate a hybrid agent says: the model's likeliest (all drawn) or the first.
-PICKS = ("likeliest", "first")
+# Named in a turn's problems (and a template's guard) when the reply budget cut its candidates.
+REPLY_BUDGET = "reply budget"
+
+
+# Which passing candidate a hybrid agent says: the model's likeliest (all drawn), the shortest
+# (all drawn; ties: the likeliest) or the first.
+PICKS = ("likeliest", "shortest", "first")
 
 
 class LLMAgent:
@@ -110,7 +115,7 @@ class LLMAgent:
                  cot: bool = False, max_repairs: int = 1, timeout: float | None = None,
                  fallback: RuleAgent | None = None, policy: ConcessionPolicy | None = None,
                  candidates: int = 1, pick: str = "likeliest", sentences: int | None = None,
-                 rephrase: bool = False, rephrase_budget_s: float | None = None) -> None:
+                 rephrase: bool = False, reply_budget_s: float | None = None) -> None:
         self.name = name
         self.backend = backend
         self.sampling = sampling
@@ -133,9 +138,10 @@ class LLMAgent:
         # when no candidate passes: a second round, each begun with a word people begin the
         # move with that this agent has not (bot/negotiation/openers.py); its turn is "repaired"
         self.rephrase = rephrase
-        # a person waiting: the rephrased round runs only while the reply can still come within
-        # this many seconds of the turn's start (its round one again fits), and is stopped at it
-        self.rephrase_budget_s = rephrase_budget_s
+        # a person waiting: the reply comes within this many seconds of the turn's start (hybrid,
+        # with candidates): candidates not finished by then are dropped, the rephrased round runs
+        # only while its round one's time again still fits; none passing, the template is said
+        self.reply_budget_s = reply_budget_s
         self.stats = {"turns": 0, "repaired": 0, "fallback": 0, "model_failed": 0, "over_budget": 0}
 
     # ---- prompting
@@ -185,28 +191,56 @@ class LLMAgent:
 
     async def _candidates(self, messages: list[dict[str, str]], state: DialogueState,
                           extra: str, schemas: list[dict[str, Any]], first: int = 0,
+                          deadline: float | None = None, problems: list[str] | None = None,
                           ) -> AsyncIterator[tuple[int, Any]]:
         """(k, result) for each candidate (one per schema, numbered from ``first``), in order.
-        With ``pick = "likeliest"`` on a backend that decodes one seat's requests together
+        Unless ``pick = "first"``, on a backend that decodes one seat's requests together
         (``decodes_together``: llamacpp-batched), every candidate is asked at once and they are
         decoded in the same steps; otherwise one after another, so ``pick = "first"`` draws no
-        more than it says."""
-        if self.pick == "likeliest" and len(schemas) > 1 and getattr(
+        more than it says. Candidates not finished by ``deadline`` (the event loop's clock) are
+        stopped and left out, and ``problems`` is told how many."""
+        loop = asyncio.get_running_loop()
+
+        def cut(unfinished: int) -> None:
+            if problems is not None:
+                problems.append(f"{unfinished} of {len(schemas)} candidates not finished within the "
+                                f"{self.reply_budget_s:g} s {REPLY_BUDGET}")
+
+        if deadline is not None and loop.time() >= deadline:  # the time went in line
+            cut(len(schemas))
+            return
+        if self.pick != "first" and len(schemas) > 1 and getattr(
                 self.backend, "decodes_together", False):
             tasks = [asyncio.ensure_future(self._draw(first + k, messages, state, extra, schema))
                      for k, schema in enumerate(schemas)]
             try:
-                drawn = await asyncio.gather(*tasks)
-            except BaseException:
-                for task in tasks:
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                done, pending = await asyncio.wait(tasks, timeout=timeout,
+                                                   return_when=asyncio.FIRST_EXCEPTION)
+            finally:  # stopped (the budget, a failure, the turn cancelled): dropped by the backend
+                unfinished = [task for task in tasks if not task.done()]
+                for task in unfinished:
                     task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise
-            for k, (_, result) in enumerate(drawn):
-                yield first + k, result
+                await asyncio.gather(*unfinished, return_exceptions=True)
+            finished = [t for t in tasks if t in done and not t.cancelled()]
+            failed = next((t.exception() for t in finished if t.exception() is not None), None)
+            if failed is not None:
+                raise failed
+            if len(finished) < len(tasks):
+                cut(len(tasks) - len(finished))
+            for k, task in enumerate(tasks):
+                if task in finished:
+                    yield first + k, task.result()[1]
             return
         for k, schema in enumerate(schemas):
-            messages, result = await self._draw(first + k, messages, state, extra, schema)
+            try:
+                async with asyncio.timeout_at(deadline) as within:
+                    messages, result = await self._draw(first + k, messages, state, extra, schema)
+            except TimeoutError:
+                if not within.expired():
+                    raise
+                cut(len(schemas) - k)
+                return
             yield first + k, result
 
     async def _narrate(self, state: DialogueState, plan: Any, schema: dict[str, Any], extra: str,
@@ -214,18 +248,21 @@ class LLMAgent:
         """Sample up to ``candidates`` narrations of the planned move and keep the best that
         passes every check (``_problem`` and narration.narration_findings), ranked by the model's
         own mean log-likelihood per token (with a one-sentence budget, those brief around their
-        price first: ``_brief``); with ``pick = "first"`` the first that passes, the rest not
-        drawn. With ``rephrase``, when none passes, a second round as many, each made to begin
-        with another word people begin this move with (openers.openers_for); its turn is marked
-        ``repaired``; with ``rephrase_budget_s`` only when it can still end within that many
-        seconds of the turn's start, as long again as round one took, and stopped at it.
-        (None, why) when none passes; ``usage["candidates"]`` counts those drawn."""
+        price first: ``_brief``; with ``pick = "shortest"``, then the shortest); with ``pick =
+        "first"`` the first that passes, the rest not drawn. With ``rephrase``, when none passes,
+        a second round as many, each made to begin with another word people begin this move with
+        (openers.openers_for); its turn is marked ``repaired``. With ``reply_budget_s``,
+        candidates not finished that many seconds after the turn's start are stopped and left
+        out, and the rephrased round runs only when round one's time again still fits. (None,
+        why) when none passes; ``usage["candidates"]`` counts those drawn."""
         loop = asyncio.get_running_loop()
         started = loop.time()
+        deadline = None if self.reply_budget_s is None else started + self.reply_budget_s
         messages = await self._messages(state, None, extra)
         problems: list[str] = []
         written: list[str] = []
-        best = await self._best(self._candidates(messages, state, extra, [schema] * self.candidates),
+        best = await self._best(self._candidates(messages, state, extra, [schema] * self.candidates,
+                                                 deadline=deadline, problems=problems),
                                 state, plan, system_text, usage, problems, written)
         if best is None and self.rephrase:
             said = [t.utterance for t in state.turns if t.role is state.role]
@@ -233,26 +270,18 @@ class LLMAgent:
             schemas = [narration_schema(cot=self.cot, act=plan.act, price=plan.price, role=state.role,
                                         sentences=self.sentences, opener=opener) for opener in openers]
             took = loop.time() - started
-            left = None if self.rephrase_budget_s is None else self.rephrase_budget_s - took
-            if schemas and left is not None and left < took:
-                self.stats["over_budget"] += 1
+            if schemas and deadline is not None and deadline - loop.time() < took:
                 problems.append(f"no time for a rephrased round (round one took {took:.1f} s of "
-                                f"the {self.rephrase_budget_s:g} s budget)")
+                                f"the {self.reply_budget_s:g} s {REPLY_BUDGET})")
             elif schemas:
-                deadline = asyncio.timeout(left)
-                try:
-                    async with deadline:
-                        best = await self._best(
-                            self._candidates(messages, state, extra, schemas, first=self.candidates),
-                            state, plan, system_text, usage, problems, written)
-                except TimeoutError:
-                    if not deadline.expired():
-                        raise
-                    self.stats["over_budget"] += 1
-                    problems.append(f"the rephrased round ran past the {self.rephrase_budget_s:g} s "
-                                    f"budget")
+                best = await self._best(
+                    self._candidates(messages, state, extra, schemas, first=self.candidates,
+                                     deadline=deadline, problems=problems),
+                    state, plan, system_text, usage, problems, written)
                 if best is not None:
                     best = replace(best, repaired=True)
+        if any(REPLY_BUDGET in p for p in problems):
+            self.stats["over_budget"] += 1
         if best is None:
             return None, "; ".join(dict.fromkeys(problems)) or "no candidate"
         return best, None
@@ -262,7 +291,7 @@ class LLMAgent:
                     written: list[str]) -> Turn | None:
         """The best passing candidate of one round (``_narrate``), or None; what each candidate
         wrote goes to ``written`` and why each failed to ``problems``."""
-        best: tuple[tuple[bool, float], Turn] | None = None
+        best: tuple[tuple[bool, int, float], Turn] | None = None
         async with aclosing(candidates) as drawn:
             async for k, result in drawn:
                 usage["candidates"] += 1
@@ -293,7 +322,8 @@ class LLMAgent:
                     continue
                 extra_info = getattr(result, "extra", None) or {}
                 n = extra_info.get("logprob_tokens") or 0
-                score = (self._brief(turn), extra_info["logprob"] / n if n else 0.0)
+                shortness = -len(utterance) if self.pick == "shortest" else 0
+                score = (self._brief(turn), shortness, extra_info["logprob"] / n if n else 0.0)
                 if best is None or score > best[0]:
                     best = (score, turn)
                 if self.pick == "first":
