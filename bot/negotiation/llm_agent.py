@@ -206,7 +206,7 @@ class LLMAgent:
                 problems.append(f"{unfinished} of {len(schemas)} candidates not finished within the "
                                 f"{self.reply_budget_s:g} s {REPLY_BUDGET}")
 
-        if deadline is not None and loop.time() >= deadline:  # the time went in line
+        if deadline is not None and loop.time() >= deadline:  # spent in line or by round one
             cut(len(schemas))
             return
         if self.pick != "first" and len(schemas) > 1 and getattr(
