@@ -1,8 +1,8 @@
 """Would a person write these lines? The default agents' narration, measured on unseen items.
 
 Plays the default agents (hybrid `buyer` vs hybrid `seller`, the embedded model narrating the
-policy's moves) over a fixed, seeded set of CraigslistBargains *test* scenarios (never the 30
-shipped agreemate ones, never the narrator's training split), and for each variant prints, side
+policy's moves) over a fixed, seeded set of CraigslistBargains *test* scenarios of reading items (never the 30
+shipped agreemate ones, never an item a narrator trains on), and for each variant prints, side
 by side, the automatic checks of bot/negotiation/narration.py over the model-written lines,
 the share of turns that fell back to a template, distinct-1/2 and seconds per turn:
 
@@ -50,7 +50,7 @@ from bot.agent_factory import AgentFactory  # noqa: E402
 from bot.agreemate import load_agreemate_scenarios  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.data_sources import locate  # noqa: E402
-from bot.datasets import load_craigslist  # noqa: E402
+from bot.datasets import load_craigslist, reading_item  # noqa: E402
 from bot.negotiation.llm_agent import PICKS  # noqa: E402
 from bot.negotiation.narration import CHECKS, distinct_n, narration_findings  # noqa: E402
 from bot.negotiation.prompts import SENTENCE_BUDGETS, money  # noqa: E402
@@ -71,11 +71,12 @@ def pick_shipped(n: int, seed: int):
 
 
 def pick_dialogues(cfg, n: int, seed: int):
-    """``n`` test-split dialogues, seeded, none of whose items is one of the 30 shipped ones."""
+    """``n`` test-split dialogues, seeded, of items kept for reading (never trained on, see
+    bot.datasets.reading_item), none of whose items is one of the 30 shipped ones."""
     path = locate(cfg, "craigslist", "test")  # [data] craigslist_test, else the data cache
     shipped = {s.title.strip().lower() for s in load_agreemate_scenarios()}
     dialogues = [d for d in load_craigslist(path)
-                 if d.scenario.title.strip().lower() not in shipped
+                 if d.scenario.title.strip().lower() not in shipped and reading_item(d.scenario.title)
                  and sum(1 for t in d.turns if t.utterance.strip()) >= 4]
     random.Random(seed).shuffle(dialogues)
     return dialogues[:n]

@@ -163,3 +163,67 @@ def test_the_shipped_narrator_adapter_passes_its_manifest_check():
 
     path = resolve_lora(REPO / "adapters" / "narrator", base=embedded_model_path())
     assert path.name.endswith(".lora.gguf") and path.stat().st_size <= 8 * 1024 * 1024
+
+
+def test_a_fit_can_start_from_the_gguf_adapter_it_wrote(tiny_lora):
+    """load_lora_gguf is write_lora_gguf's inverse: every LoRA matrix comes back as peft had it
+    (q and k rows permuted back), so a fit continues a shipped adapter rather than a fresh one."""
+    import torch
+
+    from training.config import TrainingConfig
+    from training.fit import attach_lora
+    from training.lora_gguf import load_lora_gguf
+    from training.modeling import load_model
+
+    root, base, adapter, model, _ = tiny_lora
+    fresh = attach_lora(load_model(base).model, TrainingConfig(lora_r=4, lora_alpha=8, lora_dropout=0.0))
+    assert load_lora_gguf(fresh, adapter) == 2 * 4  # 2 layers x q/k/v/o
+    want = {k: v for k, v in model.named_parameters() if "lora_" in k}
+    got = dict(fresh.named_parameters())
+    assert want and all(torch.allclose(got[k], v, atol=2e-3) for k, v in want.items())  # F16 file
+    assert any("q_proj.lora_B" in k and not torch.allclose(v, v.flip(0)) for k, v in want.items())
+
+
+def test_an_init_adapter_of_another_rank_is_refused(tiny_lora):
+    from training.config import TrainingConfig
+    from training.fit import attach_lora
+    from training.lora_gguf import load_lora_gguf
+    from training.modeling import load_model
+
+    root, base, adapter, _, _ = tiny_lora
+    other = attach_lora(load_model(base).model, TrainingConfig(lora_r=8, lora_alpha=8, lora_dropout=0.0))
+    with pytest.raises(ModelError, match="set lora_r and lora_alpha"):
+        load_lora_gguf(other, adapter)
+
+
+def test_unpermute_rotary_undoes_the_export_permutation():
+    import numpy as np
+
+    from training.export import permute_rotary
+    from training.lora_gguf import unpermute_rotary
+
+    rows = np.arange(48 * 3, dtype=np.float32).reshape(48, 3)
+    assert not np.array_equal(permute_rotary(rows, 4), rows)
+    assert np.array_equal(unpermute_rotary(permute_rotary(rows, 4), 4), rows)
+
+
+TEST_SPLIT = VALIDATION.parent / "test.json"
+
+
+@pytest.mark.skipif(not TEST_SPLIT.is_file(), reason="needs shared/data/craigslist_bargains")
+def test_the_test_split_trains_only_on_items_never_read_blind(tmp_path):
+    from bot.config import load_config
+    from bot.datasets import load_craigslist, reading_item
+    from training.narrator import stage_narrator_data
+
+    dialogues = load_craigslist(TEST_SPLIT)
+    titles = {d.scenario.title.strip().lower() for d in dialogues}
+    kept = {t for t in titles if reading_item(t)}
+    assert 0.2 < len(kept) / len(titles) < 0.5  # about a third of the items are kept for reading
+    cfg = load_config(Path(__file__).resolve().parents[1] / "config.toml")
+    report = stage_narrator_data(cfg, "test", tmp_path / "narrator.jsonl", data=str(TEST_SPLIT))
+    trained = {json.loads(line)["id"] for name in ("narrator.jsonl", "narrator.eval.jsonl")
+               for line in (tmp_path / name).read_text().splitlines()}
+    read = {d.scenario.id for d in dialogues if reading_item(d.scenario.title)}
+    assert trained and not trained & read
+    assert report["dialogues"] == sum(1 for d in dialogues if not reading_item(d.scenario.title))

@@ -49,6 +49,9 @@ class TrainingConfig:
     save_every: int = 50
     keep_checkpoints: int = 2
     max_seq_len: int = 512
+    # A GGUF LoRA adapter (its file, or the folder `haggle train adapter` wrote) the fit starts
+    # from instead of a fresh LoRA: more data on top of a shipped adapter. Empty: a fresh LoRA.
+    init_adapter: str = ""
     # Share of the training file held out for eval loss when no eval file is given.
     eval_fraction: float = 0.05
     seed: int = 0

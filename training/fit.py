@@ -126,6 +126,18 @@ def attach_lora(model, cfg: TrainingConfig):
         raise DataError(f"training.target_modules = {list(cfg.target_modules)}: {exc}") from exc
 
 
+def init_adapter_file(cfg: TrainingConfig) -> Path | None:
+    """The GGUF LoRA file ``cfg.init_adapter`` names (a folder resolves through its manifest,
+    which must be of this base), or None for a fresh LoRA."""
+    if not cfg.init_adapter.strip():
+        return None
+    from bot.llm.lora import resolve_lora
+    from training.modeling import resolve_base
+
+    base = resolve_base(cfg.base)  # a GGUF file, or an HF checkpoint folder (no sha256 to check)
+    return resolve_lora(cfg.init_adapter, base=base if base.is_file() else None)
+
+
 def example_order(n_examples: int, seed: int, needed: int) -> list[int]:
     """Indices of the examples to train on, epoch after epoch, each epoch a seeded permutation."""
     order: list[int] = []
@@ -322,6 +334,9 @@ def fit(cfg: TrainingConfig, train_path: str | Path, out_dir: str | Path, *,
         train_msgs, eval_msgs = split_eval(train_msgs, cfg.eval_fraction, cfg.seed)
     data_hashes = {"train": sha256_file(train_path),
                    "eval": sha256_file(eval_path) if eval_path is not None else None}
+    init_file = init_adapter_file(cfg)
+    if init_file is not None:  # a checkpoint begun from another adapter must not be resumed
+        data_hashes["init_adapter"] = sha256_file(init_file)
 
     expected = fingerprint(cfg, data_hashes, world)
     if not resume and main:  # starting over: stale checkpoints must not be resumed from later
@@ -341,6 +356,12 @@ def fit(cfg: TrainingConfig, train_path: str | Path, out_dir: str | Path, *,
                     "max_seq_len=%d", dropped, dropped_eval, cfg.max_seq_len)
 
     peft_model = attach_lora(loaded.model, cfg)
+    if init_file is not None and resume_from is None:
+        from training.lora_gguf import load_lora_gguf
+
+        modules = load_lora_gguf(peft_model, init_file)
+        if main:
+            log.info("starting from %s (%d adapted modules)", init_file, modules)
     params = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)

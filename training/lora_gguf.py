@@ -80,6 +80,63 @@ def lora_tensors(config: dict, tensors: dict[str, np.ndarray], base: dict) -> li
     return out
 
 
+def unpermute_rotary(weights: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's q/k row order -> HF's: the inverse of export.permute_rotary."""
+    return (weights.reshape(n_head, weights.shape[0] // n_head // 2, 2, *weights.shape[1:])
+            .swapaxes(1, 2).reshape(weights.shape))
+
+
+def load_lora_gguf(peft_model, path: str | Path) -> int:
+    """Copy the GGUF LoRA adapter at ``path`` into ``peft_model``'s LoRA matrices (a fit that
+    continues a shipped adapter starts from it); returns how many modules were set.
+
+    The inverse of write_lora_gguf: the same tensor names, lora_b of q and k permuted back to
+    HF's row order. r, alpha and the adapted modules must be the model's own."""
+    import gguf
+    import torch
+
+    reader = gguf.GGUFReader(str(path))
+    field = reader.get_field("adapter.lora.alpha")
+    if field is None or reader.get_field("adapter.type") is None:
+        raise ModelError(f"{path} is not a GGUF LoRA adapter (no adapter.type / adapter.lora.alpha)")
+    alpha = float(field.contents())
+    arrays = {t.name: np.asarray(t.data, dtype=np.float32) for t in reader.tensors}
+    config = peft_model.config
+    tmap = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, config.num_hidden_layers)
+    used = set()
+    for qualified, module in peft_model.named_modules():
+        if not hasattr(module, "lora_A") or "default" not in module.lora_A:
+            continue
+        hf = qualified.removeprefix("base_model.model.")
+        name = tmap.get_name(hf + ".weight", try_suffixes=(".weight",))
+        a, b = arrays.get(f"{name}.lora_a"), arrays.get(f"{name}.lora_b")
+        if a is None or b is None:
+            raise ModelError(f"{path} has no LoRA matrices for {hf} ({name}); train the init "
+                             "adapter on the same target_modules")
+        r = module.r["default"]
+        if a.shape[0] != r or module.lora_alpha["default"] != alpha:
+            raise ModelError(f"{path} has r={a.shape[0]}, alpha={alpha:g}; this fit has r={r}, "
+                             f"alpha={module.lora_alpha['default']:g}: set lora_r and lora_alpha "
+                             "to the init adapter's")
+        if hf.endswith("self_attn.q_proj"):
+            b = unpermute_rotary(b, config.num_attention_heads)
+        elif hf.endswith("self_attn.k_proj"):
+            b = unpermute_rotary(b, config.num_key_value_heads)
+        weight_a, weight_b = module.lora_A["default"].weight, module.lora_B["default"].weight
+        if tuple(weight_a.shape) != a.shape or tuple(weight_b.shape) != b.shape:
+            raise ModelError(f"{path}: {name} has shapes {a.shape}, {b.shape}; the model's are "
+                             f"{tuple(weight_a.shape)}, {tuple(weight_b.shape)} (another base?)")
+        with torch.no_grad():
+            weight_a.copy_(torch.from_numpy(a))
+            weight_b.copy_(torch.from_numpy(np.ascontiguousarray(b)))
+        used.update((f"{name}.lora_a", f"{name}.lora_b"))
+    extra = sorted(set(arrays) - used)
+    if extra:
+        raise ModelError(f"{path} adapts modules this fit does not ({extra[0]}, ...); set "
+                         "target_modules to the init adapter's")
+    return len(used) // 2
+
+
 def _layer_order(module: str) -> tuple[int, str]:
     m = re.search(r"\.layers\.(\d+)\.", module)
     return (int(m.group(1)) if m else -1, module)
