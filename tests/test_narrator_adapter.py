@@ -194,13 +194,14 @@ def test_an_init_adapter_of_another_rank_is_refused(tiny_lora):
     other = attach_lora(load_model(base).model, TrainingConfig(lora_r=8, lora_alpha=8, lora_dropout=0.0))
     with pytest.raises(ModelError, match="set lora_r and lora_alpha"):
         load_lora_gguf(other, adapter)
+    with pytest.raises(ModelError, match="is not a GGUF LoRA adapter"):
+        load_lora_gguf(other, base)  # the base model itself, not an adapter
 
 
 def test_unpermute_rotary_undoes_the_export_permutation():
     import numpy as np
 
-    from training.export import permute_rotary
-    from training.lora_gguf import unpermute_rotary
+    from training.export import permute_rotary, unpermute_rotary
 
     rows = np.arange(48 * 3, dtype=np.float32).reshape(48, 3)
     assert not np.array_equal(permute_rotary(rows, 4), rows)

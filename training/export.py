@@ -60,6 +60,12 @@ def permute_rotary(weights: np.ndarray, n_head: int) -> np.ndarray:
             .swapaxes(1, 2).reshape(weights.shape))
 
 
+def unpermute_rotary(weights: np.ndarray, n_head: int) -> np.ndarray:
+    """llama.cpp's q/k row order -> HF's: the inverse of permute_rotary."""
+    return (weights.reshape(n_head, weights.shape[0] // n_head // 2, 2, *weights.shape[1:])
+            .swapaxes(1, 2).reshape(weights.shape))
+
+
 def _template_for(merged_dir: Path, template_gguf: str | Path | None) -> Path:
     if template_gguf is not None:
         return Path(template_gguf)

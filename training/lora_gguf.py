@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bot.errors import ModelError
-from training.export import partial_path, permute_rotary
+from training.export import partial_path, permute_rotary, unpermute_rotary
 
 _PEFT_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.default)?\.weight$")
 
@@ -78,12 +78,6 @@ def lora_tensors(config: dict, tensors: dict[str, np.ndarray], base: dict) -> li
     if not out:
         raise ModelError("the adapter holds no LoRA matrices")
     return out
-
-
-def unpermute_rotary(weights: np.ndarray, n_head: int) -> np.ndarray:
-    """llama.cpp's q/k row order -> HF's: the inverse of export.permute_rotary."""
-    return (weights.reshape(n_head, weights.shape[0] // n_head // 2, 2, *weights.shape[1:])
-            .swapaxes(1, 2).reshape(weights.shape))
 
 
 def load_lora_gguf(peft_model, path: str | Path) -> int:
