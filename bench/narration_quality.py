@@ -12,7 +12,7 @@ the share of turns that fell back to a template, distinct-1/2 and seconds per tu
         --variant narrator+checks:candidates=3 \
         --sample-from narrator+checks --out runs/narration
 
-A variant is NAME:key=value,...: ``lora`` (an adapter folder or file for every model the
+A variant is NAME:key=value,...: ``lora`` (an adapter folder or file, from the current directory, for every model the
 agents use, or none), ``candidates`` (narrations sampled per turn), ``openings`` (``forced``:
 the reply's JSON opening decoded with the prompt, as configured by default; ``drawn``: drawn
 token by token), ``pick`` (``likeliest``: every candidate drawn, the likeliest passing one said,
@@ -51,6 +51,8 @@ from bot.agreemate import load_agreemate_scenarios  # noqa: E402
 from bot.config import load_config  # noqa: E402
 from bot.data_sources import locate  # noqa: E402
 from bot.datasets import load_craigslist, reading_item  # noqa: E402
+from bot.errors import ModelError  # noqa: E402
+from bot.llm.lora import resolve_lora  # noqa: E402
 from bot.negotiation.llm_agent import PICKS  # noqa: E402
 from bot.negotiation.narration import CHECKS, distinct_n, narration_findings  # noqa: E402
 from bot.negotiation.prompts import SENTENCE_BUDGETS, money  # noqa: E402
@@ -82,6 +84,17 @@ def pick_dialogues(cfg, n: int, seed: int):
     return dialogues[:n]
 
 
+def checked_lora(ref: str) -> Path:
+    """A variant's adapter, a path from the current directory as typed on the command line,
+    checked (manifest, file sha256) before any game: a missing adapter must stop the bench,
+    not turn a variant into fallback templates."""
+    try:
+        resolve_lora(Path(ref).absolute())
+    except ModelError as exc:
+        raise SystemExit(f"--variant lora={ref}: {exc}") from None
+    return Path(ref).absolute()
+
+
 def variant_config(cfg, spec: dict[str, str]):
     """The config with every model's lora and openings and every llm agent's candidates and pick
     overridden."""
@@ -92,7 +105,7 @@ def variant_config(cfg, spec: dict[str, str]):
         models = {k: dataclasses.replace(m, forced_openings=spec["openings"] == "forced")
                   for k, m in models.items()}
     if "lora" in spec:
-        lora = None if spec["lora"] in ("", "none") else str(cfg.resolve_path(spec["lora"]))
+        lora = None if spec["lora"] in ("", "none") else str(checked_lora(spec["lora"]))
         models = {k: dataclasses.replace(m, lora=lora) for k, m in models.items()}
     agents = dict(cfg.agents)
     if "candidates" in spec:
