@@ -253,12 +253,19 @@ def write_sample(out: Path, model_rows, template_rows, humans, per_kind: int, se
             print(f"  note: only {len(rows)} {kind} lines for the sample (asked {per_kind})")
         picked += [(kind, r) for r in rows[:per_kind]]
     rng.shuffle(picked)
+    write_sample_files(out, [({"kind": kind, "scenario": r["scenario"], "rephrased": bool(r.get("repaired"))},
+                              {"item": r["item"], "listing": money(r["listing"]), "speaker": r["role"],
+                               "previous": r["previous"], "line": r["line"]}) for kind, r in picked])
+
+
+def write_sample_files(out: Path, entries: list[tuple[dict, dict]]) -> None:
+    """The blind reading of shuffled (key entry, line) pairs: OUT/sample.jsonl and sample.md (item,
+    listing, speaker, the line before, the line, an id) and, apart, OUT/key.json (id -> key entry)."""
     sample, key = [], {}
-    for i, (kind, r) in enumerate(picked, 1):
+    for i, (entry, line) in enumerate(entries, 1):
         lid = f"L{i:03d}"
-        key[lid] = {"kind": kind, "scenario": r["scenario"], "rephrased": bool(r.get("repaired"))}
-        sample.append({"id": lid, "item": r["item"], "listing": money(r["listing"]),
-                       "speaker": r["role"], "previous": r["previous"], "line": r["line"]})
+        key[lid] = entry
+        sample.append({"id": lid, **{k: line[k] for k in ("item", "listing", "speaker", "previous", "line")}})
     out.mkdir(parents=True, exist_ok=True)
     (out / "sample.jsonl").write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in sample))
     md = ["# Blind reading: would a person haggling over this item write this line?", "",

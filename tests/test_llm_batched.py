@@ -175,10 +175,10 @@ def test_the_opening_a_schema_forces_is_what_its_grammar_and_the_prompts_write()
 
 
 async def test_a_forced_opening_is_decoded_with_the_prompt_as_the_narrator_writes_it():
-    """The schema's opening goes in with the prompt (no step of its own) and the grammar holds.
-    The shipped narrator writes that opening itself: its greedy reply is the one it draws token
-    by token. (The base model draws it character by character, '{', '"', 'u', 'tt', ..., so the
-    opening also spares it ~13 steps and, written as the prompts render it, changes its words.)"""
+    """The schema's opening goes in with the prompt, in the 5 tokens the tokenizer (and so
+    training) splits it into, with no step of its own, and the grammar holds. Drawn, each of its
+    tokens is a step: the narrator draws it in 7 ('{"', 'u', 'tt', 'era', 'nce', '":', ' "'), the
+    base model character by character, so its words after it can differ from the forced reply's."""
     from tests.conftest import REPO
 
     greedy = Sampling(temperature=0.0, max_tokens=60)
@@ -196,14 +196,14 @@ async def test_a_forced_opening_is_decoded_with_the_prompt_as_the_narrator_write
             await seat.aclose()
             engine.close()
     (forced, forced_steps), (drawn, drawn_steps) = replies
-    assert forced.text == drawn.text and forced.text.startswith('{"utterance": "')
-    assert "$62" in json.loads(forced.text)["utterance"]
+    for reply in (forced, drawn):
+        assert reply.text.startswith('{"utterance": "')
+        assert "$62" in json.loads(reply.text)["utterance"]
     # the 5 opening tokens ('{"', 'utter', 'ance', '":', ' "') are the reply's, not the prompt's
     assert forced.prompt_tokens_evaluated == drawn.prompt_tokens_evaluated
-    # the narrator draws the opening in 7 tokens ('{"', 'u', 'tt', 'era', 'nce', '":', ' "'): each
-    # was a step of its own, now none is (at most one more prompt chunk for the 5 tokens)
-    assert drawn_steps - forced_steps >= 6
-    assert forced.completion_tokens == drawn.completion_tokens - 2
+    # one step per drawn token; forced, none for the opening's 5 (at most one more prompt chunk)
+    prompt_steps = (forced_steps - (forced.completion_tokens - 5), drawn_steps - drawn.completion_tokens)
+    assert prompt_steps[0] - prompt_steps[1] in (0, 1) and prompt_steps[1] >= 1
 
 
 async def test_an_opening_the_grammar_refuses_is_an_error_not_a_reply(engine, monkeypatch):
