@@ -183,6 +183,25 @@ SEEN = [
      "wrong_act"),
     ("I'm interested in the $110.", Act.INIT_PRICE, Role.BUYER, 110, "broken_slot"),
     ("Hi, I am looking for a $1,150 apartment.", Act.INIT_PRICE, Role.BUYER, 1150, "broken_slot"),
+    # judged not sensible by both readers of the paired readings of seeds 13-14 (twelfth session)
+    ("Would you be willing to pay $8,000 for it?", Act.COUNTER_PRICE, Role.BUYER, 8000, "wrong_role"),
+    ("Ok, are you available to pay $2,875?", Act.COUNTER_PRICE, Role.BUYER, 2875, "wrong_role"),
+    ("Would you pay $410 cash?", Act.COUNTER_PRICE, Role.BUYER, 410, "wrong_role"),
+    ("If you accept $12 would you be willing to give me the cash?", Act.COUNTER_PRICE, Role.BUYER,
+     12, "wrong_role"),
+    ("Hello, I am interested in the house. Would you have any questions about it?", Act.INQUIRE,
+     Role.BUYER, None, "wrong_role"),
+    ("It is $90", Act.COUNTER_PRICE, Role.BUYER, 90, "wrong_role"),
+    ("No, that's $90", Act.COUNTER_PRICE, Role.BUYER, 90, "wrong_role"),
+    ("I have it for $90", Act.COUNTER_PRICE, Role.BUYER, 90, "wrong_role"),
+    ("Hi there, I am looking to purchase the car for a price of $20,000", Act.COUNTER_PRICE,
+     Role.SELLER, 20000, "wrong_role"),
+    ("Hi I would like to come and pick up the truck for $11,500.", Act.INIT_PRICE, Role.SELLER,
+     11500, "wrong_role"),
+    ("I am asking $200 for it, but I would like to offer you a discount of  x dollars on top tube.",
+     Act.INFORM, Role.SELLER, None, "broken_slot"),
+    ("Hi, I'm just excited about this one for sure, how much is $100?", Act.COUNTER_PRICE,
+     Role.SELLER, 100, "broken_slot"),
 ]
 
 
@@ -289,6 +308,11 @@ def test_words_the_move_s_price_contradicts_are_flagged(line, act, role, price, 
     ("I can't accept that offer, but I could do $150.", Act.COUNTER_PRICE, Role.SELLER, 150),
     ("I will accept your offer of $120.", Act.ACCEPT, Role.SELLER, 120),
     ("Does it have any scratches? I could do $90.", Act.COUNTER_PRICE, Role.BUYER, 90),
+    ("Would you be willing to pay $130? It's in great shape.", Act.COUNTER_PRICE, Role.SELLER, 130),
+    ("Can I have it for $100 cash?", Act.COUNTER_PRICE, Role.BUYER, 100),
+    ("It's $150.", Act.INIT_PRICE, Role.SELLER, 150),
+    ("I can come pick it up today for $110.", Act.COUNTER_PRICE, Role.BUYER, 110),
+    ("I am looking to buy one soon. How old is it?", Act.INQUIRE, Role.BUYER, None),
 ])
 def test_lines_a_person_writes_pass(line, act, role, price):
     assert narration_findings(line, act, role, price=price, title="Road bike") == []

@@ -117,7 +117,16 @@ _SELLER_TALK = re.compile(
     # people's lines says one, "I can't go any lower than $200", labelled a buyer's by mistake)
     r"\bi(?:'ll| will| can| could|'m going to| am going to| would like to|'d like to)? take \$|"
     r"\btake it down\b|\b(?:can'?t|cannot|won'?t) go (?:any )?(?:below|lower)\b|"
-    r"\bi (?:can|could) get \$[\d,.]+ for\b",
+    r"\bi (?:can|could) get \$[\d,.]+ for\b|"
+    # ... or asking the seller to pay, or for the cash, asking if the seller has questions, or
+    # stating the price as the item's (twelfth session, seeds 13-14 read in pairs: "Would you be
+    # willing to pay $8,000 for it?", "would you be willing to give me the cash?", "Would you
+    # have any questions about it?", "It is $90", "I have it for $90"; 1 buyer of the 10,674
+    # people's lines says one, "Would you be willing to pay $285?", sellers say them 7 times)
+    r"\b(?:would|will|can|could|are|do) you (?:be )?(?:(?:willing|want|like|able|available|ready|"
+    r"happy) )?(?:to )?pay \$|\bgive me (?:the )?cash\b|\bwould you have any (?:other )?questions\b|"
+    r"^\W*(?:no,?\s*|ok(?:ay)?,?\s*)?(?:it'?s|it is|that'?s|that is|the price is) \$[\d,.]+\W*$|"
+    r"(?<!can )(?<!could )\bi have it for \$",
     re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
@@ -154,7 +163,11 @@ _BUYER_TALK = re.compile(
     # ... or coming to fetch it, looking at the buyer's item (seed 5: "I'll come and pick it up
     # for $155", "I am looking at your house for sale"; sixth session: "I'll come pick it up";
     # no seller of the 10,674 people's lines)
-    r"\bi(?:'ll| will| can| could| would)? come (?:and |to )?pick\b|\bi(?:'m| am) looking at your\b|"
+    rf"{_I_WILLING}come (?:and |to )?pick\b|\bi(?:'m| am) looking at your\b|"
+    # ... or looking to purchase it (twelfth session, seed 13: "Hi there, I am looking to purchase
+    # the car for a price of $20,000"; 1 seller of the 10,674 people's lines, "I would like to
+    # purchase for 3000")
+    r"\bi(?:'m| am) looking to (?:buy|purchase)\b|\bi(?:'d| would) like to purchase\b|"
     # ... or buying, thanking for a discount (sixth session, seed 4: "I'm happy to buy and have a
     # $70 offer", "thanks for the discount I will go to $11,500"; 1 seller of the 10,674)
     rf"{_I_WILLING}buy\b|\bthanks? (?:you )?for the discount\b|"
@@ -251,7 +264,10 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
     # ... or a price glued to a word ("the у$6,500 price", "Auto Contra.$3,500"), or a verb
     # where the price slot wants a noun ("I'm willing to pick $315": blind reading, seed 5)
     if re.search(r"\$\s*[?.!,]|\bprice of\s*$|\[\w*\]|`|[^\W\d_]\$\d|\w[.,;:]\$\d|"
-                 r"\bpick (?:up )?\$", text, re.I):
+                 r"\bpick (?:up )?\$|"
+                 # a placeholder, a price asked the price of (twelfth session, seeds 13-14: "a
+                 # discount of  x dollars", "how much is $100?"; none of the 10,674 people's lines)
+                 r"\b[xyn] dollars\b|\bhow much is \$", text, re.I):
         out.append(Finding("broken_slot", "a dangling mark where a word should be"))
     m = _ECHO.search(text)
     if m:
