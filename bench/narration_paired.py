@@ -13,11 +13,13 @@ sample beside people's lines, so one reader judges both narrators on the same mo
     # one blind reader per copy of OUT/sample.md, answers as narration_quality.py's, then
     .venv/bin/python bench/narration_paired.py --score runs/paired-s13/judged-r1.jsonl ...
 
-``--humans DIR`` takes people's lines from an earlier sample (DIR/sample.jsonl + DIR/key.json,
-kind human), ``--humans-per`` of them (default 40). ``--score`` is repeatable; each answer file
-is scored against the key.json in its own folder, and all of them are pooled: per variant the
-share of sensible lines and the mean natural score, the pairs where only one of the two was
-sensible with the exact two-sided sign test on them, and natural wins / ties / losses.
+The key marks each line's variant (kind "model", so bench/narration_readings.py pools the
+readings kept in docs/ with the others). ``--humans DIR`` takes people's lines from an earlier
+sample (DIR/sample.jsonl + DIR/key.json, kind human), ``--humans-per`` of them (default 40).
+``--score`` is repeatable; each answer file is scored against the key.json in its own folder,
+and all of them are pooled: per variant the share of sensible lines and the mean natural score,
+the pairs where only one of the two was sensible with the exact two-sided sign test on them,
+and natural wins / ties / losses.
 Pure Python, no model: seconds.
 """
 
@@ -81,8 +83,8 @@ def build(out: Path, a: tuple[str, Path], b: tuple[str, Path], humans: Path | No
     entries = []  # (key entry, sample entry without id)
     for n, (ra, rb) in enumerate(pairs):
         for name, r in ((a_name, ra), (b_name, rb)):
-            entries.append(({"kind": name, "pair": n, "scenario": r["scenario"], "index": r["index"],
-                             "rephrased": bool(r.get("repaired"))},
+            entries.append(({"kind": "model", "variant": name, "pair": n, "scenario": r["scenario"],
+                             "index": r["index"], "rephrased": bool(r.get("repaired"))},
                             {"item": r["item"], "listing": money(r["listing"]), "speaker": r["role"],
                              "previous": r["previous"], "line": r["line"]}))
     people = human_lines(humans) if humans is not None else []
@@ -110,9 +112,9 @@ def score(judged_paths: list[Path]) -> dict:
         key = json.loads((path.parent / "key.json").read_text(encoding="utf-8"))
         for j in read_jsonl(path):
             k = key[j["id"]]
-            kinds.setdefault(k["kind"], []).append(j)
+            kinds.setdefault(k.get("variant", k["kind"]), []).append(j)
             if "pair" in k:
-                by_pair.setdefault((str(path), k["pair"]), {})[k["kind"]] = j
+                by_pair.setdefault((str(path), k["pair"]), {})[k["variant"]] = j
     names = sorted({n for p in by_pair.values() for n in p})
     if len(names) != 2:
         raise SystemExit(f"the answers hold variants {names}: a paired reading needs exactly two")

@@ -56,7 +56,8 @@ def test_the_sample_holds_both_words_of_each_move_and_people_lines_only(tmp_path
     pairs = {}
     for lid, k in key.items():
         if k["kind"] != "human":
-            pairs.setdefault(k["pair"], {})[k["kind"]] = lines[lid]
+            assert k["kind"] == "model"
+            pairs.setdefault(k["pair"], {})[k["variant"]] = lines[lid]
     assert pairs[0] == {"old": "How about $150?", "new": "Would you do $150?"}
     text = (out / "sample.md").read_text()
     assert "old" not in text and "new" not in text and "$200" in text  # blind; the listing as money
@@ -80,7 +81,7 @@ def test_the_score_pairs_each_readers_answers(tmp_path):
     for n in range(6):  # 6 pairs: "new" sensible in all, "old" in the first one only
         for kind, sensible, natural in (("old", n == 0, 2), ("new", True, 4 if n < 5 else 2)):
             lid = f"L{len(key) + 1:03d}"
-            key[lid] = {"kind": kind, "pair": n}
+            key[lid] = {"kind": "model", "variant": kind, "pair": n}
             answers.append({"id": lid, "sensible": sensible, "natural": natural})
     key["L999"] = {"kind": "human"}
     answers.append({"id": "L999", "sensible": True, "natural": 5})
