@@ -202,6 +202,11 @@ SEEN = [
      Act.INFORM, Role.SELLER, None, "broken_slot"),
     ("Hi, I'm just excited about this one for sure, how much is $100?", Act.COUNTER_PRICE,
      Role.SELLER, 100, "broken_slot"),
+    # make demo's transcripts, twelfth and thirteenth sessions
+    ("... it has all the adadr_$15.", Act.INIT_PRICE, Role.SELLER, 15, "broken_slot"),
+    ("I can go as low as $13", Act.COUNTER_PRICE, Role.BUYER, 13, "wrong_role"),
+    ("I can drop $15 for it", Act.INSIST, Role.SELLER, 15, "wrong_act"),
+    ("I can drop $14.50", Act.COUNTER_PRICE, Role.SELLER, 14.5, "wrong_act"),
 ]
 
 
@@ -265,6 +270,8 @@ def test_calling_their_price_good_then_naming_another_reads_like_an_accept(line,
      {"listing": 700, "my_price": 540}, {"listing": 700, "my_price": 600}),
     ("I can go up to $300", Act.COUNTER_PRICE, Role.BUYER, 300,
      {"my_price": 300}, {"my_price": 250}),
+    ("I can offer you a discount for $15.", Act.INSIST, Role.SELLER, 15,
+     {"listing": 15, "my_price": 15}, {"listing": 15, "my_price": 18}),
 ])
 def test_words_the_move_s_price_contradicts_are_flagged(line, act, role, price, prices, agreeing):
     found = narration_findings(line, act, role, price=price, title="Armchair", **prices)
@@ -313,6 +320,8 @@ def test_words_the_move_s_price_contradicts_are_flagged(line, act, role, price, 
     ("It's $150.", Act.INIT_PRICE, Role.SELLER, 150),
     ("I can come pick it up today for $110.", Act.COUNTER_PRICE, Role.BUYER, 110),
     ("I am looking to buy one soon. How old is it?", Act.INQUIRE, Role.BUYER, None),
+    ("I can go as low as $130, but no lower.", Act.COUNTER_PRICE, Role.SELLER, 130),
+    ("Can you go as low as $100?", Act.COUNTER_PRICE, Role.BUYER, 100),
 ])
 def test_lines_a_person_writes_pass(line, act, role, price):
     assert narration_findings(line, act, role, price=price, title="Road bike") == []

@@ -126,7 +126,10 @@ _SELLER_TALK = re.compile(
     r"\b(?:would|will|can|could|are|do) you (?:be )?(?:(?:willing|want|like|able|available|ready|"
     r"happy) )?(?:to )?pay \$|\bgive me (?:the )?cash\b|\bwould you have any (?:other )?questions\b|"
     r"^\W*(?:no,?\s*|ok(?:ay)?,?\s*)?(?:it'?s|it is|that'?s|that is|the price is) \$[\d,.]+\W*$|"
-    r"(?<!can )(?<!could )\bi have it for \$",
+    r"(?<!can )(?<!could )\bi have it for \$|"
+    # ... or going as low as a price (thirteenth session, make demo: "I can go as low as $13"
+    # raising to $13; 0 of the 5,377 people's buyer lines say it, sellers 11 times)
+    r"\bi(?:'m| am)?(?: (?:can|could|will|would|'ll|'d|willing to|able to))? go as low as\b",
     re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
@@ -201,7 +204,8 @@ _NO = re.compile(r"\b(no|not|can'?t|cannot|won'?t|too (low|high|much)|sorry|pass
 # The move's price is what the item would sell for, never an amount off it ("I'm willing to take
 # $110 off", seventh session, seed 7; 7 of the 10,674 people's lines, each where the dataset's
 # price label is the discount)
-_DISCOUNT = re.compile(r"\$[\d,.]*\d\s+off\b|\bdiscount of \$", re.I)  # (discount of: 0 of the 10,674)
+# (discount of, drop $: 0 of the 10,674; "I can drop $15 for it" insisting on $15: make demo)
+_DISCOUNT = re.compile(r"\$[\d,.]*\d\s+off\b|\bdiscount of \$|\bdrop \$", re.I)
 # ... nor one the speaker refuses in the same breath ("The price is too low and I'm not willing
 # to take $100" proposing $100: seventh session, seed 7; no person of the 3,840 priced lines of
 # CraigslistBargains validation + test refuses their own price in the first person)
@@ -218,6 +222,11 @@ _THEIR_OFFER_OF = re.compile(r"\b(?:your|the|that|this) offer of \$", re.I)
 # listing's $550 again; none of the 12 people's lines that say so with one price contradict it)
 _DOWN = re.compile(r"\b(?:come|go|drop|bring it|get it|move) down\b|\blower (?:it |the price )?to\b|"
                    r"\bdrop (?:it|the price) to\b", re.I)
+# A seller's discount offered is a move down too ("I can offer you a discount for $15" insisting
+# on its $15: make demo, thirteenth session; none of the 6 people's seller lines that say
+# "discount" offers one this way)
+_DISCOUNT_WORD = re.compile(r"\b(?:offer|give|do)(?: you)? a (?:small |little )?discount\b|"
+                            r"\bdiscount(?:ed)? (?:for|to|at) \$", re.I)
 _UP = re.compile(r"\b(?:come|go|move|bump it) up\b(?! with)|\braise (?:it|my offer)\b|\bincrease\b", re.I)
 # An answer that promises one and gives none ("Yes, I can give you a price for it.", "I'll be
 # happy to answer your question."; 1 of the 10,674 people's lines says so, and answers)
@@ -263,10 +272,11 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
         out.append(Finding("broken_slot", m.group(0)))
     # ... or a price glued to a word ("the у$6,500 price", "Auto Contra.$3,500"), or a verb
     # where the price slot wants a noun ("I'm willing to pick $315": blind reading, seed 5)
-    if re.search(r"\$\s*[?.!,]|\bprice of\s*$|\[\w*\]|`|[^\W\d_]\$\d|\w[.,;:]\$\d|"
+    if re.search(r"\$\s*[?.!,]|\bprice of\s*$|\[\w*\]|`|[^\W\d]\$\d|\w[.,;:]\$\d|"
                  r"\bpick (?:up )?\$|"
                  # a placeholder, a price asked the price of (twelfth session, seeds 13-14: "a
-                 # discount of  x dollars", "how much is $100?"; none of the 10,674 people's lines)
+                 # discount of  x dollars", "how much is $100?"; none of the 10,674 people's lines;
+                 # an underscore glued to the price, "it has all the adadr_$15": make demo)
                  r"\b[xyn] dollars\b|\bhow much is \$", text, re.I):
         out.append(Finding("broken_slot", "a dangling mark where a word should be"))
     m = _ECHO.search(text)
@@ -329,7 +339,8 @@ def _price_findings(text: str, act: Act, role: Role, price: float | None, their_
         out.append(Finding("wrong_act", "calls its own price the other side's offer"))
     before = my_price if my_price is not None else (listing if role is Role.SELLER else None)
     if before is not None and act is not Act.ACCEPT:
-        if role is Role.SELLER and price >= before - 0.005 * before and _DOWN.search(text):
+        if role is Role.SELLER and price >= before - 0.005 * before and (
+                _DOWN.search(text) or _DISCOUNT_WORD.search(text)):
             out.append(Finding("wrong_act", "comes down to a price no lower than before"))
         elif role is Role.BUYER and price <= before + 0.005 * before and _UP.search(text):
             out.append(Finding("wrong_act", "goes up to a price no higher than before"))
