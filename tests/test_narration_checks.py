@@ -207,6 +207,11 @@ SEEN = [
     ("I can go as low as $13", Act.COUNTER_PRICE, Role.BUYER, 13, "wrong_role"),
     ("I can drop $15 for it", Act.INSIST, Role.SELLER, 15, "wrong_act"),
     ("I can drop $14.50", Act.COUNTER_PRICE, Role.SELLER, 14.5, "wrong_act"),
+    # judged unnatural (2 of 5) in the readings of seeds 13-14 with the twelfth session's checks
+    ("I would like to do $1,975 for you.", Act.COUNTER_PRICE, Role.BUYER, 1975, "wrong_role"),
+    ("I would take $2,250.", Act.COUNTER_PRICE, Role.BUYER, 2250, "wrong_role"),
+    ("Can I take $15,500?", Act.COUNTER_PRICE, Role.SELLER, 15500, "wrong_role"),
+    ("Could I take $200?", Act.COUNTER_PRICE, Role.SELLER, 200, "wrong_role"),
 ]
 
 
@@ -224,6 +229,10 @@ def test_lines_the_agents_were_seen_writing_are_flagged(line, act, role, price, 
     ("Great, I would like to offer you a deal of $2,450 for this chair.", Act.INSIST,
      Role.SELLER, 2450, 2200),
     ("That's great. I'm willing to do $11,300.", Act.INSIST, Role.SELLER, 11300, 10400),
+    # (thirteenth session, seeds 13-14: judged unnatural, 2-3 of 5; 2 more of the 759 people's
+    # priced moves after another price open so, 10 in all)
+    ("That sounds great, $3,100.", Act.COUNTER_PRICE, Role.BUYER, 3100, 3300),
+    ("That sounds good, $2,500 and I can do that.", Act.INSIST, Role.SELLER, 2500, 1525),
 ])
 def test_a_yes_to_their_price_then_another_price_reads_like_an_accept(line, act, role, price, theirs):
     found = narration_findings(line, act, role, price=price, title="Armchair", their_price=theirs)
@@ -322,6 +331,9 @@ def test_words_the_move_s_price_contradicts_are_flagged(line, act, role, price, 
     ("I am looking to buy one soon. How old is it?", Act.INQUIRE, Role.BUYER, None),
     ("I can go as low as $130, but no lower.", Act.COUNTER_PRICE, Role.SELLER, 130),
     ("Can you go as low as $100?", Act.COUNTER_PRICE, Role.BUYER, 100),
+    ("I can do $180 for you.", Act.COUNTER_PRICE, Role.SELLER, 180),
+    ("I would take $35", Act.COUNTER_PRICE, Role.SELLER, 35),
+    ("Can I take them off your hands for $135 then?", Act.COUNTER_PRICE, Role.BUYER, 135),
 ])
 def test_lines_a_person_writes_pass(line, act, role, price):
     assert narration_findings(line, act, role, price=price, title="Road bike") == []

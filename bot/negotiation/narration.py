@@ -64,7 +64,8 @@ _YES_OPENING = re.compile(r"^\W*(?:yes|yeah|yep)\b(?![^.!?]{0,30}\bbut\b)", re.I
 # ... and so does calling a price good ("That's a good price if I can get $395" after $550,
 # "That's a great deal, how about $64?" after $62: eighth session, from the seventh's readings;
 # 2 of the 884 people's priced moves that follow another price open so).
-_YES_PRICED = re.compile(r"^\W*(?:yes|yeah|yep|sure|(?:(?:it'?s|that'?s|that is|sounds|what) )?(?:(?:a|like a) )?"
+_YES_PRICED = re.compile(r"^\W*(?:yes|yeah|yep|sure|(?:(?:it|that|this) )?sounds? (?:good|great|fine)|"
+                         r"(?:(?:it'?s|that'?s|that is|sounds|what) )?(?:(?:a|like a) )?"
                          r"(?:(?:really|very|pretty) )?(?:great|perfect|awesome|wonderful|"
                          r"(?:good|fair|nice) (?:price|deal|offer)))\b(?:\s*[.!,]+\s)?(?![^.!?]*\bbut\b)"
                          r"[^.!?]*?\d", re.I)
@@ -115,7 +116,7 @@ _SELLER_TALK = re.compile(
     # session, from the seventh's readings of seeds 7-9: "I'll take $1,800", "I'm willing to take
     # it down to $75", "I can't go below $10", "I can get $205 for it"; 1 buyer of the 10,674
     # people's lines says one, "I can't go any lower than $200", labelled a buyer's by mistake)
-    r"\bi(?:'ll| will| can| could|'m going to| am going to| would like to|'d like to)? take \$|"
+    r"\bi(?:'ll| will| can| could|'d| would|'m going to| am going to| would like to|'d like to)? take \$|"
     r"\btake it down\b|\b(?:can'?t|cannot|won'?t) go (?:any )?(?:below|lower)\b|"
     r"\bi (?:can|could) get \$[\d,.]+ for\b|"
     # ... or asking the seller to pay, or for the cash, asking if the seller has questions, or
@@ -129,7 +130,11 @@ _SELLER_TALK = re.compile(
     r"(?<!can )(?<!could )\bi have it for \$|"
     # ... or going as low as a price (thirteenth session, make demo: "I can go as low as $13"
     # raising to $13; 0 of the 5,377 people's buyer lines say it, sellers 11 times)
-    r"\bi(?:'m| am)?(?: (?:can|could|will|would|'ll|'d|willing to|able to))? go as low as\b",
+    r"\bi(?:'m| am)?(?: (?:can|could|will|would|'ll|'d|willing to|able to))? go as low as\b|"
+    # ... or doing a price "for you", or taking a price (thirteenth session, from the readings of
+    # seeds 13-14: "I would like to do $1,975 for you.", "I would take $2,250."; 0 of the 5,377
+    # people's buyer lines, sellers 5 and 3 times)
+    r"\$[\d,.]*\d for you\b",
     re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
@@ -138,6 +143,9 @@ _BUYER_TALK = re.compile(
     r"\bi'?ll pay\b|\bgoing to spend\b|\bmy collection\b|"
     r"\bi'?(ll|d) (love to |like to |be happy to )?take it\b|\bwhat is (it|the item)\b|"
     r"\bwhat are you selling\b|"
+    # the seller asking to take a price (thirteenth session, from the readings of seeds 13-14:
+    # "Can I take $15,500?", "Could I take $200?"; 0 of the 5,297 people's seller lines, 1 buyer's)
+    r"\b(?:can|could) i take\b|"
     # the seller speaking as the one who pays, buys or fetches (measured blind: "I'm willing to
     # pay $275", "I would be happy to buy it for $580", "I can pick it up for $285")
     r"\bi(?:'m| am|'d| would| will|'ll| can| could)(?: be)?(?: (?:willing|happy|glad|ready|"
