@@ -8,9 +8,9 @@ lines (and people's and template lines beside them):
 - sensible / natural by the shape of the line: where the price sits and how many sentences
   come before or after the one that states it (the evidence for ``sentences = 1``);
 - by how many words in a row the line copies from the line before it (the other side's);
-- a learned reranker, honestly validated: a logistic regression on the line's words (by role)
-  trained on every reading but one group of scenarios and scored on the held-out group (AUC);
-  a reranker worth building would rank unseen items' lines well, not only the items it read.
+- the line reader (training/line_reader.py), honestly validated: fit on every reading but one
+  group of scenarios and scored on the held-out group (AUC); a reranker worth building ranks
+  unseen items' lines well, not only the items it read.
 
     .venv/bin/python bench/narration_readings.py [--docs docs]
 
@@ -20,36 +20,19 @@ Pure Python, no model: seconds.
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import random
 import re
+import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from training.line_reader import auc, fit, model_judgments, readings  # noqa: E402
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _PRICE = re.compile(r"\$[\d,.]+")
 _SEED = re.compile(r"seed(\d+)")
-
-
-def readings(docs: Path) -> list[dict]:
-    """Every judged line of every reading: sample fields + kind + the reader's answer."""
-    rows = []
-    for key_path in sorted((docs / "narration-key").rglob("key.json")):
-        name = key_path.parent.relative_to(docs / "narration-key").as_posix()
-        sample_path = docs / "narration-sample" / name / "sample.jsonl"
-        if not sample_path.is_file():
-            continue
-        key = json.loads(key_path.read_text())
-        sample = {r["id"]: r for r in map(json.loads, sample_path.read_text().splitlines())}
-        for reader, judged in enumerate(sorted(key_path.parent.glob("judged*.jsonl"))):
-            for answer in map(json.loads, judged.read_text().splitlines()):
-                line = sample[answer["id"]]
-                rows.append({**line, "reading": name, "reader": reader,
-                             "kind": key[answer["id"]]["kind"],
-                             "sensible": bool(answer["sensible"]), "natural": answer["natural"]})
-    return rows
 
 
 def scenario_group(reading: str) -> str:
@@ -99,62 +82,21 @@ def _table(title: str, rows: list[dict], key) -> None:
         print(f"  {name:34}" + "".join(f"{c:>22}" for c in cells))
 
 
-def features(r: dict) -> Counter:
-    text = _PRICE.sub(" $P ", r["line"].lower())
-    w = re.findall(r"[a-z$']+|[?!.,]", text)
-    f: Counter = Counter()
-    for a in w:
-        f[f"{r['speaker']}:{a}"] += 1
-        f[f"w:{a}"] += 1
-    for a, b in zip(w, w[1:], strict=False):
-        f[f"{r['speaker']}:{a}_{b}"] += 1
-    f[f"len:{min(len(w) // 5, 6)}"] = 1
-    f[f"copy:{min(copied_run(r['line'], r.get('previous') or ''), 5)}"] = 1
-    return f
-
-
-def fit_logistic(data: list[tuple[Counter, int]], epochs: int = 8, lr: float = 0.1,
-                 l2: float = 1e-3) -> tuple[dict[str, float], float]:
-    weights: dict[str, float] = defaultdict(float)
-    bias = 0.0
-    data = list(data)
-    for epoch in range(epochs):
-        random.Random(epoch).shuffle(data)
-        for f, y in data:
-            z = bias + sum(weights[k] * v for k, v in f.items())
-            p = 1 / (1 + math.exp(-max(-30.0, min(30.0, z))))
-            g = y - p
-            bias += lr * g
-            for k, v in f.items():
-                weights[k] += lr * (g * v - l2 * weights[k])
-    return weights, bias
-
-
-def auc(scored: list[tuple[float, bool]]) -> float:
-    pos = [s for s, y in scored if y]
-    neg = [s for s, y in scored if not y]
-    if not pos or not neg:
-        return float("nan")
-    return sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
-
-
 def reranker_report(rows: list[dict]) -> None:
-    model = [r for r in rows if r["kind"] == "model"]
-    human = [r for r in rows if r["kind"] == "human"]
-    print("\nA reranker learned from the answers (logistic regression on the line's words by role,"
-          "\nlength and copying; people's lines as extra sensible examples), AUC on held-out lines:")
+    """The line reader (training/line_reader.py, what ``pick = "reader"`` ships), fit on every
+    reading but one group and scored on the held-out group: its AUC on lines it never saw."""
+    print("\nThe line reader (training/line_reader.py: logistic regression on the line's words by"
+          "\nrole and length), fit without one group of readings, AUC (sensible) on that group:")
     for split in ("reading", "scenarios"):
         def group(r, split=split):
             return r["reading"] if split == "reading" else scenario_group(r["reading"])
 
+        model = [r for r in rows if r["kind"] == "model"]
         pooled: list[tuple[float, bool]] = []
         per = []
         for held in sorted({group(r) for r in model}):
-            train = [(features(r), int(r["sensible"])) for r in model if group(r) != held]
-            train += [(features(r), 1) for r in human if group(r) != held][:400]
-            weights, bias = fit_logistic(train)
-            test = [(bias + sum(weights.get(k, 0.0) * v for k, v in features(r).items()), r["sensible"])
-                    for r in model if group(r) == held]
+            reader = fit(model_judgments([r for r in model if group(r) != held]), iterations=1000)
+            test = [(reader.score(r["line"], r["speaker"]), r["sensible"]) for r in model if group(r) == held]
             pooled += test
             per.append(f"{held} {auc(test):.2f}")
         label = ("one reading held out (its items seen in other readings)" if split == "reading"

@@ -66,11 +66,16 @@ class AgentFactory:
             # with reservation_spread 0 the limit is the published fraction: no deadline take
             policy = ConcessionPolicy(agent.personality, seed=seed,
                                       private_limit=self.cfg.negotiation.reservation_spread > 0)
+        reader = None
+        if agent.pick == "reader":
+            from bot.negotiation.line_reader import LineReader
+
+            reader = LineReader.load()
         return LLMAgent(name, backend, sampling=sampling, personality=agent.personality, cot=agent.cot,
                         max_repairs=agent.max_repairs, fallback=rule,
                         policy=policy, candidates=agent.candidates,
                         pick=agent.pick, sentences=agent.sentences,
-                        rephrase=agent.rephrase, reply_budget_s=reply_budget_s)
+                        rephrase=agent.rephrase, reply_budget_s=reply_budget_s, reader=reader)
 
     async def probe(self, seats: Iterable[tuple[str, Role | str, str]]) -> list[str]:
         """Probe, once each, the models the agents of ``seats`` (agent name, role, seat) run on:

@@ -178,9 +178,10 @@ class AgentConfig:
     # (bot/negotiation/narration.py); 1 = a single sample, re-asked on a problem
     candidates: int = 1
     # which passing candidate is said: the model's likeliest (all are drawn), the shortest (all
-    # drawn; ties: the likeliest) or the first that passes (the rest are not drawn: fewer tokens
-    # a turn, docs/narration.md)
-    pick: Literal["likeliest", "shortest", "first"] = "likeliest"
+    # drawn; ties: the likeliest), the first that passes (the rest are not drawn: fewer tokens
+    # a turn), or the one the line reader fit on blind readings scores highest (all drawn;
+    # bot/negotiation/line_reader.py); docs/narration.md
+    pick: Literal["likeliest", "shortest", "first", "reader"] = "likeliest"
     # the reply budget of a hybrid agent's priced moves and accepts, in sentences: 1 = the one
     # sentence that states the move; unset = as people write (docs/narration.md)
     sentences: int | None = None

@@ -37,6 +37,7 @@ from typing import Any
 from bot.errors import ContextOverflow, ModelError, TurnError
 from bot.negotiation.agents import DialogueState, RuleAgent, template_utterance, words_only
 from bot.negotiation.guard import guard_turn, stated_prices, utterance_problem
+from bot.negotiation.line_reader import LineReader
 from bot.negotiation.narration import narration_findings
 from bot.negotiation.openers import openers_for
 from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality
@@ -105,8 +106,9 @@ REPLY_BUDGET = "reply budget"
 
 
 # Which passing candidate a hybrid agent says: the model's likeliest (all drawn), the shortest
-# (all drawn; ties: the likeliest) or the first.
-PICKS = ("likeliest", "shortest", "first")
+# (all drawn; ties: the likeliest), the first, or the one a reader fit on blind readings scores
+# highest (all drawn; bot/negotiation/line_reader.py).
+PICKS = ("likeliest", "shortest", "first", "reader")
 
 
 class LLMAgent:
@@ -115,7 +117,8 @@ class LLMAgent:
                  cot: bool = False, max_repairs: int = 1, timeout: float | None = None,
                  fallback: RuleAgent | None = None, policy: ConcessionPolicy | None = None,
                  candidates: int = 1, pick: str = "likeliest", sentences: int | None = None,
-                 rephrase: bool = False, reply_budget_s: float | None = None) -> None:
+                 rephrase: bool = False, reply_budget_s: float | None = None,
+                 reader: LineReader | None = None) -> None:
         self.name = name
         self.backend = backend
         self.sampling = sampling
@@ -132,6 +135,9 @@ class LLMAgent:
         if pick not in PICKS:
             raise ValueError(f"pick must be one of {', '.join(PICKS)}, not {pick!r}")
         self.pick = pick  # "first": the first passing candidate is said, the rest not drawn
+        if pick == "reader" and reader is None:
+            raise ValueError('pick "reader" needs the line reader (LineReader.load())')
+        self.reader = reader
         if sentences not in SENTENCE_BUDGETS:
             raise ValueError(f"sentences must be one of {SENTENCE_BUDGETS}, not {sentences!r}")
         self.sentences = sentences  # the hybrid reply budget (prompts.narration_pattern)
@@ -322,8 +328,9 @@ class LLMAgent:
                     continue
                 extra_info = getattr(result, "extra", None) or {}
                 n = extra_info.get("logprob_tokens") or 0
-                shortness = -len(utterance) if self.pick == "shortest" else 0
-                score = (self._brief(turn), shortness, extra_info["logprob"] / n if n else 0.0)
+                preference = (-len(utterance) if self.pick == "shortest" else
+                              self.reader.score(utterance, state.role.value) if self.pick == "reader" else 0)
+                score = (self._brief(turn), preference, extra_info["logprob"] / n if n else 0.0)
                 if best is None or score > best[0]:
                     best = (score, turn)
                 if self.pick == "first":
