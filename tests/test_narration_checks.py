@@ -212,6 +212,10 @@ SEEN = [
     ("I would take $2,250.", Act.COUNTER_PRICE, Role.BUYER, 2250, "wrong_role"),
     ("Can I take $15,500?", Act.COUNTER_PRICE, Role.SELLER, 15500, "wrong_role"),
     ("Could I take $200?", Act.COUNTER_PRICE, Role.SELLER, 200, "wrong_role"),
+    # judged not sensible, or unnatural (2 of 5), by both readers of seed 15 (thirteenth session)
+    ("How about $925 and I can do it for you?", Act.COUNTER_PRICE, Role.BUYER, 925, "wrong_role"),
+    ("This bike is very nice. I would like to take it for a spin.", Act.INFORM, Role.SELLER, None,
+     "wrong_role"),
 ]
 
 
@@ -281,6 +285,8 @@ def test_calling_their_price_good_then_naming_another_reads_like_an_accept(line,
      {"my_price": 300}, {"my_price": 250}),
     ("I can offer you a discount for $15.", Act.INSIST, Role.SELLER, 15,
      {"listing": 15, "my_price": 15}, {"listing": 15, "my_price": 18}),
+    ("I would like to offer you a deal for $550", Act.INIT_PRICE, Role.SELLER, 550,
+     {"listing": 550}, {"listing": 600}),
 ])
 def test_words_the_move_s_price_contradicts_are_flagged(line, act, role, price, prices, agreeing):
     found = narration_findings(line, act, role, price=price, title="Armchair", **prices)
@@ -334,6 +340,8 @@ def test_words_the_move_s_price_contradicts_are_flagged(line, act, role, price, 
     ("I can do $180 for you.", Act.COUNTER_PRICE, Role.SELLER, 180),
     ("I would take $35", Act.COUNTER_PRICE, Role.SELLER, 35),
     ("Can I take them off your hands for $135 then?", Act.COUNTER_PRICE, Role.BUYER, 135),
+    ("When can I come and take it for a test ride?", Act.INQUIRE, Role.BUYER, None),
+    ("If you want I'll do it for you. It will take a couple of days.", Act.INFORM, Role.SELLER, None),
 ])
 def test_lines_a_person_writes_pass(line, act, role, price):
     assert narration_findings(line, act, role, price=price, title="Road bike") == []

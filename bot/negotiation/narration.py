@@ -132,9 +132,9 @@ _SELLER_TALK = re.compile(
     # raising to $13; 0 of the 5,377 people's buyer lines say it, sellers 11 times)
     r"\bi(?:'m| am)?(?: (?:can|could|will|would|'ll|'d|willing to|able to))? go as low as\b|"
     # ... or doing a price "for you", or taking a price (thirteenth session, from the readings of
-    # seeds 13-14: "I would like to do $1,975 for you.", "I would take $2,250."; 0 of the 5,377
-    # people's buyer lines, sellers 5 and 3 times)
-    r"\$[\d,.]*\d for you\b",
+    # seeds 13-15: "I would like to do $1,975 for you.", "I would take $2,250.", "How about $925
+    # and I can do it for you?"; 0 of the 5,377 people's buyer lines, sellers 6, 10 and 1 times)
+    r"\$[\d,.]*\d for you\b|\b(?:do|make) it for you\b",
     re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
@@ -143,9 +143,10 @@ _BUYER_TALK = re.compile(
     r"\bi'?ll pay\b|\bgoing to spend\b|\bmy collection\b|"
     r"\bi'?(ll|d) (love to |like to |be happy to )?take it\b|\bwhat is (it|the item)\b|"
     r"\bwhat are you selling\b|"
-    # the seller asking to take a price (thirteenth session, from the readings of seeds 13-14:
-    # "Can I take $15,500?", "Could I take $200?"; 0 of the 5,297 people's seller lines, 1 buyer's)
-    r"\b(?:can|could) i take\b|"
+    # the seller asking to take a price, or to take the item for a ride (thirteenth session, from
+    # the readings of seeds 13-15: "Can I take $15,500?", "Could I take $200?", "I would like to
+    # take it for a spin."; 0 of the 5,297 people's seller lines, 1 buyer's each)
+    r"\b(?:can|could) i take\b|\btake (?:it|her|him) (?:out )?for a (?:spin|test ?ride|ride|drive)\b|"
     # the seller speaking as the one who pays, buys or fetches (measured blind: "I'm willing to
     # pay $275", "I would be happy to buy it for $580", "I can pick it up for $285")
     r"\bi(?:'m| am|'d| would| will|'ll| can| could)(?: be)?(?: (?:willing|happy|glad|ready|"
@@ -230,11 +231,11 @@ _THEIR_OFFER_OF = re.compile(r"\b(?:your|the|that|this) offer of \$", re.I)
 # listing's $550 again; none of the 12 people's lines that say so with one price contradict it)
 _DOWN = re.compile(r"\b(?:come|go|drop|bring it|get it|move) down\b|\blower (?:it |the price )?to\b|"
                    r"\bdrop (?:it|the price) to\b", re.I)
-# A seller's discount offered is a move down too ("I can offer you a discount for $15" insisting
-# on its $15: make demo, thirteenth session; none of the 6 people's seller lines that say
-# "discount" offers one this way)
+# A seller's discount or deal offered is a move down too ("I can offer you a discount for $15"
+# insisting on its $15: make demo; "I would like to offer you a deal for $550" at the listing's
+# $550: seed 15, thirteenth session; 3 and 1 of the 5,297 people's seller lines offer one so)
 _DISCOUNT_WORD = re.compile(r"\b(?:offer|give|do)(?: you)? a (?:small |little )?discount\b|"
-                            r"\bdiscount(?:ed)? (?:for|to|at) \$", re.I)
+                            r"\bdiscount(?:ed)? (?:for|to|at) \$|\boffer you a deal\b", re.I)
 _UP = re.compile(r"\b(?:come|go|move|bump it) up\b(?! with)|\braise (?:it|my offer)\b|\bincrease\b", re.I)
 # An answer that promises one and gives none ("Yes, I can give you a price for it.", "I'll be
 # happy to answer your question."; 1 of the 10,674 people's lines says so, and answers)
