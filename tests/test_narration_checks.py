@@ -216,6 +216,9 @@ SEEN = [
     ("How about $925 and I can do it for you?", Act.COUNTER_PRICE, Role.BUYER, 925, "wrong_role"),
     ("This bike is very nice. I would like to take it for a spin.", Act.INFORM, Role.SELLER, None,
      "wrong_role"),
+    # ... and of seed 16
+    ("Could you come down to $9,900?", Act.COUNTER_PRICE, Role.SELLER, 9900, "wrong_role"),
+    ("I can get it for $975", Act.COUNTER_PRICE, Role.SELLER, 975, "wrong_role"),
 ]
 
 

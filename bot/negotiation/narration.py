@@ -147,6 +147,10 @@ _BUYER_TALK = re.compile(
     # the readings of seeds 13-15: "Can I take $15,500?", "Could I take $200?", "I would like to
     # take it for a spin."; 0 of the 5,297 people's seller lines, 1 buyer's each)
     r"\b(?:can|could) i take\b|\btake (?:it|her|him) (?:out )?for a (?:spin|test ?ride|ride|drive)\b|"
+    # ... or asking the buyer to come down, or getting it for a price (seed 16: "Could you come
+    # down to $9,900?", "I can get it for $975"; 0 of the 5,297 people's seller lines, buyers 21
+    # and 0 times)
+    r"\b(?:could|can|would|will) you (?:come|go) down\b|\bi (?:can|could) get it for \$|"
     # the seller speaking as the one who pays, buys or fetches (measured blind: "I'm willing to
     # pay $275", "I would be happy to buy it for $580", "I can pick it up for $285")
     r"\bi(?:'m| am|'d| would| will|'ll| can| could)(?: be)?(?: (?:willing|happy|glad|ready|"
