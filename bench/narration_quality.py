@@ -122,6 +122,12 @@ def variant_config(cfg, spec: dict[str, str]):
             raise SystemExit(f"sentences={spec['sentences']}: 1 or none")
         agents = {k: dataclasses.replace(a, sentences=budget) if a.kind == "llm" else a
                   for k, a in agents.items()}
+    if "floor" in spec:
+        floor = None if spec["floor"] in ("", "none") else float(spec["floor"])
+        if floor is not None and not 0 < floor < 1:
+            raise SystemExit(f"floor={spec['floor']}: a chance in (0, 1), or none")
+        agents = {k: dataclasses.replace(a, reader_floor=floor) if a.kind == "llm" else a
+                  for k, a in agents.items()}
     if "rephrase" in spec:
         if spec["rephrase"] not in ("on", "off"):
             raise SystemExit(f"rephrase={spec['rephrase']}: on or off")
@@ -133,10 +139,10 @@ def variant_config(cfg, spec: dict[str, str]):
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     name, _, rest = text.partition(":")
     spec = dict(kv.split("=", 1) for kv in rest.split(",") if kv)
-    unknown = set(spec) - {"lora", "candidates", "openings", "pick", "sentences", "rephrase"}
+    unknown = set(spec) - {"lora", "candidates", "openings", "pick", "sentences", "rephrase", "floor"}
     if unknown:
         raise SystemExit(f"--variant {text}: unknown key(s) {', '.join(sorted(unknown))} "
-                         f"(lora, candidates, openings, pick, sentences, rephrase)")
+                         f"(lora, candidates, openings, pick, sentences, rephrase, floor)")
     return name, spec
 
 

@@ -67,7 +67,7 @@ class AgentFactory:
             policy = ConcessionPolicy(agent.personality, seed=seed,
                                       private_limit=self.cfg.negotiation.reservation_spread > 0)
         reader = None
-        if agent.pick == "reader":
+        if agent.pick == "reader" or agent.reader_floor is not None:
             from bot.negotiation.line_reader import LineReader
 
             reader = LineReader.load()
@@ -75,7 +75,8 @@ class AgentFactory:
                         max_repairs=agent.max_repairs, fallback=rule,
                         policy=policy, candidates=agent.candidates,
                         pick=agent.pick, sentences=agent.sentences,
-                        rephrase=agent.rephrase, reply_budget_s=reply_budget_s, reader=reader)
+                        rephrase=agent.rephrase, reply_budget_s=reply_budget_s, reader=reader,
+                        reader_floor=agent.reader_floor)
 
     async def probe(self, seats: Iterable[tuple[str, Role | str, str]]) -> list[str]:
         """Probe, once each, the models the agents of ``seats`` (agent name, role, seat) run on:

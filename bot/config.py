@@ -188,6 +188,9 @@ class AgentConfig:
     # hybrid agents with candidates: when none passes, a second round, each candidate begun with
     # a word people begin that move with and this agent has not (bot/negotiation/openers.py)
     rephrase: bool = False
+    # hybrid agents: a passing candidate the line reader (bot/negotiation/line_reader.py) gives
+    # less than this chance of reading sensible fails as a check would; unset: no floor
+    reader_floor: float | None = None
     # rule agents: fraction of the remaining gap conceded per turn, and the gap (a fraction
     # of the listing price) within which an offer is accepted
     concession: float = 0.25
@@ -208,6 +211,9 @@ class AgentConfig:
                 f"must be in [1, 8], got {self.candidates}")
         require(self.sentences in SENTENCE_BUDGETS, f"{where}.sentences",
                 f"must be 1 (one sentence) or left out (as people write), got {self.sentences}")
+        require(self.reader_floor is None or (self.policy == "hybrid" and 0 < self.reader_floor < 1),
+                f"{where}.reader_floor", f"must be in (0, 1) on a hybrid agent, or left out; got "
+                f"{self.reader_floor}")
         require(not self.rephrase or (self.policy == "hybrid" and self.candidates > 1),
                 f"{where}.rephrase", "needs policy = \"hybrid\" and candidates > 1 (a single "
                 "sample is re-asked instead)")

@@ -109,8 +109,27 @@ async def test_pick_reader_says_the_passing_candidate_the_reader_scores_highest(
                          sampling=Sampling(seed=0), pick=pick, reader=reader)
         turn = await agent.respond(_state(scenario))
         assert not turn.fallback and turn.utterance == said
-    with pytest.raises(ValueError, match="needs the line reader"):
+    with pytest.raises(ValueError, match="need the line reader"):
         LLMAgent("s", FakeBackend([]), policy=policy, candidates=3, pick="reader")
+    with pytest.raises(ValueError, match="need the line reader"):
+        LLMAgent("s", FakeBackend([]), policy=policy, candidates=3, reader_floor=0.5)
+
+
+async def test_a_candidate_under_the_reader_floor_fails_and_with_none_left_the_template_is_said(scenario):
+    policy = ConcessionPolicy("fair", seed=0)
+    p = f"${policy.plan(_state(scenario)).price:,.0f}"
+    liked, doubted = f"The lowest I can go is {p}.", f"I can take it off the table for {p}."
+    reader = LineReader({"off the table": -3.0}, 1.0)  # chances 0.73 and 0.12
+    replies = [ChatResult(json.dumps({"utterance": doubted}), extra={"logprob": -1.0, "logprob_tokens": 10}),
+               ChatResult(json.dumps({"utterance": liked}), extra={"logprob": -9.0, "logprob_tokens": 10})]
+    agent = LLMAgent("s", FakeBackend(list(replies)), policy=policy, candidates=2, sampling=Sampling(seed=0),
+                     reader=reader, reader_floor=0.5)
+    turn = await agent.respond(_state(scenario))
+    assert not turn.fallback and turn.utterance == liked  # the likelier one is under the floor
+    agent = LLMAgent("s", FakeBackend([replies[0]] * 2), policy=policy, candidates=2,
+                     sampling=Sampling(seed=0), reader=reader, reader_floor=0.5)
+    turn = await agent.respond(_state(scenario))
+    assert turn.fallback and "reader: 0.12 < 0.5" in turn.guard
 
 
 def test_an_agent_with_pick_reader_gets_the_shipped_reader(tmp_path):
@@ -125,3 +144,12 @@ def test_an_agent_with_pick_reader_gets_the_shipped_reader(tmp_path):
     assert agent.pick == "reader" and agent.reader == LineReader.load()
     with pytest.raises(ConfigError, match="pick"):
         parse_config({"agents": {"s": {"kind": "llm", "role": "seller", "pick": "best"}}}, tmp_path / "c.toml")
+    floored = parse_config({"models": {"m": {"backend": "openai", "url": "http://127.0.0.1:9/v1"}},
+                            "agents": {"s": {"kind": "llm", "role": "seller", "model": "m", "policy": "hybrid",
+                                             "candidates": 4, "reader_floor": 0.5}}}, tmp_path / "config.toml")
+    agent = AgentFactory(floored, pool=ModelPool(floored.models, factory=lambda spec: FakeBackend(
+        name=spec.name))).build("s", "seller")
+    assert agent.reader_floor == 0.5 and agent.reader == LineReader.load() and agent.pick == "likeliest"
+    with pytest.raises(ConfigError, match="reader_floor"):
+        parse_config({"agents": {"s": {"kind": "llm", "role": "seller", "policy": "hybrid",
+                                       "reader_floor": 1.5}}}, tmp_path / "c.toml")

@@ -118,7 +118,7 @@ class LLMAgent:
                  fallback: RuleAgent | None = None, policy: ConcessionPolicy | None = None,
                  candidates: int = 1, pick: str = "likeliest", sentences: int | None = None,
                  rephrase: bool = False, reply_budget_s: float | None = None,
-                 reader: LineReader | None = None) -> None:
+                 reader: LineReader | None = None, reader_floor: float | None = None) -> None:
         self.name = name
         self.backend = backend
         self.sampling = sampling
@@ -135,9 +135,11 @@ class LLMAgent:
         if pick not in PICKS:
             raise ValueError(f"pick must be one of {', '.join(PICKS)}, not {pick!r}")
         self.pick = pick  # "first": the first passing candidate is said, the rest not drawn
-        if pick == "reader" and reader is None:
-            raise ValueError('pick "reader" needs the line reader (LineReader.load())')
+        if (pick == "reader" or reader_floor is not None) and reader is None:
+            raise ValueError('pick "reader" and reader_floor need the line reader (LineReader.load())')
         self.reader = reader
+        # a passing candidate the reader gives a lower chance of reading sensible fails too
+        self.reader_floor = reader_floor
         if sentences not in SENTENCE_BUDGETS:
             raise ValueError(f"sentences must be one of {SENTENCE_BUDGETS}, not {sentences!r}")
         self.sentences = sentences  # the hybrid reply budget (prompts.narration_pattern)
@@ -322,6 +324,10 @@ class LLMAgent:
                                                my_price=state.my_offer,
                                                listing=state.scenario.listing_price)
                     problem = "; ".join(f"{f.check}: {f.detail}" for f in found) or None
+                if problem is None and self.reader_floor is not None:
+                    chance = self.reader.probability(utterance, state.role.value)
+                    if chance < self.reader_floor:
+                        problem = f"reader: {chance:.2f} < {self.reader_floor} a line reads sensible"
                 if problem is not None:
                     problems.append(problem)
                     log.debug("%s: candidate %d unusable (%s): %r", self.name, k, problem, utterance)
