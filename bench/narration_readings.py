@@ -106,6 +106,31 @@ def reranker_report(rows: list[dict]) -> None:
             print("    " + ", ".join(per))
 
 
+def floor_report(rows: list[dict]) -> None:
+    """What ``reader_floor`` would have removed as deployed: each seed's lines scored by a reader
+    fit on the earlier seeds' readings only (seeds 7 on; 0-6 only train)."""
+    def seed(r):
+        found = _SEED.search(r["reading"])
+        return int(found.group(1)) if found else 0
+
+    model = [r for r in rows if r["kind"] == "model"]
+    scored = []
+    for s in sorted({seed(r) for r in model if seed(r) >= 7}):
+        reader = fit(model_judgments([r for r in model if seed(r) < s]), iterations=1000)
+        scored += [(reader.probability(r["line"], r["speaker"]), r) for r in model if seed(r) == s]
+    if not scored:
+        return
+    print(f"\nA reader floor, each seed's model lines scored by a reader fit on earlier seeds only"
+          f"\n({len(scored)} judgments; cells: share of lines, sensible, natural):")
+    for floor in (0.3, 0.4, 0.5, 0.6, 0.7):
+        under = [r for p, r in scored if p < floor]
+        rest = [r for p, r in scored if p >= floor]
+        def cell(g):
+            return (f"{len(g) / len(scored):5.1%} {sum(r['sensible'] for r in g) / max(len(g), 1):4.0%} "
+                    f"{sum(r['natural'] for r in g) / max(len(g), 1):4.2f}")
+        print(f"  under {floor}: {cell(under)}   the rest: {cell(rest)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=Path, default=ROOT / "docs")
@@ -123,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
            lambda r: f"{min(copied_run(r['line'], r.get('previous') or ''), 5)} words"
            + ("+" if copied_run(r['line'], r.get('previous') or '') >= 5 else ""))
     reranker_report(rows)
+    floor_report(rows)
     return 0
 
 

@@ -38,3 +38,15 @@ def test_auc():
     assert nr.auc([(0.9, True), (0.1, False)]) == 1.0
     assert nr.auc([(0.1, True), (0.9, False)]) == 0.0
     assert nr.auc([(0.5, True), (0.5, False)]) == 0.5
+
+
+def test_the_floor_report_scores_each_seed_with_a_reader_of_earlier_seeds_only(capsys):
+    rows = [{"reading": f"x-seed{s}", "id": f"L{s}{k}{i}", "pair": None, "kind": "model", "speaker": "buyer",
+             "line": words.format(i), "sensible": ok, "natural": 4 if ok else 2}
+            for s in (6, 7) for k, (words, ok) in enumerate((("How about ${}?", True),
+                                                             ("I can do it for you ${}.", False)))
+            for i in range(100, 130 if s == 6 else 103)]
+    nr.floor_report(rows)
+    out = capsys.readouterr().out
+    assert "6 judgments" in out  # seed 7 only, scored by a reader of seed 6
+    assert "under 0.5: 50.0%   0% 2.00   the rest: 50.0% 100% 4.00" in out
