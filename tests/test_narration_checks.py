@@ -240,6 +240,9 @@ def test_lines_the_agents_were_seen_writing_are_flagged(line, act, role, price, 
     # priced moves after another price open so, 10 in all)
     ("That sounds great, $3,100.", Act.COUNTER_PRICE, Role.BUYER, 3100, 3300),
     ("That sounds good, $2,500 and I can do that.", Act.INSIST, Role.SELLER, 2500, 1525),
+    # (seeds 16-17: "that would be great" then another price, judged not sensible by both
+    # readers; none of the 759 people's priced moves after another price opens so)
+    ("That would be great, I'll give you $2,000.", Act.COUNTER_PRICE, Role.BUYER, 2000, 2500),
 ])
 def test_a_yes_to_their_price_then_another_price_reads_like_an_accept(line, act, role, price, theirs):
     found = narration_findings(line, act, role, price=price, title="Armchair", their_price=theirs)

@@ -61,10 +61,14 @@ _YES_OPENING = re.compile(r"^\W*(?:yes|yeah|yep)\b(?![^.!?]{0,30}\bbut\b)", re.I
 # of $2,450" after an offer of $2,200, "That's great. I'm willing to do $11,300.": blind reading
 # of 2026-12-03, seed 4; with the yes, 7 of the 884 people's priced moves of validation + test
 # that follow another price of the other side's open so).
+# ... and so do "sounds good" and "that would be great" ("That sounds great, $3,100." after
+# $3,300, "That would be great, I'll give you $2,000." after $2,500: thirteenth session, seeds
+# 13-17; 2 and 0 of the 759 people's priced moves that follow another price open so) ...
 # ... and so does calling a price good ("That's a good price if I can get $395" after $550,
 # "That's a great deal, how about $64?" after $62: eighth session, from the seventh's readings;
 # 2 of the 884 people's priced moves that follow another price open so).
 _YES_PRICED = re.compile(r"^\W*(?:yes|yeah|yep|sure|(?:(?:it|that|this) )?sounds? (?:good|great|fine)|"
+                         r"(?:that|it) would be (?:great|perfect|awesome|fine)|"
                          r"(?:(?:it'?s|that'?s|that is|sounds|what) )?(?:(?:a|like a) )?"
                          r"(?:(?:really|very|pretty) )?(?:great|perfect|awesome|wonderful|"
                          r"(?:good|fair|nice) (?:price|deal|offer)))\b(?:\s*[.!,]+\s)?(?![^.!?]*\bbut\b)"
