@@ -67,8 +67,10 @@ def test_the_shipped_reader_is_the_fit_of_the_readings_in_docs():
     refit = fit(load_readings(DOCS))
     assert refit.fit["data_sha256"] == shipped.fit["data_sha256"]
     assert refit.fit["judgments"] == shipped.fit["judgments"] > 6000
-    assert set(refit.weights) == set(shipped.weights)
-    assert max(abs(refit.weights[f] - shipped.weights[f]) for f in shipped.weights) < 1e-4
+    # (weights under 1e-6 are left out of the file: compare over both, a missing one as 0)
+    features = set(refit.weights) | set(shipped.weights)
+    assert len(features) > 4000 and abs(refit.bias - shipped.bias) < 1e-4
+    assert max(abs(refit.weights.get(f, 0.0) - shipped.weights.get(f, 0.0)) for f in features) < 1e-4
     # what the readers judged (2026-12-04 readings): a garbled counter scores below a plain one
     assert (shipped.score("That would be a bit lower than I am offering, but that's the lowest you can go $2,100.",
                           "seller") < shipped.score("The lowest I can go is $2,100.", "seller"))
