@@ -192,13 +192,6 @@ async def play(cfg, dialogues, buyer: str, seller: str, seed: int, log_path: Pat
     return rows
 
 
-def _their_line(row: dict) -> str:
-    """The other side's words before a row's turn ("previous" reads "ROLE: words")."""
-    other = "seller" if row["role"] == "buyer" else "buyer"
-    speaker, _, words = (row.get("previous") or "").partition(": ")
-    return words if speaker == other else ""
-
-
 def score_rows(rows: list[dict]) -> dict:
     model = [r for r in rows if not r["fallback"]]
     found = Counter()
@@ -206,7 +199,7 @@ def score_rows(rows: list[dict]) -> dict:
     for r in model:
         f = narration_findings(r["line"], _act(r["act"]), _role(r["role"]), price=r["price"],
                                their_price=r.get("their_price"), my_price=r.get("my_price"),
-                               listing=r.get("listing"), their_line=_their_line(r),
+                               listing=r.get("listing"),
                                category=r["category"] or "", title=r["item"])
         r["findings"] = [f"{x.check}: {x.detail}" for x in f]
         flagged += bool(f)

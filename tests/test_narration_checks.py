@@ -629,39 +629,3 @@ def test_around_price():
     assert around_price("I can do $65 for it.", 65) == ("I can do", "for it")
     assert around_price("$1,200 and it's yours!", 1200) == ("", "and it's yours")
     assert around_price("Deal, thanks!", 13.5) == ("", "")  # an accept that leaves the price out
-
-
-@pytest.mark.parametrize("line, question, flagged", [
-    # seeds 15-17, judged not sensible by both readers
-    ("I can offer you $550.", "Hi, I'm interested in the item. Can you tell me a little about it?", True),
-    ("I would like to offer you a deal, but I'm asking $200 for it.",
-     "Hi, I am interested in the bike. How old is it?", True),
-    # an answer, or a question about the price, or no question
-    ("It's barely used and in great shape, I'm asking $550.", "Can you tell me a little about it?", False),
-    ("I can offer you $550.", "How much do you want for it?", False),
-    ("I can offer you $550.", "Hi, I'm interested in the item.", False),
-])
-def test_a_seller_s_first_price_that_ignores_a_question_not_about_the_price(line, question, flagged):
-    found = narration_findings(line, Act.INIT_PRICE, Role.SELLER, price=550, title="Dresser",
-                               their_line=question)
-    assert (["wrong_act"] if flagged else []) == [f.check for f in found], found
-    # once it has named a price, or as the buyer, a price is a fine answer
-    assert narration_findings(line, Act.COUNTER_PRICE, Role.SELLER, price=550, title="Dresser",
-                              my_price=600, their_line=question) == []
-
-
-async def test_the_agent_checks_a_first_price_against_the_question_before_it(scenario):
-    from bot.negotiation.policy import PERSONALITY_PARAMS, PolicyParams
-
-    # no small talk: the seller names its price at once (a chatty one may answer first)
-    policy = ConcessionPolicy(PolicyParams(**{**PERSONALITY_PARAMS["fair"].__dict__, "chatter": 0.0}), seed=0)
-    asked = DialogueState(scenario, Role.SELLER,
-                          (Turn(Role.BUYER, Act.INQUIRE, None, "Hi! Could you tell me a little about it?"),), 15)
-    plan = policy.plan(asked)
-    assert plan.act is Act.INIT_PRICE
-    p = f"${plan.price:,.0f}"
-    agent = LLMAgent("s", FakeBackend([narration(f"I can offer you {p}."),
-                                       narration(f"It's in great shape and I'm asking {p}.")]),
-                     policy=policy, candidates=2, sampling=Sampling(seed=0))
-    turn = await agent.respond(asked)
-    assert not turn.fallback and turn.utterance == f"It's in great shape and I'm asking {p}."

@@ -101,12 +101,6 @@ def allowed_acts(state: DialogueState) -> list[Act]:
     return [a for a in REPLY_ACTS if a not in _ANSWERS or state.their_offer is not None]
 
 
-def _their_line(state: DialogueState) -> str:
-    """The other side's words just before this turn, when theirs was the last one."""
-    last = state.turns[-1] if state.turns else None
-    return last.utterance if last is not None and last.role is state.role.other else ""
-
-
 # Named in a turn's problems (and a template's guard) when the reply budget cut its candidates.
 REPLY_BUDGET = "reply budget"
 
@@ -328,8 +322,7 @@ class LLMAgent:
                                                title=state.scenario.title,
                                                their_price=state.their_offer,
                                                my_price=state.my_offer,
-                                               listing=state.scenario.listing_price,
-                                               their_line=_their_line(state))
+                                               listing=state.scenario.listing_price)
                     problem = "; ".join(f"{f.check}: {f.detail}" for f in found) or None
                 if problem is None and self.reader_floor is not None:
                     chance = self.reader.probability(utterance, state.role.value)

@@ -251,15 +251,6 @@ _EMPTY_PROMISE = re.compile(r"\b(?:give you a price|answer your questions?)\b", 
 # A price used as a noun for the item ("I'm interested in the $110.", "I am looking for a $1,150
 # apartment"; 0 of the 10,674)
 _PRICE_AS_ITEM = re.compile(r"\b(?:interested in|looking (?:for|at)) (?:the |a |an )\$", re.I)
-# A seller's first price said with nothing but price talk right after a question that is not
-# about the price ignores the question ("Can you tell me a little about it?", then "I can offer
-# you $550.": seeds 15-17, judged not sensible by both readers 5 times; of the 57 people's sellers
-# who name a first price right after such a question, 1 says nothing else, and it reads "3")
-_PRICE_QUESTION = re.compile(r"price|how much|cost|asking|want for|firm|negotiab|lowest|offer|\$|\d", re.I)
-_PRICE_TALK = frozenset("""i i'm im i'd i'll can could would will offer you it it's its for the a an do take
-    accept like to be willing happy asking ask price is my how about great that's thats that this sure
-    yes yeah ok okay hi hello hey well so and but just am give let go sell at on of firm lowest best
-    deal good fair sounds sound""".split())
 # A counter that sounds like a yes: "deal"/"sounds good" with nothing that makes it a proposal.
 _PROPOSAL = re.compile(r"\?|\b(how about|would you|could you|can you|can do|could do|"
                        r"meet|best|lowest|most|offer|if)\b", re.I)
@@ -279,11 +270,10 @@ def _last_word(text: str) -> str:
 def narration_findings(utterance: str, act: Act, role: Role, *, price: float | None = None,
                        category: str = "", title: str = "",
                        their_price: float | None = None, my_price: float | None = None,
-                       listing: float | None = None, their_line: str = "") -> list[Finding]:
+                       listing: float | None = None) -> list[Finding]:
     """What is wrong with ``utterance`` as ``role``'s words for ``act`` (empty: nothing found).
     ``their_price`` / ``my_price``: the other side's and the speaker's standing offers, when
-    named; ``listing``: the listing's price (a seller who has named none stands at it);
-    ``their_line``: the other side's words just before, when theirs was the last turn."""
+    named; ``listing``: the listing's price (a seller who has named none stands at it)."""
     text = utterance.strip()
     out: list[Finding] = []
     if not text:
@@ -343,18 +333,8 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
         out.append(Finding("wrong_act", "refuses the price it proposes"))
     if price is None and _EMPTY_PROMISE.search(text):
         out.append(Finding("wrong_act", "promises an answer and gives none"))
-    if (role is Role.SELLER and price is not None and act.proposes and my_price is None
-            and _ignores_question(text, their_line)):
-        out.append(Finding("wrong_act", "a first price that ignores their question"))
     out += _price_findings(text, act, role, price, their_price, my_price, listing)
     return out
-
-
-def _ignores_question(text: str, their_line: str) -> bool:
-    """Whether ``text`` says nothing but price talk after a question not about the price."""
-    if "?" not in their_line or _PRICE_QUESTION.search(their_line):
-        return False
-    return all(w in _PRICE_TALK for w in re.findall(r"[a-z']+", re.sub(r"\$?\d[\d,.]*", " ", text.lower())))
 
 
 def _differs(price: float, other: float) -> bool:
