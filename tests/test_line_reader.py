@@ -76,6 +76,24 @@ def test_the_shipped_reader_is_the_fit_of_the_readings_in_docs():
                           "seller") < shipped.score("The lowest I can go is $2,100.", "seller"))
 
 
+def test_an_answer_to_no_line_of_the_sample_is_a_clear_error(tmp_path):
+    from training.line_reader import readings
+
+    (tmp_path / "narration-sample" / "r").mkdir(parents=True)
+    (tmp_path / "narration-key" / "r").mkdir(parents=True)
+    (tmp_path / "narration-sample" / "r" / "sample.jsonl").write_text(
+        json.dumps({"id": "L001", "speaker": "buyer", "line": "How about $5?"}) + "\n", encoding="utf-8")
+    (tmp_path / "narration-key" / "r" / "key.json").write_text(json.dumps({"L001": {"kind": "model"}}),
+                                                                encoding="utf-8")
+    judged = tmp_path / "narration-key" / "r" / "judged-r1.jsonl"
+    judged.write_text(json.dumps({"id": "L001", "sensible": True, "natural": 4}) + "\n", encoding="utf-8")
+    assert [r["line"] for r in readings(tmp_path)] == ["How about $5?"]
+    with judged.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"id": "LTEST", "sensible": False, "natural": 1}) + "\n")
+    with pytest.raises(SystemExit, match="answer 'LTEST' is no line of"):
+        readings(tmp_path)
+
+
 def test_a_bad_reader_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read the line reader"):
         LineReader.load(tmp_path / "missing.json")

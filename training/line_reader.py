@@ -63,6 +63,9 @@ def readings(docs: Path) -> list[dict]:
                 if not text.strip():
                     continue
                 answer = json.loads(text)
+                if answer.get("id") not in sample or answer["id"] not in key:
+                    raise SystemExit(f"{judged}: answer {answer.get('id')!r} is no line of "
+                                     f"{sample_path} and its key; remove it or fix the id")
                 rows.append({**sample[answer["id"]], "reading": name, "reader": reader,
                              "kind": key[answer["id"]]["kind"], "pair": key[answer["id"]].get("pair"),
                              "sensible": bool(answer["sensible"]), "natural": int(answer["natural"])})

@@ -41,6 +41,11 @@ def reading_features(line: str, role: str) -> list[str]:
     return sorted({" ".join(seq[i:i + n]) for n in range(1, NGRAMS + 1) for i in range(len(seq) - n + 1)})
 
 
+def chance(log_odds: float) -> float:
+    """A score's probability."""
+    return 1 / (1 + math.exp(-log_odds))
+
+
 @dataclass(frozen=True)
 class LineReader:
     """A linear model over reading_features: score = bias + the features' weights (log-odds)."""
@@ -54,7 +59,7 @@ class LineReader:
         return self.bias + sum(self.weights.get(f, 0.0) for f in reading_features(line, role))
 
     def probability(self, line: str, role: str) -> float:
-        return 1 / (1 + math.exp(-self.score(line, role)))
+        return chance(self.score(line, role))
 
     def to_json(self) -> dict[str, Any]:
         return {"format": FORMAT, "ngrams": NGRAMS, "length_bin": LENGTH_BIN, "length_bins": LENGTH_BINS,

@@ -37,7 +37,7 @@ from typing import Any
 from bot.errors import ContextOverflow, ModelError, TurnError
 from bot.negotiation.agents import DialogueState, RuleAgent, template_utterance, words_only
 from bot.negotiation.guard import guard_turn, stated_prices, utterance_problem
-from bot.negotiation.line_reader import LineReader
+from bot.negotiation.line_reader import LineReader, chance
 from bot.negotiation.narration import narration_findings
 from bot.negotiation.openers import openers_for
 from bot.negotiation.personality import DEFAULT_PERSONALITY, Personality
@@ -324,10 +324,13 @@ class LLMAgent:
                                                my_price=state.my_offer,
                                                listing=state.scenario.listing_price)
                     problem = "; ".join(f"{f.check}: {f.detail}" for f in found) or None
-                if problem is None and self.reader_floor is not None:
-                    chance = self.reader.probability(utterance, state.role.value)
-                    if chance < self.reader_floor:
-                        problem = f"reader: {chance:.2f} < {self.reader_floor} a line reads sensible"
+                # the reader's log-odds that the line reads sensible, scored once (None: no reader)
+                read = (self.reader.score(utterance, state.role.value)
+                        if problem is None and self.reader is not None else None)
+                if read is not None and self.reader_floor is not None:
+                    p = chance(read)
+                    if p < self.reader_floor:
+                        problem = f"reader: {p:.2f} < {self.reader_floor} a line reads sensible"
                 if problem is not None:
                     problems.append(problem)
                     log.debug("%s: candidate %d unusable (%s): %r", self.name, k, problem, utterance)
@@ -335,7 +338,7 @@ class LLMAgent:
                 extra_info = getattr(result, "extra", None) or {}
                 n = extra_info.get("logprob_tokens") or 0
                 preference = (-len(utterance) if self.pick == "shortest" else
-                              self.reader.score(utterance, state.role.value) if self.pick == "reader" else 0)
+                              read if self.pick == "reader" else 0)
                 score = (self._brief(turn), preference, extra_info["logprob"] / n if n else 0.0)
                 if best is None or score > best[0]:
                     best = (score, turn)
