@@ -467,6 +467,29 @@ async def test_a_file_that_is_no_lora_adapter_fails_with_its_path(tmp_path):
         engine.close()
 
 
+async def test_a_release_right_after_a_failed_load_is_done_at_once(tmp_path):
+    """A failed load's thread lives on a moment after it has said so: a seat released in that
+    moment (the pool closing after a failed probe) must not wait for a loop that never runs.
+    The moment is held open here: the failed thread is stood in for by a live one."""
+    import threading
+
+    from tests.llm_fixtures import write_tiny_gguf
+
+    engine = BatchedEngine(write_tiny_gguf(tmp_path / "broken.gguf"), name="dead", n_slots=1,
+                           n_ctx=256, n_threads=1)
+    try:
+        with pytest.raises(ModelError):
+            await engine.start()
+        engine._thread.join()
+        engine._thread = threading.current_thread()  # alive, as the failed one is for a moment
+        assert engine.release(object()).result(timeout=5) is None
+        with pytest.raises(ModelError, match="no model loaded"):
+            engine.submit(object())
+    finally:
+        engine._thread = None
+        engine.close()
+
+
 def write_lora(path, *, scale: float) -> str:
     """A LoRA adapter (GGUF) for SmolLM2-135M's q projections in layers 0-3: B = scale x noise."""
     import gguf

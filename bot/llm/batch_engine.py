@@ -112,6 +112,10 @@ class BatchedEngine:
         self._incoming: deque[Request] = deque()
         self._releases: list[tuple[object, concurrent.futures.Future[None]]] = []
         self._stopping = False
+        # True while the decode thread serves requests (loaded, not stopped), set under _cond:
+        # a release or request made when it is False has no thread to wait for. The thread's
+        # is_alive() cannot say that: it stays alive a moment after a failed load has returned.
+        self._serving = False
         self._thread: threading.Thread | None = None
         self._ready: concurrent.futures.Future[None] | None = None
         self._start_lock = threading.Lock()
@@ -140,8 +144,8 @@ class BatchedEngine:
                 raise ModelError(f"{self.name}: the batched engine is closed")
             if self._ready is None or (self._ready.done() and self._ready.exception()):
                 self._ready = concurrent.futures.Future()
-                self._thread = threading.Thread(target=self._run, name=f"llama-batched-{self.name}",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._run, args=(self._ready,),
+                                                name=f"llama-batched-{self.name}", daemon=True)
                 self._thread.start()
             ready = self._ready
         await asyncio.wrap_future(ready)
@@ -259,6 +263,8 @@ class BatchedEngine:
         with self._cond:
             if self._stopping:
                 raise ModelError(f"{self.name}: the batched engine is closed")
+            if not self._serving:
+                raise ModelError(f"{self.name}: the batched engine has no model loaded")
             self._incoming.append(request)
             self._cond.notify()
 
@@ -269,7 +275,7 @@ class BatchedEngine:
         done it."""
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         with self._cond:
-            if self._thread is None or not self._thread.is_alive():
+            if not self._serving:
                 done.set_result(None)  # nothing loaded, nothing held
                 return done
             self._releases.append((owner, done))
@@ -289,15 +295,16 @@ class BatchedEngine:
 
     # ---- the decode thread
 
-    def _run(self) -> None:
-        assert self._ready is not None
+    def _run(self, ready: concurrent.futures.Future[None]) -> None:
         try:
             self._load()
-        except Exception as exc:  # noqa: BLE001 - reported to whoever awaits start()
-            self._ready.set_exception(exc if isinstance(exc, ModelError) else ModelError(
-                f"{self.name}: loading failed: {exc}"))
+        except BaseException as exc:  # noqa: BLE001 - reported to whoever awaits start()
+            ready.set_exception(exc if isinstance(exc, ModelError) else ModelError(
+                f"{self.name}: loading failed: {exc!r}"))
             return
-        self._ready.set_result(None)
+        with self._cond:
+            self._serving = True
+        ready.set_result(None)
         waiting: deque[Request] = deque()
         active: list[Request] = []
         try:
@@ -336,13 +343,15 @@ class BatchedEngine:
                 if active:
                     self._step(active)
         finally:
+            with self._cond:  # from here on, a release or request has no thread to wait for
+                self._serving = False
+                incoming, self._incoming = list(self._incoming), deque()
+                releases, self._releases = self._releases, []
             failed = ModelError(f"{self.name}: the batched engine was closed")
-            for request in [*active, *waiting, *self._incoming]:
+            for request in [*active, *waiting, *incoming]:
                 self._finish(request, failed)
-            self._incoming.clear()
-            for _, done in self._releases:
+            for _, done in releases:
                 done.set_result(None)
-            self._releases.clear()
             self._free()
 
     def _idle_slot(self) -> bool:
