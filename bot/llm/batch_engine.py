@@ -29,13 +29,16 @@ from llama_cpp import llama_chat_format
 from bot.errors import ModelError
 from bot.llm.base import ChatResult, Message
 from bot.llm.batch_slots import (
+    SHARE_MIN,
     Capture,
     Captured,
     Prepared,
     Request,
     Slot,
+    cached_prefix,
     choose_slot,
     common_prefix,
+    prefix_coming,
 )
 from bot.llm.llamacpp import (
     LlamaCppBackend,
@@ -53,8 +56,6 @@ N_BATCH = 512          # tokens per llama_decode (generated tokens first, then p
 PROMPT_CHUNK = 256     # at most this many prompt tokens of one sequence per step
 PENALTY_LAST_N = 64    # llama-cpp-python's last_n_tokens_size, so penalties match its own
 MIN_P = 0.05           # llama-cpp-python's chat default
-SHARE_MIN = 32         # copy another sequence's cache when it holds this many more prompt tokens
-WAIT_MIN = 64          # wait for a prefix another sequence is decoding when it saves this many
 
 
 def all_threads() -> int:
@@ -328,7 +329,7 @@ class BatchedEngine:
                     waiting.remove(request)
                     self._deliver(request, _Cancelled())
                 for request in list(waiting):  # in arrival order
-                    if self._prefix_coming(request, active):
+                    if prefix_coming(self.slots, request, active):
                         continue  # another sequence is decoding most of its prompt: copy it then
                     slot = choose_slot(self.slots, request.owner, request.prepared.prompt)
                     if slot is None:
@@ -366,41 +367,11 @@ class BatchedEngine:
         llama_cpp.llama_memory_seq_rm(self._ctx.memory, slot.seq, -1, -1)
         slot.tokens = []
 
-    def _cached_prefix(self, prompt: Sequence[int], but: Slot | None = None
-                       ) -> tuple[Slot | None, int]:
-        """The sequence whose KV cache holds the longest beginning of ``prompt``, and its length.
-        A sequence whose cells are still to be copied is no donor: copying from it would rely on
-        llama.cpp applying queued stream copies in the order they were asked for."""
-        best, share = None, 0
-        for slot in self.slots:
-            if slot is not but and not slot.copying:
-                n = common_prefix(slot.tokens, prompt)
-                if n > share:
-                    best, share = slot, n
-        return best, share
-
-    def _prefix_coming(self, request: Request, active: Sequence[Request]) -> bool:
-        """True when a sequence now reading its prompt will soon hold at least WAIT_MIN more of
-        ``request``'s prompt than any cache holds: decoding it once and copying it is cheaper
-        than decoding it twice in the same steps (12 games opening on one item, repetitions of a
-        scenario)."""
-        prompt = request.prepared.prompt
-        have = None
-        for other in active:
-            if len(other.feed) > 1:  # still reading: its slot will hold its whole prompt
-                soon = common_prefix(other.prepared.prompt, prompt)
-                if soon >= WAIT_MIN:
-                    if have is None:
-                        have = self._cached_prefix(prompt)[1]
-                    if soon - have >= WAIT_MIN:
-                        return True
-        return False
-
     def _admit(self, request: Request, slot: Slot) -> None:
         prepared = request.prepared
         prompt = prepared.prompt + prepared.prefill  # what the sequence will hold
         keep = common_prefix(slot.tokens, prompt)
-        donor, share = self._cached_prefix(prompt, but=slot)
+        donor, share = cached_prefix(self.slots, prompt, but=slot)
         if donor is not None and share >= keep + SHARE_MIN:
             # With a KV stream per sequence, llama.cpp copies the donor's whole stream into this
             # one at the next llama_decode (before that step's tokens are placed); the cells

@@ -1,5 +1,6 @@
 """What the batched engine schedules (bot/llm/batch_engine.py): requests, the sequences (slots)
-they decode on, and the pure rule that picks a sequence for a request. No llama.cpp calls."""
+they decode on, and the pure rules that pick a sequence for a request and find the prefix it can
+reuse. No llama.cpp calls."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.llm.base import ChatResult, Sampling
+
+SHARE_MIN = 32  # copy another sequence's cache when it holds this many more prompt tokens
+WAIT_MIN = 64   # wait for a prefix another sequence is decoding when it saves this many
 
 # --------------------------------------------------------------------------- requests
 
@@ -97,3 +101,35 @@ def choose_slot(slots: Sequence[Slot], owner: object, prompt: Sequence[int]) -> 
     if unowned:
         return max(unowned, key=lambda s: (common_prefix(s.tokens, prompt), -s.last_used))
     return min(idle, key=lambda s: s.last_used)
+
+
+def cached_prefix(slots: Sequence[Slot], prompt: Sequence[int], but: Slot | None = None
+                  ) -> tuple[Slot | None, int]:
+    """The sequence whose KV cache holds the longest beginning of ``prompt``, and its length.
+    A sequence whose cells are still to be copied is no donor: copying from it would rely on
+    llama.cpp applying queued stream copies in the order they were asked for."""
+    best, share = None, 0
+    for slot in slots:
+        if slot is not but and not slot.copying:
+            n = common_prefix(slot.tokens, prompt)
+            if n > share:
+                best, share = slot, n
+    return best, share
+
+
+def prefix_coming(slots: Sequence[Slot], request: Request, active: Sequence[Request]) -> bool:
+    """True when a sequence now reading its prompt will soon hold at least WAIT_MIN more of
+    ``request``'s prompt than any cache holds: decoding it once and copying it is cheaper than
+    decoding it twice in the same steps (12 games opening on one item, repetitions of a
+    scenario)."""
+    prompt = request.prepared.prompt
+    have = None
+    for other in active:
+        if len(other.feed) > 1:  # still reading: its slot will hold its whole prompt
+            soon = common_prefix(other.prepared.prompt, prompt)
+            if soon >= WAIT_MIN:
+                if have is None:
+                    have = cached_prefix(slots, prompt)[1]
+                if soon - have >= WAIT_MIN:
+                    return True
+    return False
