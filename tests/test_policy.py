@@ -248,3 +248,23 @@ def test_a_longer_turn_cap_spreads_the_drift(scenario):
     policy = ConcessionPolicy(QUIET["fair"])
     short, long = policy.drift(st(scenario, Role.SELLER, turns, 15)), policy.drift(st(scenario, Role.SELLER, turns, 60))
     assert 0 < long < short / 3  # a 60-turn game does not hand out a 15-turn game's drift 4 times over
+
+
+@pytest.mark.parametrize("personality", sorted(QUIET))
+def test_a_seller_asked_about_the_item_answers_before_its_price_once_a_game(scenario, personality):
+    policy = ConcessionPolicy(QUIET[personality])
+    about = Turn(Role.BUYER, Act.INQUIRE, None, "Hi! Can you tell me a little about it?")
+    assert policy.plan(st(scenario, Role.SELLER, [about])) == Plan(Act.INFORM, None)
+    # a question about the price gets the price
+    how_much = Turn(Role.BUYER, Act.INQUIRE, None, "Is it in good shape? How much do you want for it?")
+    assert policy.plan(st(scenario, Role.SELLER, [how_much])).act is Act.INIT_PRICE
+    # once a game: a seller who has answered names its price at the next question
+    answered = Turn(Role.SELLER, Act.INFORM, None, "It is in great shape, barely used.")
+    again = Turn(Role.BUYER, Act.INQUIRE, None, "Does it come with the box?")
+    assert policy.plan(st(scenario, Role.SELLER, [about, answered, again])).act is Act.INIT_PRICE
+    # a buyer's price is answered with a price
+    offer = Turn(Role.BUYER, Act.INIT_PRICE, 0.6 * scenario.listing_price, "Would you take that?")
+    assert policy.plan(st(scenario, Role.SELLER, [offer])).act is not Act.INFORM
+    # buyers do not answer first: the rule is the seller's
+    pitch = Turn(Role.SELLER, Act.INFORM, None, "Do you want to hear about it?")
+    assert policy.plan(st(scenario, Role.BUYER, [pitch])).act is Act.INIT_PRICE

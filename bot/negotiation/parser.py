@@ -502,7 +502,7 @@ def _same(a: float | None, b: float | None) -> bool:
     return a is not None and b is not None and abs(a - b) <= 1e-6 * max(1.0, abs(a))
 
 
-def _is_question(text: str) -> bool:
+def is_question(text: str) -> bool:
     return "?" in text or bool(_QUESTION_START.match(text))
 
 
@@ -546,7 +546,7 @@ def _act_for(text: str, price: float | None, has_delta: bool, ctx: _Context) -> 
         return Act.INTRO
     if _AGREE.search(text):
         return Act.AGREE
-    if _is_question(text):
+    if is_question(text):
         return Act.INQUIRE
     if _NEGATION.search(text):
         return Act.DISAGREE
