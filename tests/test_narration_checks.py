@@ -219,6 +219,16 @@ SEEN = [
     # ... and of seed 16
     ("Could you come down to $9,900?", Act.COUNTER_PRICE, Role.SELLER, 9900, "wrong_role"),
     ("I can get it for $975", Act.COUNTER_PRICE, Role.SELLER, 975, "wrong_role"),
+    # judged not sensible by both readers of seed 18 (fourteenth session)
+    ("That sounds good, would you take $3,000?", Act.ACCEPT, Role.BUYER, 3000, "wrong_act"),
+    ("I'd like $1,000", Act.COUNTER_PRICE, Role.BUYER, 1000, "wrong_role"),
+    ("The price of the studio is $1,400", Act.COUNTER_PRICE, Role.BUYER, 1400, "wrong_role"),
+    ("Hi, I have a house in the area for $2,600.", Act.INIT_PRICE, Role.BUYER, 2600, "wrong_role"),
+    ("Hi, I have a great deal on this so far and would like to offer you $60 for it.",
+     Act.INIT_PRICE, Role.BUYER, 60, "wrong_role"),
+    ("I'm going to take it off the list right now, I would be willing to pay $18.",
+     Act.COUNTER_PRICE, Role.BUYER, 18, "wrong_role"),
+    ("They're asking $1,900 for it!", Act.INIT_PRICE, Role.SELLER, 1900, "wrong_role"),
 ]
 
 
@@ -243,6 +253,9 @@ def test_lines_the_agents_were_seen_writing_are_flagged(line, act, role, price, 
     # (seeds 16-17: "that would be great" then another price, judged not sensible by both
     # readers; none of the 759 people's priced moves after another price opens so)
     ("That would be great, I'll give you $2,000.", Act.COUNTER_PRICE, Role.BUYER, 2000, 2500),
+    # (seed 18: "no problem" then another price, judged not sensible by both readers; 2 of the
+    # 1,287 people's priced replies to another price open so)
+    ("No problem, $20.", Act.INSIST, Role.SELLER, 20, 18),
 ])
 def test_a_yes_to_their_price_then_another_price_reads_like_an_accept(line, act, role, price, theirs):
     found = narration_findings(line, act, role, price=price, title="Armchair", their_price=theirs)
@@ -261,6 +274,10 @@ def test_a_yes_to_their_price_then_another_price_reads_like_an_accept(line, act,
     ("I can come down to $18 if you pick it up today.", Act.COUNTER_PRICE, Role.SELLER, 18, 15),
     ("I can go up to $16, but that's my limit.", Act.COUNTER_PRICE, Role.BUYER, 16, 20),
     ("Would you be willing to accept $210 for the chair?", Act.COUNTER_PRICE, Role.BUYER, 210, 250),
+    # what people's buyers say that the fourteenth session's checks must let pass
+    ("I would like to offer $210 for the chair.", Act.COUNTER_PRICE, Role.BUYER, 210, 250),
+    ("I see the price is high for me, would you take $210?", Act.COUNTER_PRICE, Role.BUYER, 210, 250),
+    ("I have $210 in cash, would you take that?", Act.COUNTER_PRICE, Role.BUYER, 210, 250),
 ])
 def test_people_s_yes_and_direction_words_pass(line, act, role, price, theirs):
     assert narration_findings(line, act, role, price=price, title="Armchair", their_price=theirs) == []

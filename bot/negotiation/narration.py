@@ -67,7 +67,7 @@ _YES_OPENING = re.compile(r"^\W*(?:yes|yeah|yep)\b(?![^.!?]{0,30}\bbut\b)", re.I
 # ... and so does calling a price good ("That's a good price if I can get $395" after $550,
 # "That's a great deal, how about $64?" after $62: eighth session, from the seventh's readings;
 # 2 of the 884 people's priced moves that follow another price open so).
-_YES_PRICED = re.compile(r"^\W*(?:yes|yeah|yep|sure|(?:(?:it|that|this) )?sounds? (?:good|great|fine)|"
+_YES_PRICED = re.compile(r"^\W*(?:yes|yeah|yep|sure|no problem|(?:(?:it|that|this) )?sounds? (?:good|great|fine)|"
                          r"(?:that|it) would be (?:great|perfect|awesome|fine)|"
                          r"(?:(?:it'?s|that'?s|that is|sounds|what) )?(?:(?:a|like a) )?"
                          r"(?:(?:really|very|pretty) )?(?:great|perfect|awesome|wonderful|"
@@ -138,7 +138,14 @@ _SELLER_TALK = re.compile(
     # ... or doing a price "for you", or taking a price (thirteenth session, from the readings of
     # seeds 13-15: "I would like to do $1,975 for you.", "I would take $2,250.", "How about $925
     # and I can do it for you?"; 0 of the 5,377 people's buyer lines, sellers 6, 10 and 1 times)
-    r"\$[\d,.]*\d for you\b|\b(?:do|make) it for you\b",
+    r"\$[\d,.]*\d for you\b|\b(?:do|make) it for you\b|"
+    # ... or liking a price, calling its price the item's, having the deal or the house, taking
+    # the item off the list (fourteenth session, seed 18: "I'd like $1,000", "The price of the
+    # studio is $1,400", "Hi, I have a house in the area for $2,600", "I'm going to take it off
+    # the list right now"; 0, 1, 0 and 0 of the 6,648 people's buyer lines)
+    r"\bi(?:'d| would) like \$|\bthe price (?:of [^.?!]{0,30})?is \$|"
+    r"\bi have (?:a|an|the) (?:great |good |nice )?(?:deal|house|home|apartment|car|studio)\b|"
+    r"\boff the (?:list|table|market)\b",
     re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
@@ -155,6 +162,9 @@ _BUYER_TALK = re.compile(
     # down to $9,900?", "I can get it for $975"; 0 of the 5,297 people's seller lines, buyers 21
     # and 0 times)
     r"\b(?:could|can|would|will) you (?:come|go) down\b|\bi (?:can|could) get it for \$|"
+    # ... or speaking of the one who asks the price as someone else (seed 18: "They're asking
+    # $1,900 for it!"; 0 of the 13,223 people's lines)
+    r"\b(?:they|he|she)(?:'re| are|'s| is) asking\b|"
     # the seller speaking as the one who pays, buys or fetches (measured blind: "I'm willing to
     # pay $275", "I would be happy to buy it for $580", "I can pick it up for $285")
     r"\bi(?:'m| am|'d| would| will|'ll| can| could)(?: be)?(?: (?:willing|happy|glad|ready|"
@@ -251,6 +261,9 @@ _EMPTY_PROMISE = re.compile(r"\b(?:give you a price|answer your questions?)\b", 
 # A price used as a noun for the item ("I'm interested in the $110.", "I am looking for a $1,150
 # apartment"; 0 of the 10,674)
 _PRICE_AS_ITEM = re.compile(r"\b(?:interested in|looking (?:for|at)) (?:the |a |an )\$", re.I)
+# An accept that asks the other side to take the price (seed 18: "That sounds good, would you take
+# $3,000?" taking $3,000; 0 of the 383 people's lines labelled accept)
+_ASKS_TO_TAKE = re.compile(r"\b(?:would|will|can|could) you (?:take|accept|do|go)\b[^.!]*\?", re.I)
 # A counter that sounds like a yes: "deal"/"sounds good" with nothing that makes it a proposal.
 _PROPOSAL = re.compile(r"\?|\b(how about|would you|could you|can you|can do|could do|"
                        r"meet|best|lowest|most|offer|if)\b", re.I)
@@ -312,6 +325,8 @@ def narration_findings(utterance: str, act: Act, role: Role, *, price: float | N
         out.append(Finding("wrong_role", m.group(0)))
     if act is Act.ACCEPT and (not _YES.search(text) or re.search(r"\bno\b|\bnot\b|can'?t", text, re.I)):
         out.append(Finding("wrong_act", "an accept that does not say yes"))
+    elif act is Act.ACCEPT and _ASKS_TO_TAKE.search(text):
+        out.append(Finding("wrong_act", "an accept asked as a question"))
     elif act in (Act.QUIT, Act.REJECT) and _YES.search(text) and not _NO.search(text):
         out.append(Finding("wrong_act", "walking away sounds like a yes"))
     elif act in (Act.COUNTER_PRICE, Act.OFFER, Act.INIT_PRICE) and (
