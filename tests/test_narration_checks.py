@@ -229,6 +229,9 @@ SEEN = [
     ("I'm going to take it off the list right now, I would be willing to pay $18.",
      Act.COUNTER_PRICE, Role.BUYER, 18, "wrong_role"),
     ("They're asking $1,900 for it!", Act.INIT_PRICE, Role.SELLER, 1900, "wrong_role"),
+    # ... and of seed 19
+    ("I'll drop it for $15, I'm ready to go", Act.COUNTER_PRICE, Role.BUYER, 15, "wrong_role"),
+    ("I can take $3,700 and move in.", Act.COUNTER_PRICE, Role.SELLER, 3700, "wrong_role"),
 ]
 
 

@@ -145,7 +145,9 @@ _SELLER_TALK = re.compile(
     # the list right now"; 0, 1, 0 and 0 of the 6,648 people's buyer lines)
     r"\bi(?:'d| would) like \$|\bthe price (?:of [^.?!]{0,30})?is \$|"
     r"\bi have (?:a|an|the) (?:great |good |nice )?(?:deal|house|home|apartment|car|studio)\b|"
-    r"\boff the (?:list|table|market)\b",
+    r"\boff the (?:list|table|market)\b|"
+    # ... or dropping it to a price (seed 19: "I'll drop it for $15"; 0 of the 6,648)
+    r"\bi(?:'ll| will| can| could|'d| would)? drop it (?:for|to)\b",
     re.I)
 _BUYER_TALK = re.compile(
     r"\bi'?d like to buy\b|\bi want to buy\b|\bi'?ll buy\b|\bi can pay\b|\bmy budget\b|"
@@ -165,6 +167,9 @@ _BUYER_TALK = re.compile(
     # ... or speaking of the one who asks the price as someone else (seed 18: "They're asking
     # $1,900 for it!"; 0 of the 13,223 people's lines)
     r"\b(?:they|he|she)(?:'re| are|'s| is) asking\b|"
+    # ... or moving in (seed 19: "I can take $3,700 and move in."; 0 of the 6,575 people's
+    # seller lines)
+    r"\$[\d,.]*\d and (?:i(?:'ll| will| can) )?move in\b|\bi (?:can|could|will|'ll) move in\b|"
     # the seller speaking as the one who pays, buys or fetches (measured blind: "I'm willing to
     # pay $275", "I would be happy to buy it for $580", "I can pick it up for $285")
     r"\bi(?:'m| am|'d| would| will|'ll| can| could)(?: be)?(?: (?:willing|happy|glad|ready|"
